@@ -1,0 +1,5 @@
+import sys
+
+from diffucode.cli import main
+
+sys.exit(main())

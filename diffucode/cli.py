@@ -1,0 +1,379 @@
+"""`diffucode` command line: infill, rewrite, complete, models (+ train, lsp, eval as plug-ins).
+
+Coordinates: FILE:START-END are 1-based inclusive lines; FILE:LINE:COL is 1-based (COL counts
+characters). They are converted to 0-based string offsets here and nowhere else.
+Exit codes: 0 success; 1 no valid candidate; 2 usage or input error (one line on stderr); 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import os
+import re
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from diffucode.errors import DiffucodeError, InputFileError, NoValidCandidate, SpanError
+
+EXIT_OK, EXIT_NO_CANDIDATE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# -- files and ranges -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    text: str
+    raw: bytes
+
+    @classmethod
+    def read(cls, path: str | Path) -> "SourceFile":
+        p = Path(path)
+        if not p.exists():
+            raise InputFileError(f"{p}: no such file")
+        if p.is_dir():
+            raise InputFileError(f"{p}: is a directory")
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise InputFileError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+        if b"\x00" in raw[:8192]:
+            raise InputFileError(f"{p}: looks like a binary file (NUL byte)")
+        try:
+            text = raw.decode("utf-8")  # no newline translation: offsets see \r\n as two characters
+        except UnicodeDecodeError as exc:
+            raise InputFileError(f"{p}: not UTF-8 (invalid byte 0x{raw[exc.start]:02x} at offset {exc.start})") from exc
+        return cls(p, text, raw)
+
+
+def line_starts(text: str) -> list[int]:
+    """Offset of the start of each line; a final line without a newline counts, an empty tail does not."""
+    starts = [0]
+    for i, ch in enumerate(text):
+        if ch == "\n" and i + 1 < len(text):
+            starts.append(i + 1)
+    return starts if text else []
+
+
+def lines_to_span(text: str, start_line: int, end_line: int) -> tuple[int, int]:
+    """1-based inclusive line range -> [start, end) offsets covering whole lines, newline included."""
+    starts = line_starts(text)
+    n = len(starts)
+    if start_line < 1 or end_line < start_line:
+        raise SpanError(f"bad line range {start_line}-{end_line}: lines are 1-based and START ≤ END")
+    if end_line > n:
+        raise SpanError(f"line {end_line} is past the end of the file ({n} lines)")
+    end = starts[end_line] if end_line < n else len(text)
+    return starts[start_line - 1], end
+
+
+def offset_to_line(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def parse_target(target: str, *, with_column: bool = False) -> tuple[str, int, int]:
+    """FILE:START-END / FILE:LINE (-> start, end) or FILE:LINE:COL (-> line, col)."""
+    if with_column:
+        m = re.fullmatch(r"(.+):(\d+):(\d+)", target)
+        if not m:
+            raise SpanError(f"expected FILE:LINE:COL, got {target!r}")
+        return m[1], int(m[2]), int(m[3])
+    m = re.fullmatch(r"(.+):(\d+)(?:-(\d+))?", target)
+    if not m:
+        raise SpanError(f"expected FILE:START-END or FILE:LINE, got {target!r}")
+    return m[1], int(m[2]), int(m[3] or m[2])
+
+
+def unified_diff(path: str, old: str, new: str) -> str:
+    """A diff that `patch` applies byte-exactly, including CRLF lines and a missing final newline."""
+    out = []
+    for line in difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"):
+        out.append(line)
+        if not line.endswith("\n"):
+            out.append("\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def atomic_write(path: Path, data: bytes, *, expect: bytes) -> None:
+    """Replace `path` with `data` via a temp file + rename, keeping its mode. Refuses if the file changed since read."""
+    try:
+        current = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot re-read before writing: {exc}") from exc
+    if current != expect:
+        raise InputFileError(f"{path}: changed on disk while generating; not overwritten")
+    mode = path.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- argument parsing -------------------------------------------------------------------------------
+def _add_settings_flags(p: argparse.ArgumentParser) -> None:
+    from diffucode.infill import SETTINGS_HELP, InfillSettings
+
+    g = p.add_argument_group("generation")
+    for f in dataclasses.fields(InfillSettings):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = SETTINGS_HELP.get(f.name, "")
+        if f.name == "validate":
+            g.add_argument("--no-validate", dest="validate", action="store_false", default=None, help="do not " + help_)
+        elif f.name == "search_lengths":
+            g.add_argument(flag, type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help=help_)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(_base_type(f.type), str)
+            g.add_argument(flag, type=kind, default=None, help=f"{help_} (default: {f.default})")
+    p.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+
+
+def _base_type(t) -> str:
+    t = str(t)
+    return next((k for k in ("int", "float", "str") if t.startswith(k)), "str")
+
+
+def _settings(args, language: str | None):
+    from diffucode.infill import InfillSettings
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(InfillSettings) if getattr(args, f.name, None) is not None}
+    given.setdefault("language", language)
+    if given.get("length") and "length_mode" not in given:
+        given["length_mode"] = "fixed"
+    return InfillSettings(**given)
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--diff", action="store_true", help="print a unified diff instead of the whole file")
+    g.add_argument("--in-place", action="store_true", help="rewrite the file atomically (untouched on any failure)")
+    g.add_argument("--json", action="store_true", help="print span, new text, validity, score, steps and timing as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffucode", description="Masked-diffusion code infilling and rewriting.")
+    parser.add_argument("--version", action="version", version=f"diffucode {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("infill", help="regenerate lines of a file", description="Discard lines START-END of FILE and generate new ones.")
+    p.add_argument("target", metavar="FILE:START-END", help="1-based inclusive line range (FILE:LINE for one line)")
+    p.add_argument("--snap", action="store_true", help="widen the range to complete syntax nodes first (reported on stderr)")
+    _add_output_flags(p)
+    _add_settings_flags(p)
+    p.set_defaults(func=cmd_infill)
+
+    p = sub.add_parser("rewrite", help="re-predict the least confident tokens of lines", description="Keep lines START-END but re-denoise their lowest-confidence tokens.")
+    p.add_argument("target", metavar="FILE:START-END")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--fraction", type=float, default=None, help="share of the span's tokens to re-predict (default 0.3)")
+    g.add_argument("--below", type=float, default=None, help="re-predict tokens whose probability is below this (repair)")
+    _add_output_flags(p)
+    _add_settings_flags(p)
+    p.set_defaults(func=cmd_rewrite)
+
+    p = sub.add_parser("complete", help="complete at a cursor", description="Fill in code at FILE:LINE:COL (1-based).")
+    p.add_argument("target", metavar="FILE:LINE:COL")
+    _add_output_flags(p)
+    _add_settings_flags(p)
+    p.set_defaults(func=cmd_complete)
+
+    p = sub.add_parser("models", help="list the models available offline")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    for register in _plugins():
+        register(sub)
+    return parser
+
+
+def _plugins():
+    """Subcommands from other packages (train, lsp, eval) through the `diffucode.commands` entry points."""
+    try:
+        from diffucode import train
+
+        yield train.register
+    except ImportError:
+        pass
+    for ep in sorted(metadata.entry_points(group="diffucode.commands"), key=lambda e: e.name):
+        try:
+            yield ep.load()
+        except Exception as exc:  # a broken plug-in must not take the core commands down
+            print(f"diffucode: skipping command {ep.name!r}: {exc}", file=sys.stderr)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("diffucode")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def _load(args):
+    from diffucode.models import load_engine
+
+    return load_engine(args.model, device=args.device)
+
+
+def _progress(args):
+    if args.quiet or args.json or not sys.stderr.isatty():
+        return None
+
+    def on_step(update) -> None:
+        print(f"\rdenoising: step {update.forwards}, {update.masked_left} masks left ", end="", file=sys.stderr, flush=True)
+
+    return on_step
+
+
+def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | None = None) -> int:
+    """Print or write the best candidate in the chosen output mode; return the exit code."""
+    if sys.stderr.isatty() and not args.quiet and not args.json:
+        print("\r", end="", file=sys.stderr)
+    best = result.best
+    new_text = best.apply(src.text) if best else None
+    if args.json:
+        s, e = span
+        doc = {
+            "file": str(src.path),
+            "span": {"start": s, "end": e, "start_line": offset_to_line(src.text, s), "end_line": offset_to_line(src.text, max(s, e - 1))},
+            **(extra or {}),
+            "valid": best is not None,
+            "edits": [dataclasses.asdict(ed) for ed in best.edits] if best else [],
+            "new_text": best.edits[0].text if best else None,
+            "score": best.score if best else None,
+            "reason": (best.reason if best else (result.candidates[0].reason if result.candidates else "no candidate")),
+            "forwards": result.forwards,
+            "hole_tokens": list(result.hole_tokens),
+            "candidates": len(result.candidates),
+            "invalid": result.n_invalid,
+            "elapsed_ms": round(result.elapsed_ms, 1),
+        }
+        print(json.dumps(doc, ensure_ascii=False))
+    if best is None:
+        why = result.candidates[0].reason if result.candidates else "the model produced no candidate"
+        print(f"diffucode: no valid candidate ({len(result.candidates)} tried): {why}", file=sys.stderr)
+        return EXIT_NO_CANDIDATE
+    if args.json:
+        return EXIT_OK
+    if args.in_place:
+        atomic_write(src.path, new_text.encode("utf-8"), expect=src.raw)
+        print(f"diffucode: wrote {src.path}", file=sys.stderr) if not args.quiet else None
+    elif args.diff:
+        sys.stdout.write(unified_diff(str(src.path), src.text, new_text))
+    else:
+        sys.stdout.buffer.write(new_text.encode("utf-8"))
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_infill(args) -> int:
+    from diffucode import infill, syntax
+
+    path, a, b = parse_target(args.target)
+    src = SourceFile.read(path)
+    span = lines_to_span(src.text, a, b)
+    language = syntax.language_for_path(path)
+    extra = {}
+    if args.snap:
+        snap = syntax.snap(src.text, *span, language=language)
+        if (snap.start, snap.end) != span:
+            print(
+                f"diffucode: snapped lines {a}-{b} to {snap.kind} at lines "
+                f"{offset_to_line(src.text, snap.start)}-{offset_to_line(src.text, max(snap.start, snap.end - 1))}"
+                + (f" ({snap.note})" if snap.note else ""),
+                file=sys.stderr,
+            )
+        extra["snapped"] = {"kind": snap.kind, "start": snap.start, "end": snap.end, "note": snap.note}
+        span = (snap.start, snap.end)
+    engine = _load(args)
+    result = infill.infill(engine, src.text, [span], _settings(args, language), on_step=_progress(args))
+    return _emit(args, src, result, span, extra)
+
+
+def cmd_rewrite(args) -> int:
+    from diffucode import infill, syntax
+
+    path, a, b = parse_target(args.target)
+    src = SourceFile.read(path)
+    span = lines_to_span(src.text, a, b)
+    engine = _load(args)
+    settings = _settings(args, syntax.language_for_path(path))
+    result = infill.rewrite(engine, src.text, span, settings, fraction=args.fraction if args.below is None else None,
+                            below=args.below, on_step=_progress(args))
+    return _emit(args, src, result, span)
+
+
+def cmd_complete(args) -> int:
+    from diffucode import infill, syntax
+
+    path, line, col = parse_target(args.target, with_column=True)
+    src = SourceFile.read(path)
+    starts = line_starts(src.text) or [0]
+    if line < 1 or line > len(starts) + (1 if src.text.endswith("\n") else 0):
+        raise SpanError(f"line {line} is past the end of the file ({len(starts)} lines)")
+    start = starts[line - 1] if line <= len(starts) else len(src.text)
+    end = src.text.find("\n", start)
+    end = len(src.text) if end < 0 else end
+    if src.text[start:end].endswith("\r"):
+        end -= 1
+    if col < 1 or start + col - 1 > end:
+        raise SpanError(f"column {col} is past the end of line {line} ({end - start} characters)")
+    cursor = start + col - 1
+    engine = _load(args)
+    result = infill.complete(engine, src.text, cursor, _settings(args, syntax.language_for_path(path)), on_step=_progress(args))
+    span = (result.best.edits[0].start, result.best.edits[0].end) if result.best else (cursor, cursor)
+    return _emit(args, src, result, span)
+
+
+def cmd_models(args) -> int:
+    from diffucode.models import available
+
+    rows = available()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        if not r["present"]:
+            print(f"{r['name']:<12} (not installed)  {r['path']}")
+        elif "error" in r:
+            print(f"{r['name']:<12} unreadable: {r['error']}")
+        else:
+            print(f"{r['name']:<12} {r['size_bytes'] / 2**20:6.1f} MiB  {r['dtype']:<8} d={r['d_model']} layers={r['n_layers']} "
+                  f"context={r['context']}  {r['path']}")
+    print("other models: pass --model FOLDER (a diffucode model folder) or a hub id", file=sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NoValidCandidate as exc:
+        print(f"diffucode: {exc}", file=sys.stderr)
+        return EXIT_NO_CANDIDATE
+    except DiffucodeError as exc:
+        print(f"diffucode: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ndiffucode: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,495 @@
+"""The API every front end calls: infill, rewrite and complete a text, returning ranked edits.
+
+All positions are 0-based offsets into the Python `str` (front ends convert from lines or UTF-16).
+The text outside the spans is never re-encoded: new text is spliced between the original prefix and
+suffix strings, so every byte outside a span stays as it was (CRLF, tabs, non-ASCII).
+
+Length is not known in advance. Models trained with pad tails (`Engine.pad_tail`) get a hole larger
+than the expected content and end it with <|pad|>; other models get a short search over hole lengths
+ranked by the model's own mean log-probability; `length=` fixes it (for oracle evaluations).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from diffucode import syntax
+from diffucode.errors import ConfigError, GenerationCancelled, SpanError
+from diffucode.models import Engine
+from diffucode.sampler import STRATEGIES, sample
+
+LENGTH_MODES = ("auto", "pad", "search", "fixed")
+MASK_GLYPH = "\u2591"  # how a still-masked token shows in streamed intermediate text
+
+
+@dataclass(frozen=True)
+class InfillSettings:
+    """Generation knobs shared by infill, rewrite and complete (the CLI has one flag per field)."""
+
+    steps: int | None = None  # forwards per hole set; None: one per 2 masked tokens
+    strategy: str = "confidence"  # unmasking order: confidence, margin, entropy, origin
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    threshold: float | None = None  # parallel mode: commit every token with confidence ≥ threshold
+    block_length: int | None = None  # semi-autoregressive blocks of this many masks
+    remask_below: float | None = None  # re-predict committed tokens whose confidence was below this
+    candidates: int = 1  # drawn in one batch; the best valid one wins
+    seed: int = 0
+    max_new_tokens: int = 64  # largest hole, in tokens, per span
+    length_mode: str = "auto"  # auto: pad if the model was trained for it, else search
+    length: int | None = None  # fixed hole length in tokens (length_mode "fixed")
+    search_lengths: tuple[int, ...] | None = None  # hole lengths tried by the search
+    validate: bool = True  # reject candidates that break the syntax (syntax.py)
+    language: str | None = "python"
+    context_tokens: int | None = None  # prompt budget; default: the model's context
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if self.length_mode not in LENGTH_MODES:
+            raise ConfigError(f"unknown length mode {self.length_mode!r}; choose from {', '.join(LENGTH_MODES)}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError("steps must be ≥ 1")
+        if self.candidates < 1:
+            raise ConfigError("candidates must be ≥ 1")
+        if self.max_new_tokens < 1:
+            raise ConfigError("max_new_tokens must be ≥ 1")
+        if self.temperature < 0:
+            raise ConfigError("temperature must be ≥ 0")
+        if self.length_mode == "fixed" and not self.length:
+            raise ConfigError("length_mode 'fixed' needs length ≥ 1")
+
+
+# One line of help per setting: the CLI builds its flags from these, the LSP documents its options with them.
+SETTINGS_HELP = {
+    "steps": "denoising forward passes (default: one per 2 masked tokens)",
+    "strategy": "which masks to commit first: " + ", ".join(STRATEGIES),
+    "temperature": "0 picks the most likely token; higher samples more freely",
+    "top_k": "sample only among the k most likely tokens",
+    "top_p": "sample only from the smallest set of tokens with this much probability",
+    "threshold": "parallel decoding: commit every token at least this confident (e.g. 0.9)",
+    "block_length": "fill the hole left to right in blocks of this many tokens",
+    "remask_below": "re-predict committed tokens whose confidence was below this",
+    "candidates": "candidates drawn in one batch; the best valid one wins",
+    "seed": "random seed (same seed, same output)",
+    "max_new_tokens": "largest hole per span, in tokens",
+    "length_mode": "how the hole length is chosen: " + ", ".join(LENGTH_MODES),
+    "length": "exact hole length in tokens (with --length-mode fixed)",
+    "search_lengths": "hole lengths the length search tries, comma-separated",
+    "validate": "reject candidates that break the syntax",
+    "language": "language for syntax checks (default: from the file extension)",
+    "context_tokens": "tokens of surrounding code the model sees (default: its context)",
+}
+
+
+@dataclass(frozen=True)
+class Edit:
+    start: int  # replaced range in the original text, [start, end)
+    end: int
+    text: str  # the new text for that range
+
+
+@dataclass(frozen=True)
+class Candidate:
+    edits: tuple[Edit, ...]
+    score: float  # mean log-prob per generated token (higher is better)
+    valid: bool
+    reason: str = ""  # why it failed validation, or how it was repaired
+    n_tokens: int = 0  # content tokens generated (pads excluded)
+
+    def apply(self, source: str) -> str:
+        return apply_edits(source, self.edits)
+
+
+@dataclass
+class InfillResult:
+    candidates: list[Candidate]  # valid ones first, each group by score
+    forwards: int = 0
+    elapsed_ms: float = 0.0
+    hole_tokens: tuple[int, ...] = ()  # hole sizes tried
+    n_invalid: int = 0
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates and self.candidates[0].valid else None
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """Streamed after each denoising step: the first candidate's hole texts, masks shown as MASK_GLYPH."""
+
+    forwards: int
+    masked_left: int
+    texts: tuple[str, ...]
+
+
+OnStep = Callable[[StepUpdate], None]
+ShouldStop = Callable[[], bool]
+
+
+def apply_edits(source: str, edits: Sequence[Edit]) -> str:
+    out, pos = [], 0
+    for e in sorted(edits, key=lambda e: e.start):
+        out += [source[pos : e.start], e.text]
+        pos = e.end
+    out.append(source[pos:])
+    return "".join(out)
+
+
+def check_spans(source: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    if not spans:
+        raise SpanError("no span given")
+    ordered = sorted((int(s), int(e)) for s, e in spans)
+    prev_end = 0
+    for s, e in ordered:
+        if not 0 <= s <= e <= len(source):
+            raise SpanError(f"span {s}-{e} is outside the text (length {len(source)}) or reversed")
+        if s < prev_end:
+            raise SpanError(f"span {s}-{e} overlaps the previous one")
+        prev_end = e
+    return ordered
+
+
+# -- public API -------------------------------------------------------------------------------------
+def infill(
+    engine: Engine,
+    source: str,
+    spans: Sequence[tuple[int, int]],
+    settings: InfillSettings = InfillSettings(),
+    *,
+    on_step: OnStep | None = None,
+    should_stop: ShouldStop | None = None,
+) -> InfillResult:
+    """Discard the text of each span and generate new text for it (an empty span inserts)."""
+    settings.check()
+    spans = check_spans(source, spans)
+    return _generate(engine, source, spans, settings, on_step=on_step, should_stop=should_stop)
+
+
+def complete(
+    engine: Engine,
+    source: str,
+    cursor: int,
+    settings: InfillSettings = InfillSettings(),
+    *,
+    on_step: OnStep | None = None,
+    should_stop: ShouldStop | None = None,
+) -> InfillResult:
+    """Fill at a cursor: the hole's extent and shape (rest of line, expression, statement, body) come from syntax.py."""
+    settings.check()
+    if not 0 <= cursor <= len(source):
+        raise SpanError(f"cursor {cursor} is outside the text (length {len(source)})")
+    hole = syntax.hole_at_cursor(source, cursor, language=settings.language)
+    budget = {"line_rest": 32, "expression": 32, "statement": 48}.get(hole.kind, settings.max_new_tokens)
+    settings = replace(settings, max_new_tokens=min(settings.max_new_tokens, budget))
+    limit = hole.max_lines
+
+    def cut(text: str, _span: tuple[int, int]) -> str:
+        if limit is None:
+            return text
+        lines = text.split("\n")
+        return "\n".join(lines[:limit]) if len(lines) > limit else text
+
+    return _generate(engine, source, [(hole.start, hole.end)], settings, post=cut, on_step=on_step, should_stop=should_stop)
+
+
+def rewrite(
+    engine: Engine,
+    source: str,
+    span: tuple[int, int],
+    settings: InfillSettings = InfillSettings(),
+    *,
+    fraction: float | None = 0.3,
+    below: float | None = None,
+    on_step: OnStep | None = None,
+    should_stop: ShouldStop | None = None,
+) -> InfillResult:
+    """Keep the span but re-predict part of it: its lowest-confidence tokens under the model.
+
+    Confidence of each token is its probability when masked, with the rest visible (pseudo-likelihood,
+    computed in a few strided forwards). `below` re-masks tokens under that probability ("repair");
+    otherwise the lowest `fraction`. Only candidates that differ from the original are returned.
+    """
+    settings.check()
+    (s, e), = check_spans(source, [span])
+    if s == e:
+        raise SpanError("rewrite needs a non-empty span")
+    t0 = time.perf_counter()
+    layout = _Layout.build(engine, source, [(s, e)], [0], settings)
+    orig = engine.tokenizer.encode(_model_text(source[s:e]))
+    if not orig:
+        raise SpanError("the span has no tokens to rewrite")
+    den = engine.denoiser
+    base = torch.tensor(layout.ids_with([orig]), device=den.device)[None]  # (1, T)
+    lo = len(layout.prefix_ids)
+    pos = torch.arange(lo, lo + len(orig), device=den.device)
+    conf = _pseudo_likelihood(den, base, pos)  # (n,)
+    if below is not None:
+        chosen = (conf < below).nonzero().flatten()
+    else:
+        k = max(1, round((fraction or 0.3) * len(orig)))
+        chosen = conf.argsort()[:k]
+    if chosen.numel() == 0:
+        return InfillResult([], 0, (time.perf_counter() - t0) * 1e3, (len(orig),))
+    ids = base.repeat(settings.candidates, 1)
+    ids[:, lo + chosen] = den.mask_id
+    out = _sample(engine, ids, settings, on_step, should_stop, layout, [len(orig)])
+    cands, n_invalid = [], 0
+    seen = {source[s:e]}
+    for row in range(ids.size(0)):
+        toks = out.ids[row, lo : lo + len(orig)].tolist()
+        text = _finish_text(engine.tokenizer.decode(toks), source, (s, e))
+        if text in seen:
+            continue
+        seen.add(text)
+        lp = out.logprobs[row, lo + chosen]
+        cand = _validated(source, [Edit(s, e, text)], float(lp.mean()), len(toks), settings)
+        n_invalid += not cand.valid
+        cands.append(cand)
+    cands.sort(key=lambda c: (not c.valid, -c.score))
+    return InfillResult(cands, out.forwards + 1, (time.perf_counter() - t0) * 1e3, (len(orig),), n_invalid)
+
+
+# -- internals --------------------------------------------------------------------------------------
+def _model_text(text: str) -> str:
+    """What the model reads: LF newlines (the file's own newline style is restored on output)."""
+    return text.replace("\r\n", "\n")
+
+
+def _uses_crlf(source: str) -> bool:
+    crlf = source.count("\r\n")
+    return crlf > 0 and crlf >= source.count("\n") - crlf
+
+
+@dataclass
+class _Layout:
+    """Token layout of one job: [prefix][hole 0][middle 0]...[hole n-1][suffix], windowed to the model's context."""
+
+    prefix_ids: list[int]
+    middle_ids: list[list[int]]  # context between consecutive holes
+    suffix_ids: list[int]
+    hole_lens: list[int] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, engine: Engine, source: str, spans, hole_lens: Sequence[int], settings: InfillSettings) -> "_Layout":
+        tok = engine.tokenizer
+        budget = min(settings.context_tokens or engine.denoiser.max_seq_len, engine.denoiser.max_seq_len)
+        middles = [tok.encode(_model_text(source[spans[i][1] : spans[i + 1][0]])) for i in range(len(spans) - 1)]
+        room = budget - sum(hole_lens) - sum(map(len, middles))
+        if room < 0:
+            raise SpanError(f"the holes and the text between them need more than the model's {budget}-token context")
+        prefix_text, suffix_text = source[: spans[0][0]], source[spans[-1][1] :]
+        suffix_ids = tok.encode(_model_text(suffix_text))
+        prefix_ids = tok.encode(_model_text(prefix_text))
+        if len(prefix_ids) + len(suffix_ids) > room:
+            # Window on line boundaries: ~3/4 of the room before the hole, the rest after (unused room moves over).
+            want_suffix = min(len(suffix_ids), max(room // 4, room - len(prefix_ids)))
+            suffix_ids = _window(tok, suffix_text, want_suffix, from_end=False)
+            prefix_ids = _window(tok, prefix_text, room - len(suffix_ids), from_end=True)
+            suffix_ids = _window(tok, suffix_text, room - len(prefix_ids), from_end=False)
+        return cls(prefix_ids, middles, suffix_ids, list(hole_lens))
+
+    def ids_with(self, holes: Sequence[Sequence[int]]) -> list[int]:
+        out = list(self.prefix_ids)
+        for i, h in enumerate(holes):
+            out += list(h)
+            out += self.middle_ids[i] if i < len(self.middle_ids) else self.suffix_ids
+        return out
+
+    def hole_starts(self) -> list[int]:
+        starts, pos = [], len(self.prefix_ids)
+        for i, n in enumerate(self.hole_lens):
+            starts.append(pos)
+            pos += n + (len(self.middle_ids[i]) if i < len(self.middle_ids) else 0)
+        return starts
+
+
+def _window(tok, text: str, budget: int, *, from_end: bool) -> list[int]:
+    """The tokens of the most lines of `text` nearest the hole that fit in `budget` tokens."""
+    if budget <= 0 or not text:
+        return []
+    lines = text.splitlines(keepends=True)
+    if from_end:
+        lines = lines[::-1]
+    kept, used = [], 0
+    for line in lines:
+        n = len(tok.encode(_model_text(line)))
+        if used + n > budget:
+            break
+        kept.append(line)
+        used += n
+    if from_end:
+        kept = kept[::-1]
+    ids = tok.encode(_model_text("".join(kept)))
+    while len(ids) > budget and kept:  # per-line counts can undercount merges across lines
+        kept = kept[1:] if from_end else kept[:-1]
+        ids = tok.encode(_model_text("".join(kept)))
+    return ids
+
+
+def _hole_lengths(engine: Engine, source: str, spans, settings: InfillSettings) -> list[int]:
+    """The hole sizes to try (each applied to every span of the job)."""
+    cap = settings.max_new_tokens
+    mode = settings.length_mode
+    if mode == "auto":
+        mode = "pad" if engine.pad_tail else "search"
+    if mode == "fixed":
+        return [settings.length]
+    old = max((len(engine.tokenizer.encode(_model_text(source[s:e]))) for s, e in spans), default=0)
+    if mode == "pad":
+        # Room for the old span's length and then some: the model ends its text with pads.
+        return [min(cap, max(16, math.ceil(old * 1.5) + 8))]
+    if settings.search_lengths:
+        return sorted({min(cap, max(1, n)) for n in settings.search_lengths})
+    if old:
+        return sorted({min(cap, max(1, n)) for n in (old // 2, old, old * 2)})
+    return sorted({min(cap, n) for n in (4, 8, 16, 32)})
+
+
+def _generate(engine, source, spans, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:
+    t0 = time.perf_counter()
+    tok, den = engine.tokenizer, engine.denoiser
+    lengths = _hole_lengths(engine, source, spans, settings)
+    pooled: dict[str, Candidate] = {}
+    forwards = 0
+    for L in lengths:
+        layout = _Layout.build(engine, source, spans, [L] * len(spans), settings)
+        row = layout.ids_with([[den.mask_id] * L] * len(spans))
+        ids = torch.tensor(row, device=den.device)[None].repeat(settings.candidates, 1)  # (N, T)
+        out = _sample(engine, ids, settings, on_step, should_stop, layout, layout.hole_lens)
+        forwards += out.forwards
+        tail = _tail_ids(den)
+        for r in range(ids.size(0)):
+            edits, lps, n_tok = [], [], 0
+            for (s, e), start in zip(spans, layout.hole_starts()):
+                toks = out.ids[r, start : start + L].tolist()
+                lp = out.logprobs[r, start : start + L]
+                n = next((i for i, t in enumerate(toks) if t in tail), L)
+                text = _finish_text(tok.decode(toks[:n]), source, (s, e))
+                if post is not None:
+                    text = post(text, (s, e))
+                edits.append(Edit(s, e, text))
+                lps.append(lp[: min(n + 1, L)])  # content plus the model's decision to stop
+                n_tok += n
+            key = apply_edits(source, edits)
+            if key in pooled:
+                continue
+            score = float(torch.cat(lps).mean()) if lps else 0.0
+            pooled[key] = _validated(source, edits, score, n_tok, settings)
+    cands = sorted(pooled.values(), key=lambda c: (not c.valid, -c.score))
+    n_invalid = sum(not c.valid for c in cands)
+    return InfillResult(cands, forwards, (time.perf_counter() - t0) * 1e3, tuple(lengths), n_invalid)
+
+
+def _tail_ids(den) -> set[int]:
+    return {i for i in (den.pad_id, den.eos_id) if i is not None}
+
+
+def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens):
+    den = engine.denoiser
+    n_masked = int((ids[0] == den.mask_id).sum())
+    steps = settings.steps or max(1, math.ceil(n_masked / 2))
+    gen = torch.Generator(device=den.device).manual_seed(settings.seed)
+    starts = layout.hole_starts()
+
+    def callback(forwards: int, cur: torch.Tensor, still: torch.Tensor) -> None:
+        if should_stop is not None and should_stop():
+            raise GenerationCancelled("generation cancelled")
+        if on_step is not None:
+            texts = tuple(_render(engine, cur[0, s : s + n].tolist()) for s, n in zip(starts, hole_lens))
+            on_step(StepUpdate(forwards, int(still[0].sum()), texts))
+
+    if should_stop is not None and should_stop():
+        raise GenerationCancelled("generation cancelled")
+    return sample(
+        den,
+        ids,
+        steps=steps,
+        strategy=settings.strategy,
+        temperature=settings.temperature,
+        top_k=settings.top_k,
+        top_p=settings.top_p,
+        threshold=settings.threshold,
+        block_length=settings.block_length,
+        tail_ids=sorted(_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad" else [t for t in [den.eos_id] if t is not None],
+        remask_below=settings.remask_below,
+        generator=gen,
+        callback=callback if (on_step or should_stop) else None,
+    )
+
+
+def _render(engine, toks: list[int]) -> str:
+    """Intermediate text of a hole: decoded runs of committed tokens with a glyph per mask."""
+    mask, tail = engine.denoiser.mask_id, _tail_ids(engine.denoiser)
+    out, run = [], []
+    for t in toks:
+        if t == mask or t in tail:
+            if run:
+                out.append(engine.tokenizer.decode(run))
+                run = []
+            if t == mask:
+                out.append(MASK_GLYPH)
+        else:
+            run.append(t)
+    if run:
+        out.append(engine.tokenizer.decode(run))
+    return "".join(out)
+
+
+def _finish_text(text: str, source: str, span: tuple[int, int]) -> str:
+    """Fit generated text to the file: its newline style, and a trailing newline iff the span had one."""
+    s, e = span
+    old = source[s:e]
+    line_aligned = (s == 0 or source[s - 1] == "\n") and (old.endswith("\n") or (s == e and e < len(source)))
+    if line_aligned and text and not text.endswith("\n"):
+        text += "\n"
+    elif old and not old.endswith("\n") and text.endswith("\n") and e < len(source):
+        text = text.rstrip("\r\n")
+    if _uses_crlf(source):
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    return text
+
+
+def _validated(source: str, edits: list[Edit], score: float, n_tokens: int, settings: InfillSettings) -> Candidate:
+    if not settings.validate:
+        return Candidate(tuple(edits), score, True, "not validated", n_tokens)
+    text, shift, fixed, reasons = source, 0, [], []
+    valid = True
+    for ed in sorted(edits, key=lambda e: e.start):
+        s, e = ed.start + shift, ed.end + shift
+        new = ed.text
+        v = syntax.validate_splice(text, s, e, new, language=settings.language)
+        if not v.ok:
+            repaired = syntax.repair_splice(text, s, e, new, language=settings.language)
+            if repaired is None:
+                valid = False
+                reasons.append(v.reason)
+            else:
+                new = repaired
+                reasons.append(f"repaired ({v.reason})")
+        fixed.append(Edit(ed.start, ed.end, new))
+        text = text[:s] + new + text[e:]
+        shift += len(new) - (e - s)
+    return Candidate(tuple(fixed), score, valid, "; ".join(reasons), n_tokens)
+
+
+@torch.inference_mode()
+def _pseudo_likelihood(den, ids: torch.Tensor, pos: torch.Tensor, stride: int = 4) -> torch.Tensor:
+    """p(token_i | all others) for each position in `pos`, masking every `stride`-th one per forward. (n,)"""
+    n = pos.numel()
+    k = min(stride, n)
+    batch = ids.repeat(k, 1)  # (k, T): row r masks positions r, r+k, ...
+    which = torch.arange(n, device=ids.device) % k
+    for r in range(k):
+        batch[r, pos[which == r]] = den.mask_id
+    logits = den.logits(batch, pos.expand(k, -1)).float()  # (k, n, V)
+    probs = torch.softmax(logits, -1)
+    target = ids[0, pos]
+    p = probs.gather(-1, target.expand(k, -1)[..., None]).squeeze(-1)  # (k, n)
+    return p[which, torch.arange(n, device=ids.device)]

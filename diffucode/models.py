@@ -1,0 +1,113 @@
+"""Find and load a model by name: the embedded default, a local folder, or a hub id.
+
+An Engine bundles what the infill API needs: a Denoiser, a tokenizer (encode/decode), and the
+checkpoint's infill conventions (e.g. whether holes may be padded with <|pad|>).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from diffucode import checkpoint
+from diffucode.denoiser import Denoiser, NativeDenoiser
+from diffucode.errors import CheckpointError
+
+EMBEDDED = Path(__file__).parent / "weights" / "default"
+DEFAULT_NAME = "default"
+
+
+class TextTokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids) -> str: ...
+
+
+@dataclass
+class Engine:
+    denoiser: Denoiser
+    tokenizer: TextTokenizer
+    name: str
+    path: Path | None = None
+    meta: dict = field(default_factory=dict)
+    load_seconds: float = 0.0
+
+    @property
+    def pad_tail(self) -> bool:
+        """True when the model was trained to fill the unused tail of a hole with <|pad|> (masking.py)."""
+        return bool(self.meta.get("infill", {}).get("pad_tail")) and self.denoiser.pad_id is not None
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Path:
+    """A model folder on disk for `name_or_path` (None or "default": the embedded model)."""
+    if name_or_path is None or str(name_or_path) == DEFAULT_NAME:
+        if not (EMBEDDED / "config.json").is_file():
+            raise CheckpointError(
+                f"no embedded model in this installation ({EMBEDDED}); pass --model FOLDER (see `diffucode models`)"
+            )
+        return EMBEDDED
+    p = Path(name_or_path).expanduser()
+    if p.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
+        return p  # a local path (checkpoint.read_config reports what is wrong with it)
+    return _from_hub(str(name_or_path))
+
+
+def _from_hub(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise CheckpointError(f"{repo_id!r} is not a local folder, and huggingface_hub is not installed to fetch it") from exc
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.py", "*.md"]))
+    except Exception as exc:  # offline, unknown repo, gated: one clear line
+        raise CheckpointError(f"cannot get {repo_id!r} from the hub (offline or unknown id?): {type(exc).__name__}: {exc}") from exc
+
+
+def load_engine(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> Engine:
+    """Load a model for inference. Raises CheckpointError with the reason when it cannot."""
+    t0 = time.perf_counter()
+    folder = resolve(name_or_path)
+    config = checkpoint.read_config(folder)
+    fmt = config.get("format") or config.get("model_type")
+    if fmt != checkpoint.FORMAT:
+        raise CheckpointError(f"{folder}: model type {fmt!r} is not supported by this diffucode")
+    ckpt = checkpoint.load(folder, device=device, dtype=dtype)
+    name = DEFAULT_NAME if folder == EMBEDDED else str(name_or_path)
+    return Engine(
+        denoiser=NativeDenoiser(ckpt.model, ckpt.tokenizer),
+        tokenizer=ckpt.tokenizer,
+        name=name,
+        path=folder,
+        meta=ckpt.meta,
+        load_seconds=time.perf_counter() - t0,
+    )
+
+
+def available() -> list[dict]:
+    """What `diffucode models` lists: the embedded model and any diffucode folders under $DIFFUCODE_MODELS."""
+    rows = []
+    candidates = [(DEFAULT_NAME, EMBEDDED)]
+    root = os.environ.get("DIFFUCODE_MODELS")
+    if root and Path(root).is_dir():
+        candidates += [(str(p), p) for p in sorted(Path(root).iterdir()) if p.is_dir()]
+    for name, folder in candidates:
+        row = {"name": name, "path": str(folder), "present": (folder / "config.json").is_file()}
+        if row["present"]:
+            try:
+                cfg = checkpoint.read_config(folder)
+                m = cfg.get("model", {})
+                row.update(size_bytes=checkpoint.folder_size(folder), format=cfg.get("format"), dtype=cfg.get("torch_dtype"),
+                           d_model=m.get("d_model"), n_layers=m.get("n_layers"), context=m.get("max_seq_len"))
+            except CheckpointError as exc:
+                row["error"] = str(exc)
+        rows.append(row)
+    return rows

@@ -1,0 +1,156 @@
+"""The reverse process with a mock denoiser: no weights, deterministic logits."""
+
+import pytest
+import torch
+
+from diffucode.errors import ConfigError
+from diffucode.sampler import STRATEGIES, sample
+
+MASK, PAD, EOS, V = 0, 1, 2, 12
+
+
+class MockDenoiser:
+    """Logits are a fixed function of (position, token count so far) with a wider head than the vocab."""
+
+    mask_id, pad_id, eos_id = MASK, PAD, EOS
+    vocab_size = 10  # logits have 12 columns: ids 10 and 11 must never be sampled
+    forbidden_ids = frozenset({MASK, 3})
+    max_seq_len = 64
+    device = torch.device("cpu")
+
+    def __init__(self, bias=None):
+        self.calls = 0
+        self.bias = bias or {}
+
+    def logits(self, ids, positions=None):
+        self.calls += 1
+        B, T = ids.shape
+        g = torch.Generator().manual_seed(1000 + int((ids != MASK).sum()))
+        logits = torch.randn(B, T, V, generator=g) * 3
+        logits[..., 10:] = 50.0  # the widest logits are out of vocabulary
+        logits[..., 3] = 40.0  # a forbidden special
+        for tok, val in self.bias.items():
+            logits[..., tok] += val
+        if positions is not None:
+            logits = logits.gather(1, positions[..., None].expand(-1, -1, V))
+        return logits
+
+
+def _ids(rows=2):
+    return torch.tensor([[5, 6, MASK, MASK, MASK, MASK, 7, MASK, MASK, MASK, 8, 9]] * rows)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_fills_every_mask_and_keeps_context(strategy, temperature):
+    ids = _ids()
+    out = sample(MockDenoiser(), ids, steps=4, strategy=strategy, temperature=temperature,
+                 generator=torch.Generator().manual_seed(0))
+    assert not (out.ids == MASK).any()
+    ctx = ids != MASK
+    assert torch.equal(out.ids[ctx], ids[ctx])
+    assert torch.equal(out.generated, ~ctx)
+    gen = out.ids[~ctx]
+    assert (gen < 10).all(), "ids past the tokenizer's vocabulary were sampled"
+    assert not torch.isin(gen, torch.tensor([MASK, 3])).any(), "a forbidden special was emitted"
+
+
+def test_committed_tokens_never_change_without_remasking():
+    seen = []
+    sample(MockDenoiser(), _ids(), steps=6, callback=lambda step, ids, still: seen.append((ids.clone(), still.clone())))
+    for (prev, prev_masked), (cur, _) in zip(seen, seen[1:]):
+        committed = ~prev_masked
+        assert torch.equal(prev[committed], cur[committed])
+
+
+def test_remasking_can_change_committed_tokens_and_terminates():
+    changed = []
+    prev = {}
+
+    def cb(step, ids, still):
+        if "ids" in prev:
+            was_committed = ~prev["still"]
+            changed.append(bool((still & was_committed).any()))
+        prev.update(ids=ids.clone(), still=still.clone())
+
+    out = sample(MockDenoiser(), _ids(), steps=7, remask_below=0.9, callback=cb)
+    assert not (out.ids == MASK).any()
+    assert any(changed), "remasking never put a committed token back"
+    assert out.forwards <= 7 + 7  # each position is re-masked at most once
+
+
+def test_deterministic_with_seed():
+    kw = dict(steps=3, temperature=0.8, strategy="origin")
+    a = sample(MockDenoiser(), _ids(), generator=torch.Generator().manual_seed(7), **kw)
+    b = sample(MockDenoiser(), _ids(), generator=torch.Generator().manual_seed(7), **kw)
+    assert torch.equal(a.ids, b.ids) and torch.equal(a.logprobs, b.logprobs)
+    c = sample(MockDenoiser(), _ids(), generator=torch.Generator().manual_seed(8), **kw)
+    assert not torch.equal(a.ids, c.ids)
+
+
+def test_schedule_uses_the_given_number_of_forwards():
+    den = MockDenoiser()
+    out = sample(den, _ids(), steps=3)
+    assert out.forwards == den.calls == 3
+    assert sample(MockDenoiser(), _ids(), steps=100).forwards == 7  # capped at the number of masks
+
+
+def test_threshold_mode_commits_at_least_one_per_step():
+    counts = []
+    last = [int((_ids()[0] == MASK).sum())]
+
+    def cb(step, ids, still):
+        left = int(still[0].sum())
+        counts.append(last[0] - left)
+        last[0] = left
+
+    out = sample(MockDenoiser(), _ids(), steps=1, threshold=0.999999, callback=cb)
+    assert all(c >= 1 for c in counts)
+    assert out.forwards == 7  # nothing is that confident: exactly one per step
+    easy = sample(MockDenoiser(bias={4: 100.0}), _ids(), steps=1, threshold=0.9)
+    assert easy.forwards == 1  # everything confident: all in one forward
+
+
+def test_blocks_fill_left_to_right():
+    order = []
+
+    def cb(step, ids, still):
+        order.append(still[0].clone())
+
+    sample(MockDenoiser(), _ids(1), steps=7, block_length=3)
+    sample(MockDenoiser(), _ids(1), steps=7, block_length=3, callback=cb)
+    gen_positions = [2, 3, 4, 5, 7, 8, 9]
+    blocks = [gen_positions[i : i + 3] for i in range(0, 7, 3)]
+    for still in order:
+        for b, later in zip(blocks, blocks[1:]):
+            if not all(still[p] for p in later):  # something in a later block is committed ...
+                assert not any(still[p] for p in b)  # ... only once the earlier block is done
+
+
+def test_tail_ids_form_a_contiguous_tail_in_each_hole():
+    for seed in range(20):
+        out = sample(MockDenoiser(bias={PAD: 2.5}), _ids(3), steps=3, temperature=1.0, tail_ids=[PAD, EOS],
+                     generator=torch.Generator().manual_seed(seed))
+        for row in out.ids.tolist():
+            for hole in (row[2:6], row[7:10]):
+                tail_start = next((i for i, t in enumerate(hole) if t in (PAD, EOS)), len(hole))
+                assert all(t in (PAD, EOS) for t in hole[tail_start:]), hole
+
+
+def test_logprobs_only_on_generated_positions():
+    out = sample(MockDenoiser(), _ids(), steps=4)
+    assert (out.logprobs[~out.generated] == 0).all()
+    assert (out.logprobs[out.generated] <= 0).all()
+
+
+def test_no_masks_is_a_no_op():
+    ids = torch.tensor([[5, 6, 7]])
+    out = sample(MockDenoiser(), ids, steps=3)
+    assert torch.equal(out.ids, ids) and out.forwards == 0
+
+
+@pytest.mark.parametrize("kw", [dict(steps=0), dict(steps=2, strategy="nope"), dict(steps=2, temperature=-1),
+                                dict(steps=2, threshold=1.5), dict(steps=2, block_length=0)])
+def test_bad_settings_raise_config_error(kw):
+    with pytest.raises(ConfigError):
+        sample(MockDenoiser(), _ids(), **kw)
