@@ -1,0 +1,226 @@
+"""The command line: coordinates, output modes, atomic writes, exit codes and messages."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffucode import cli
+from diffucode.errors import SpanError
+from diffucode.testing import sample_tokenizer
+from tests.scripted import scripted_engine
+
+SRC = "import os\n\ndef f(x):\n    y = x + 1\n    return y\n\nprint(f(2))\n"
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Make the CLI use a denoiser that writes `    y = x * 2\\n` into the hole."""
+    tok = sample_tokenizer(512)
+    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "    y = x * 2\n"))
+
+
+def run(capsysbinary, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsysbinary.readouterr()
+    return code, out.decode("utf-8"), err.decode("utf-8")
+
+
+def write(tmp_path, text, name="a.py", binary=None):
+    p = tmp_path / name
+    p.write_bytes(binary if binary is not None else text.encode("utf-8"))
+    return p
+
+
+def test_infill_prints_the_whole_file(tmp_path, scripted, capsysbinary):
+    p = write(tmp_path, SRC)
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--quiet")
+    assert code == 0, err
+    assert out == SRC.replace("y = x + 1", "y = x * 2")
+    assert p.read_text() == SRC  # stdout mode never touches the file
+
+
+def test_lines_outside_the_range_are_byte_identical_with_a_random_model(tmp_path, tiny_model_dir, capsysbinary):
+    text = "# -*- coding: utf-8 -*-\r\nname = '名前 🎉'\r\n\tx = 1\r\ny = 2\r\nz = 3\r\nlast = True"
+    p = write(tmp_path, text)
+    code, out, err = run(capsysbinary, "infill", f"{p}:3-4", "--model", tiny_model_dir, "--no-validate", "--steps", "2", "--max-new-tokens", "8")
+    assert code == 0, err
+    old, new = text.encode().split(b"\r\n"), out.encode().split(b"\r\n")
+    assert new[:2] == old[:2] and new[-2:] == old[-2:]
+
+
+def test_diff_applies_with_patch(tmp_path, scripted, capsysbinary):
+    for text in [SRC, SRC.replace("\n", "\r\n"), SRC.rstrip("\n")]:
+        p = write(tmp_path, text)
+        code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
+        assert code == 0, err
+        assert out.startswith(f"--- a/{p}")
+        expected = cli.SourceFile.read(p).text
+        patch = tmp_path / "change.diff"
+        patch.write_bytes(out.encode())
+        subprocess.run(["patch", "-s", "--binary", str(p), str(patch)], check=True)
+        assert p.read_bytes().replace(b"x * 2", b"x + 1") == expected.encode()
+
+
+def test_json_output(tmp_path, scripted, capsysbinary):
+    p = write(tmp_path, SRC)
+    code, out, _ = run(capsysbinary, "infill", f"{p}:4", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["span"] == {"start": SRC.index("    y"), "end": SRC.index("    return"), "start_line": 4, "end_line": 4}
+    assert doc["new_text"] == "    y = x * 2\n" and doc["valid"] is True
+    assert {"score", "forwards", "elapsed_ms", "candidates", "invalid", "hole_tokens"} <= set(doc)
+
+
+def test_in_place_writes_atomically_and_keeps_mode(tmp_path, scripted, capsysbinary):
+    p = write(tmp_path, SRC)
+    os.chmod(p, 0o640)
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--in-place")
+    assert code == 0, err
+    assert out == "" and p.read_text() == SRC.replace("x + 1", "x * 2")
+    assert p.stat().st_mode & 0o777 == 0o640
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.py"]  # no temp file left behind
+
+
+def test_in_place_leaves_the_file_untouched_when_generation_fails(tmp_path, monkeypatch, capsysbinary):
+    p = write(tmp_path, SRC)
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated failure in the middle of generation")
+
+    tok = sample_tokenizer(512)
+    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "x"))
+    monkeypatch.setattr("diffucode.infill.infill", boom)
+    with pytest.raises(RuntimeError):
+        cli.main(["infill", f"{p}:4", "--in-place"])
+    assert p.read_bytes() == SRC.encode()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.py"]
+
+
+def test_in_place_refuses_when_the_file_changed_meanwhile(tmp_path, monkeypatch, capsysbinary):
+    p = write(tmp_path, SRC)
+    tok = sample_tokenizer(512)
+
+    def load_and_edit(args):
+        p.write_text(SRC + "# the user typed this\n")
+        return scripted_engine(tok, "    y = x * 2\n")
+
+    monkeypatch.setattr(cli, "_load", load_and_edit)
+    code, _, err = run(capsysbinary, "infill", f"{p}:4", "--in-place")
+    assert code == 2 and "changed on disk" in err
+    assert p.read_text().endswith("# the user typed this\n")
+
+
+def test_in_place_failure_while_writing_keeps_the_file(tmp_path, scripted, monkeypatch, capsysbinary):
+    p = write(tmp_path, SRC)
+
+    def bad_replace(a, b):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cli.os, "replace", bad_replace)
+    with pytest.raises(OSError):
+        cli.main(["infill", f"{p}:4", "--in-place"])
+    assert p.read_text() == SRC
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.py"]
+
+
+def test_no_valid_candidate_exits_1(tmp_path, monkeypatch, capsysbinary):
+    tok = sample_tokenizer(512)
+    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "    def f(:\n"))
+    p = write(tmp_path, SRC)
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--in-place")
+    assert code == 1 and "no valid candidate" in err
+    assert p.read_text() == SRC
+
+
+@pytest.mark.parametrize(
+    "make, target, message",
+    [
+        (lambda d: None, "{d}/missing.py:1", "no such file"),
+        (lambda d: (d / "sub").mkdir(), "{d}/sub:1", "is a directory"),
+        (lambda d: write(d, "", binary=b"caf\xe9\n"), "{d}/a.py:1", "not UTF-8"),
+        (lambda d: write(d, "", binary=b"\x7fELF\x00\x01"), "{d}/a.py:1", "binary"),
+        (lambda d: write(d, SRC), "{d}/a.py:5-3", "bad line range"),
+        (lambda d: write(d, SRC), "{d}/a.py:0", "bad line range"),
+        (lambda d: write(d, SRC), "{d}/a.py:99", "past the end"),
+        (lambda d: write(d, SRC), "{d}/a.py", "expected FILE:START-END"),
+        (lambda d: write(d, SRC), "{d}/a.py:x-y", "expected FILE:START-END"),
+        (lambda d: write(d, ""), "{d}/a.py:1", "past the end"),
+    ],
+)
+def test_input_errors_exit_2_with_one_line(tmp_path, capsysbinary, make, target, message):
+    make(tmp_path)
+    code, out, err = run(capsysbinary, "infill", target.format(d=tmp_path), "--model", tmp_path / "nomodel")
+    assert code == 2 and out == ""
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_model_errors_exit_2(tmp_path, capsysbinary, monkeypatch):
+    p = write(tmp_path, SRC)
+    code, _, err = run(capsysbinary, "infill", f"{p}:4", "--model", tmp_path / "nomodel")
+    assert code == 2 and "model folder not found" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsysbinary, "infill", f"{p}:4", "--model", tmp_path / "empty")
+    assert code == 2 and "no config.json" in err
+    monkeypatch.setattr("diffucode.models.EMBEDDED", tmp_path / "no-embedded")
+    code, _, err = run(capsysbinary, "infill", f"{p}:4")
+    assert code == 2 and "no embedded model" in err
+
+
+def test_usage_errors_exit_2(capsysbinary):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["infill"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["infill", "a.py:1", "--diff", "--json"])
+    assert exc.value.code == 2
+
+
+def test_bad_setting_value_exits_2(tmp_path, scripted, capsysbinary):
+    p = write(tmp_path, SRC)
+    code, _, err = run(capsysbinary, "infill", f"{p}:4", "--strategy", "sideways")
+    assert code == 2 and "unknown strategy" in err
+    code, _, err = run(capsysbinary, "infill", f"{p}:4", "--steps", "0")
+    assert code == 2 and "steps" in err
+
+
+def test_rewrite_command(tmp_path, tiny_model_dir, capsysbinary):
+    p = write(tmp_path, SRC)
+    code, out, err = run(capsysbinary, "rewrite", f"{p}:4-5", "--model", tiny_model_dir, "--no-validate", "--temperature", "1.5",
+                         "--candidates", "3", "--json")
+    assert code in (0, 1), err
+    doc = json.loads(out)
+    assert doc["span"]["start_line"] == 4 and doc["span"]["end_line"] == 5
+
+
+def test_complete_coordinates(tmp_path, capsysbinary):
+    p = write(tmp_path, SRC)
+    code, _, err = run(capsysbinary, "complete", f"{p}:4:99", "--model", tmp_path / "m")
+    assert code == 2 and "column 99 is past the end of line 4" in err
+    code, _, err = run(capsysbinary, "complete", f"{p}:40:1", "--model", tmp_path / "m")
+    assert code == 2 and "past the end" in err
+
+
+def test_lines_to_span():
+    text = "a\nbb\r\nccc"
+    assert cli.lines_to_span(text, 1, 1) == (0, 2)
+    assert cli.lines_to_span(text, 2, 2) == (2, 6)
+    assert cli.lines_to_span(text, 2, 3) == (2, 9)
+    with pytest.raises(SpanError):
+        cli.lines_to_span(text, 4, 4)
+
+
+def test_models_command(capsysbinary, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("DIFFUCODE_MODELS", str(Path(tiny_model_dir).parent))
+    code, out, _ = run(capsysbinary, "models", "--json")
+    rows = json.loads(out)
+    assert code == 0 and rows[0]["name"] == "default"
+    assert any(r["path"] == str(tiny_model_dir) and r["present"] and r["size_bytes"] > 0 for r in rows)
+
+
+def test_python_dash_m_and_exit_code(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "diffucode", "infill", f"{tmp_path}/none.py:1"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("diffucode: ") and "no such file" in r.stderr

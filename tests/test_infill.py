@@ -1,0 +1,153 @@
+"""The infill API: splicing, coordinates, lengths, windows, streaming, cancellation."""
+
+import pytest
+
+from diffucode.errors import ConfigError, GenerationCancelled, SpanError
+from diffucode.infill import MASK_GLYPH, InfillSettings, _Layout, apply_edits, infill, rewrite
+from diffucode.testing import sample_tokenizer
+from tests.scripted import scripted_engine
+
+FAST = InfillSettings(validate=False, steps=4, max_new_tokens=12)
+
+NASTY = [
+    "def f(x):\n    return x\n\nprint(f(1))\n",
+    "def f(x):\r\n    y = 1\r\n    return x\r\n",
+    "def f(x):\n\tif x:\n\t\treturn '🎉 中文'\n\treturn None\n",
+    "名前 = '日本語'  # 🎉\nx = 1\ny = 2",  # no trailing newline
+    "x",
+    "",
+]
+
+
+@pytest.mark.parametrize("src", NASTY)
+@pytest.mark.parametrize("frac", [(0.0, 0.0), (0.3, 0.6), (1.0, 1.0), (0.0, 1.0)])
+def test_text_outside_the_span_is_byte_identical(tiny_engine, src, frac):
+    s, e = int(len(src) * frac[0]), int(len(src) * frac[1])
+    res = infill(tiny_engine, src, [(s, e)], InfillSettings(validate=False, steps=3, candidates=2, temperature=1.0, max_new_tokens=8))
+    assert res.candidates
+    for c in res.candidates:
+        new = c.apply(src)
+        (edit,) = c.edits
+        assert (edit.start, edit.end) == (s, e)
+        assert new[:s] == src[:s]
+        assert new[s + len(edit.text) :] == src[e:]
+        assert new.encode("utf-8")[: len(src[:s].encode())] == src[:s].encode()
+
+
+def test_crlf_file_gets_crlf_text():
+    tok = sample_tokenizer(512)
+    eng = scripted_engine(tok, "    y = 2\n    z = 3\n")
+    src = "def f(x):\r\n    y = 1\r\n    return x\r\n"
+    s, e = src.index("    y"), src.index("    return")
+    res = infill(eng, src, [(s, e)], FAST.__class__(validate=False, steps=8, max_new_tokens=24))
+    assert res.best.edits[0].text == "    y = 2\r\n    z = 3\r\n"
+    assert res.best.apply(src) == "def f(x):\r\n    y = 2\r\n    z = 3\r\n    return x\r\n"
+
+
+def test_pad_tail_is_stripped_and_length_chosen_by_the_model():
+    tok = sample_tokenizer(512)
+    eng = scripted_engine(tok, "return x + 1\n", pad_tail=True)
+    src = "def f(x):\n    pass\n"
+    s = src.index("pass")
+    res = infill(eng, src, [(s, len(src))], InfillSettings(validate=False, max_new_tokens=40))
+    assert res.hole_tokens == (16,)  # one hole size, larger than the content
+    assert res.best.edits[0].text == "return x + 1\n"
+    assert res.best.n_tokens == len(tok.encode("return x + 1\n"))
+
+
+def test_length_search_without_pad_training():
+    tok = sample_tokenizer(512)
+    eng = scripted_engine(tok, "a = 1\n", pad_tail=False)
+    res = infill(eng, "x = 0\n\n", [(6, 6)], InfillSettings(validate=False, max_new_tokens=32))
+    assert res.hole_tokens == (4, 8, 16, 32)
+    assert any(c.edits[0].text.startswith("a = 1\n") for c in res.candidates)
+    fixed = infill(eng, "x = 0\n\n", [(6, 6)], InfillSettings(validate=False, length_mode="fixed", length=len(tok.encode("a = 1\n"))))
+    assert fixed.hole_tokens == (len(tok.encode("a = 1\n")),)
+    assert fixed.best.edits[0].text == "a = 1\n"
+
+
+def test_several_holes_in_one_call():
+    tok = sample_tokenizer(512)
+    eng = scripted_engine(tok, "pass\n")
+    src = "def a():\n    A\n\ndef b():\n    B\n"
+    spans = [(src.index("B"), src.index("B") + 2), (src.index("A"), src.index("A") + 2)]
+    res = infill(eng, src, spans, InfillSettings(validate=False, max_new_tokens=16))
+    assert [e.start for e in res.best.edits] == sorted(s for s, _ in spans)
+    assert res.best.apply(src) == "def a():\n    pass\n\ndef b():\n    pass\n"
+
+
+@pytest.mark.parametrize("spans", [[(5, 2)], [(0, 99)], [(-1, 2)], [(0, 4), (3, 6)], []])
+def test_bad_spans(tiny_engine, spans):
+    with pytest.raises(SpanError):
+        infill(tiny_engine, "abcdefgh", spans, FAST)
+
+
+def test_bad_settings(tiny_engine):
+    for s in [InfillSettings(steps=0), InfillSettings(strategy="x"), InfillSettings(length_mode="fixed"), InfillSettings(candidates=0)]:
+        with pytest.raises(ConfigError):
+            infill(tiny_engine, "x = 1\n", [(0, 1)], s)
+
+
+def test_window_cut_for_a_long_file(tiny_engine):
+    lines = [f"value_{i} = compute({i}, 'x')  # line {i}\n" for i in range(5000)]
+    src = "".join(lines)
+    s = sum(map(len, lines[:2500]))
+    e = s + len(lines[2500])
+    layout = _Layout.build(tiny_engine, src, [(s, e)], [16], InfillSettings())
+    total = len(layout.prefix_ids) + 16 + len(layout.suffix_ids)
+    max_len = tiny_engine.denoiser.max_seq_len
+    assert max_len - 40 <= total <= max_len  # the context is used, and never exceeded
+    tok = tiny_engine.tokenizer
+    prefix_text, suffix_text = tok.decode(layout.prefix_ids), tok.decode(layout.suffix_ids)
+    assert src[:s].endswith(prefix_text) and prefix_text.startswith("value_")  # whole lines
+    assert src[e:].startswith(suffix_text) and suffix_text.endswith("\n")
+    assert len(layout.prefix_ids) > len(layout.suffix_ids)  # most of the room before the hole
+    res = infill(tiny_engine, src, [(s, e)], InfillSettings(validate=False, steps=2, max_new_tokens=16, length_mode="fixed", length=16))
+    new = res.candidates[0].apply(src)
+    assert new[:s] == src[:s] and new.endswith(src[e:])
+
+
+def test_streaming_and_cancellation(tiny_engine):
+    updates = []
+    infill(tiny_engine, "x = 1\ny = 2\n", [(6, 12)], InfillSettings(validate=False, steps=4, length_mode="fixed", length=8),
+           on_step=updates.append)
+    assert [u.forwards for u in updates] == [1, 2, 3, 4]
+    assert MASK_GLYPH in updates[0].texts[0] and MASK_GLYPH not in updates[-1].texts[0]
+    assert updates[-1].masked_left == 0
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(GenerationCancelled):
+        infill(tiny_engine, "x = 1\ny = 2\n", [(6, 12)], InfillSettings(validate=False, steps=8, length_mode="fixed", length=8), should_stop=stop)
+    assert len(calls) == 3  # stopped within one step of being asked
+
+
+def test_rewrite_returns_changed_candidates_only(tiny_engine):
+    src = "def f(x):\n    y = x * 2\n    return y\n"
+    s, e = src.index("    y"), src.index("    return")
+    res = rewrite(tiny_engine, src, (s, e), InfillSettings(validate=False, candidates=4, temperature=1.5, steps=3), fraction=0.5)
+    assert res.candidates
+    for c in res.candidates:
+        assert c.edits[0].text != src[s:e]
+        new = c.apply(src)
+        assert new.startswith(src[:s]) and new.endswith(src[e:])
+    with pytest.raises(SpanError):
+        rewrite(tiny_engine, src, (3, 3), InfillSettings())
+
+
+def test_rewrite_keeps_confident_tokens():
+    tok = sample_tokenizer(512)
+    eng = scripted_engine(tok, "zzz")  # predicts 'zzz' tokens everywhere: the original tokens look unlikely
+    src = "a = 1\nb = 2\n"
+    res = rewrite(eng, src, (0, 6), InfillSettings(validate=False), fraction=0.34)
+    n = len(tok.encode("a = 1\n"))
+    assert res.candidates and res.hole_tokens == (n,)
+
+
+def test_apply_edits_orders_by_start():
+    from diffucode.infill import Edit
+
+    assert apply_edits("abcdef", [Edit(4, 5, "X"), Edit(0, 1, "YY")]) == "YYbcdXf"
