@@ -49,3 +49,46 @@ class NativeDenoiser:
     @torch.inference_mode()
     def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(ids, positions=positions)
+
+
+class CachedDenoiser:
+    """Approximate K/V caching over one denoising job (Fast-dLLM's idea, for full-attention models).
+
+    The first call, and every `refresh_every`-th after it, is a full forward that fills the cache.
+    Calls in between recompute only the positions being generated (`positions`): the context's keys
+    and values come from the cache, stale only in how the context attended to the hole at the last
+    refresh. The context never changes during a job, so its own tokens are exact as of that refresh.
+    `refresh_every=1` is exactly the uncached model. Create one per job: it holds that job's cache.
+    """
+
+    def __init__(self, base: NativeDenoiser, *, refresh_every: int = 4):
+        if refresh_every < 1:
+            raise ValueError("refresh_every must be ≥ 1")
+        self.base = base
+        self.model = base.model
+        self.refresh_every = refresh_every
+        for name in ("mask_id", "pad_id", "eos_id", "vocab_size", "forbidden_ids", "max_seq_len"):
+            setattr(self, name, getattr(base, name))
+        self._cache = None
+        self._shape = None
+        self._calls = 0
+        self.full_forwards = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    @torch.inference_mode()
+    def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        if positions is None:
+            return self.base.logits(ids)
+        if positions.dim() == 1:
+            positions = positions.expand(ids.size(0), -1)
+        refresh = self._cache is None or self._shape != tuple(ids.shape) or self._calls % self.refresh_every == 0
+        self._calls += 1
+        if refresh:
+            self._shape = tuple(ids.shape)
+            self._cache = self.model.new_cache(*ids.shape)
+            self.full_forwards += 1
+            return self.model.forward_cached(ids, self._cache, positions=positions)
+        return self.model.forward_cached(ids, self._cache, active=positions)

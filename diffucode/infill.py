@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from diffucode import syntax
+from diffucode.denoiser import CachedDenoiser, NativeDenoiser
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
 from diffucode.models import Engine
 from diffucode.sampler import STRATEGIES, sample
@@ -48,6 +49,7 @@ class InfillSettings:
     validate: bool = True  # reject candidates that break the syntax (syntax.py)
     language: str | None = "python"
     context_tokens: int | None = None  # prompt budget; default: the model's context
+    cache_refresh: int | None = None  # approximate K/V cache: full forward every N steps (1 = exact; None = off)
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -62,6 +64,8 @@ class InfillSettings:
             raise ConfigError("max_new_tokens must be ≥ 1")
         if self.temperature < 0:
             raise ConfigError("temperature must be ≥ 0")
+        if self.cache_refresh is not None and self.cache_refresh < 1:
+            raise ConfigError("cache_refresh must be ≥ 1")
         if self.length_mode == "fixed" and not self.length:
             raise ConfigError("length_mode 'fixed' needs length ≥ 1")
 
@@ -85,6 +89,7 @@ SETTINGS_HELP = {
     "validate": "reject candidates that break the syntax",
     "language": "language for syntax checks (default: from the file extension)",
     "context_tokens": "tokens of surrounding code the model sees (default: its context)",
+    "cache_refresh": "reuse the context's keys/values, recomputing everything every N steps (faster, approximate)",
 }
 
 
@@ -393,6 +398,8 @@ def _tail_ids(den) -> set[int]:
 
 def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens):
     den = engine.denoiser
+    if settings.cache_refresh and isinstance(den, NativeDenoiser):
+        den = CachedDenoiser(den, refresh_every=settings.cache_refresh)
     n_masked = int((ids[0] == den.mask_id).sum())
     steps = settings.steps or max(1, math.ceil(n_masked / 2))
     gen = torch.Generator(device=den.device).manual_seed(settings.seed)

@@ -86,7 +86,8 @@ def rope_tables(seq_len: int, head_dim: int, theta: float, device=None) -> tuple
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x: (B, H, T, Dh); rotate pairs (first half, second half) of the head dimension."""
     x1, x2 = x.float().chunk(2, dim=-1)
-    cos, sin = cos[None, None], sin[None, None]  # (1, 1, T, Dh/2)
+    if cos.dim() == 2:
+        cos, sin = cos[None, None], sin[None, None]  # (1, 1, T, Dh/2); per-row tables come as (B, 1, T, Dh/2)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
 
@@ -97,10 +98,23 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x, cos, sin, attn_mask=None):
+    def forward(self, x, cos, sin, attn_mask=None, kv=None, where=None):
+        """x: (B, T, D). With `kv` = (K, V) of shape (B, H, S, Dh) and `where` (B, T) indices into S,
+        x holds only the rows at `where`: their fresh K/V are written into the cache in place and the
+        queries attend over the whole (partly stale) cache."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3×(B,H,T,Dh)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv is not None:
+            K, V = kv
+            if where is not None:
+                idx = where[:, None, :, None].expand(-1, K.size(1), -1, K.size(3))  # (B, H, T, Dh)
+                K.scatter_(2, idx, k)
+                V.scatter_(2, idx, v)
+            else:
+                K.copy_(k)
+                V.copy_(v)
+            k, v = K, V
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)  # full attention
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
@@ -124,8 +138,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, attn_mask=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, attn_mask)
+    def forward(self, x, cos, sin, attn_mask=None, kv=None, where=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, attn_mask, kv, where)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -186,3 +200,45 @@ class DiffusionTransformer(nn.Module):
                 positions = positions.expand(B, -1)
             x = x.gather(1, positions[..., None].expand(-1, -1, x.size(-1)))  # (B, P, D)
         return self.lm_head(self.norm(x))
+
+    # -- approximate K/V caching for denoising (Fast-dLLM-style; see sampler/infill) ---------------
+    def new_cache(self, batch: int, seq_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Empty per-layer (K, V) buffers of shape (B, H, T, Dh)."""
+        H = self.cfg.n_heads
+        shape = (batch, H, seq_len, self.cfg.d_model // H)
+        p = self.embed.weight
+        return [(p.new_zeros(shape), p.new_zeros(shape)) for _ in self.blocks]
+
+    def forward_cached(
+        self,
+        ids: torch.Tensor,
+        cache: list[tuple[torch.Tensor, torch.Tensor]],
+        active: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Forward pass that fills (`active` None) or reuses (`active` given) a K/V cache.
+
+        With `active` (B, A) position indices, only those positions are recomputed through every
+        layer; the other positions contribute the keys and values cached at the last full pass
+        (stale where the text they attended to has changed since: an approximation, refreshed by
+        calling again with `active=None`). Logits are returned at `positions` (indices into T when
+        filling, into A — i.e. a subset of `active` by rank — when reusing), or everywhere.
+        """
+        B, T = ids.shape
+        if T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.cfg.max_seq_len}")
+        if active is None:
+            x = self.embed(ids)
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        else:
+            x = self.embed(ids.gather(1, active))  # (B, A, D)
+            cos, sin = self.rope_cos[active], self.rope_sin[active]  # (B, A, Dh/2)
+            cos, sin = cos[:, None], sin[:, None]  # broadcast over heads below
+        for block, kv in zip(self.blocks, cache):
+            x = block(x, cos, sin, kv=kv, where=active)
+        if positions is not None:
+            if positions.dim() == 1:
+                positions = positions.expand(B, -1)
+            x = x.gather(1, positions[..., None].expand(-1, -1, x.size(-1)))
+        return self.lm_head(self.norm(x))
+

@@ -137,3 +137,33 @@ def test_missing_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CheckpointError, match="not a folder"):
         checkpoint.load(tmp_path / "file")
+
+
+def test_kv_cache_is_exact_when_nothing_changed_and_close_after_a_change():
+    m = _model()
+    ids = torch.randint(5, 97, (2, 40))
+    pos = torch.tensor([[10, 11, 12, 13], [20, 21, 22, 23]])
+    with torch.inference_mode():
+        cache = m.new_cache(2, 40)
+        assert torch.allclose(m.forward_cached(ids, cache, positions=pos), m(ids, positions=pos), atol=1e-5)
+        assert torch.allclose(m.forward_cached(ids, cache, active=pos), m(ids, positions=pos), atol=1e-5)
+        changed = ids.clone()
+        changed[0, 11] = 7  # a hole token changes: the cached context is now slightly stale
+        approx, exact = m.forward_cached(changed, cache, active=pos), m(changed, positions=pos)
+        moved = (exact - m(ids, positions=pos)).abs().max()
+        assert (approx - exact).abs().max() < 0.2 * moved
+
+
+def test_cached_denoiser_with_refresh_every_step_matches_the_model():
+    from diffucode.denoiser import CachedDenoiser, NativeDenoiser
+    from diffucode.sampler import sample
+
+    tok = sample_tokenizer(512)
+    m = _model(vocab_size=tok.vocab_size)
+    ids = torch.tensor([tok.encode("def f(x):\n    return ") + [tok.mask_id] * 6 + tok.encode("\n\nprint(f(1))\n")])
+    exact = sample(NativeDenoiser(m, tok), ids, steps=6)
+    same = sample(CachedDenoiser(NativeDenoiser(m, tok), refresh_every=1), ids, steps=6)
+    assert torch.equal(exact.ids, same.ids)
+    cached = CachedDenoiser(NativeDenoiser(m, tok), refresh_every=3)
+    approx = sample(cached, ids, steps=6)
+    assert not (approx.ids == tok.mask_id).any() and cached.full_forwards == 2
