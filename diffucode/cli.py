@@ -135,8 +135,17 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
         else:
             kind = {"int": int, "float": float, "str": str}.get(_base_type(f.type), str)
             g.add_argument(flag, type=kind, default=None, help=f"{help_} (default: {f.default})")
-    p.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
+    m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, or auto (default: cpu)")
+    m.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="weights' dtype in memory (default: fp32 on CPU, the checkpoint's own on a GPU)")
+    m.add_argument("--family", default=None, help="model family when config.json does not say: dream, llada, diffusion_gemma")
+    m.add_argument("--trust-remote-code", action="store_true",
+                   help="run the checkpoint's own Python modelling code (executes downloaded code)")
+    m.add_argument("--preset", default=None,
+                   help="the authors' generation settings for a public model (e.g. diffucoder-instruct, dream-coder, llada; "
+                        "'auto' picks the loaded model's); flags given explicitly still win")
 
 
 def _base_type(t) -> str:
@@ -144,11 +153,17 @@ def _base_type(t) -> str:
     return next((k for k in ("int", "float", "str") if t.startswith(k)), "str")
 
 
-def _settings(args, language: str | None):
+def _settings(args, language: str | None, engine=None):
     from diffucode.infill import InfillSettings
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(InfillSettings) if getattr(args, f.name, None) is not None}
     given.setdefault("language", language)
+    if getattr(args, "preset", None):
+        from diffucode import families
+
+        name = (engine.meta.get("preset") if engine is not None else None) if args.preset == "auto" else args.preset
+        if name:
+            given = families.preset_settings(name, **given)
     if given.get("length") and "length_mode" not in given:
         given["length_mode"] = "fixed"
     return InfillSettings(**given)
@@ -225,7 +240,9 @@ def _version() -> str:
 def _load(args):
     from diffucode.models import load_engine
 
-    return load_engine(args.model, device=args.device)
+    dtype = None if getattr(args, "dtype", "auto") == "auto" else args.dtype
+    return load_engine(args.model, device=args.device, dtype=dtype, family=getattr(args, "family", None),
+                       trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 def _progress(args):
@@ -299,7 +316,7 @@ def cmd_infill(args) -> int:
         extra["snapped"] = {"kind": snap.kind, "start": snap.start, "end": snap.end, "note": snap.note}
         span = (snap.start, snap.end)
     engine = _load(args)
-    result = infill.infill(engine, src.text, [span], _settings(args, language), on_step=_progress(args))
+    result = infill.infill(engine, src.text, [span], _settings(args, language, engine), on_step=_progress(args))
     return _emit(args, src, result, span, extra)
 
 
@@ -310,7 +327,7 @@ def cmd_rewrite(args) -> int:
     src = SourceFile.read(path)
     span = lines_to_span(src.text, a, b)
     engine = _load(args)
-    settings = _settings(args, syntax.language_for_path(path))
+    settings = _settings(args, syntax.language_for_path(path), engine)
     result = infill.rewrite(engine, src.text, span, settings, fraction=args.fraction if args.below is None else None,
                             below=args.below, on_step=_progress(args))
     return _emit(args, src, result, span)
@@ -333,7 +350,8 @@ def cmd_complete(args) -> int:
         raise SpanError(f"column {col} is past the end of line {line} ({end - start} characters)")
     cursor = start + col - 1
     engine = _load(args)
-    result = infill.complete(engine, src.text, cursor, _settings(args, syntax.language_for_path(path)), on_step=_progress(args))
+    result = infill.complete(engine, src.text, cursor, _settings(args, syntax.language_for_path(path), engine),
+                             on_step=_progress(args))
     span = (result.best.edits[0].start, result.best.edits[0].end) if result.best else (cursor, cursor)
     return _emit(args, src, result, span)
 

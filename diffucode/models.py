@@ -71,15 +71,32 @@ def load_engine(
     name_or_path: str | os.PathLike | None = None,
     *,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
+    family: str | None = None,
+    trust_remote_code: bool = False,
 ) -> Engine:
-    """Load a model for inference. Raises CheckpointError with the reason when it cannot."""
+    """Load a model for inference. Raises CheckpointError with the reason when it cannot.
+
+    diffucode's own folders load here; public checkpoints of known families (Dream/DiffuCoder, LLaDA,
+    DiffusionGemma; `family` overrides detection) load through diffucode.families (needs transformers).
+    """
     t0 = time.perf_counter()
     folder = resolve(name_or_path)
     config = checkpoint.read_config(folder)
     fmt = config.get("format") or config.get("model_type")
-    if fmt != checkpoint.FORMAT:
-        raise CheckpointError(f"{folder}: model type {fmt!r} is not supported by this diffucode")
+    if isinstance(dtype, str):
+        from diffucode.families.hf import DTYPES
+
+        if dtype.lower() not in DTYPES:
+            raise CheckpointError(f"unknown dtype {dtype!r}; choose from bf16, fp16, fp32")
+        dtype = DTYPES[dtype.lower()]
+    if fmt != checkpoint.FORMAT or family:
+        from diffucode import families
+
+        return families.load(folder, config, device=device, dtype=dtype, family=family,
+                             trust_remote_code=trust_remote_code, name=str(name_or_path or folder))
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     ckpt = checkpoint.load(folder, device=device, dtype=dtype)
     name = DEFAULT_NAME if folder == EMBEDDED else str(name_or_path)
     return Engine(
@@ -110,4 +127,6 @@ def available() -> list[dict]:
             except CheckpointError as exc:
                 row["error"] = str(exc)
         rows.append(row)
-    return rows
+    from diffucode.families import hub_models  # public checkpoints already in the Hugging Face cache
+
+    return rows + hub_models()

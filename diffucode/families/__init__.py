@@ -1,0 +1,185 @@
+"""Public masked-diffusion checkpoints behind diffucode's Denoiser protocol, one small module per family.
+
+    dream.py            Dream-v0, Dream-Coder, DiffuCoder, DreamOn: Qwen2 weights, full attention, logits shifted by one
+    llada.py            LLaDA 8B / 1.5: LLaMA layers (renamed weights), full attention, no shift
+    diffusion_gemma.py  DiffusionGemma: transformers' own classes and generate; complete only
+    hf.py               shared: lazy transformers import, dtype/device, memory estimate, tokenizer, denoiser
+
+`load(folder, config, ...)` returns a `diffucode.models.Engine`; the sampler and infill code never learn
+which family runs underneath. transformers is imported only when one of these models is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+import torch
+
+from diffucode.errors import CheckpointError, ConfigError
+
+FAMILIES = ("dream", "llada", "diffusion_gemma")
+
+# Names a user may pass to --family, and the config.json fields each family publishes.
+_ALIASES = {
+    "dream": "dream", "diffucoder": "dream", "dream-coder": "dream", "dreamcoder": "dream", "dreamon": "dream",
+    "llada": "llada",
+    "diffusion_gemma": "diffusion_gemma", "diffusion-gemma": "diffusion_gemma", "diffusiongemma": "diffusion_gemma",
+}
+_MODEL_TYPES = {"dream": "dream", "llada": "llada", "diffusion_gemma": "diffusion_gemma"}
+_ARCHITECTURES = {"DreamModel": "dream", "LLaDAModelLM": "llada", "DiffusionGemmaForBlockDiffusion": "diffusion_gemma"}
+
+# The authors' published sampling settings, as InfillSettings fields (`--preset NAME`). steps equal to
+# max_new_tokens means one token per forward (the sampler caps steps at the number of masks).
+FAMILY_PRESETS: dict[str, dict] = {
+    # apple/ml-diffucoder README: max_new_tokens=256, steps=256 (TOKEN_PER_STEP=1), top_p=0.95, alg="entropy".
+    "diffucoder-base": {"steps": 256, "max_new_tokens": 256, "strategy": "entropy", "temperature": 0.2, "top_p": 0.95},
+    "diffucoder-instruct": {"steps": 256, "max_new_tokens": 256, "strategy": "entropy", "temperature": 0.4,
+                            "top_p": 0.95},  # also cpGRPO; the field notes report 0.3-0.4 for instruct
+    # Dream-Coder README quickstart: max_new_tokens=768, steps=768, temperature=0.1, top_p=0.95, alg="entropy".
+    "dream-coder": {"steps": 768, "max_new_tokens": 768, "strategy": "entropy", "temperature": 0.1, "top_p": 0.95},
+    # Dream-v0-Instruct README: max_new_tokens=512, steps=512, temperature=0.2, top_p=0.95, alg="entropy".
+    "dream-v0": {"steps": 512, "max_new_tokens": 512, "strategy": "entropy", "temperature": 0.2, "top_p": 0.95},
+    # LLaDA generate.py: low-confidence remasking, temperature 0, gen_length=steps=128; the instruct chat
+    # example uses block_length=32 (semi-autoregressive blocks), the base default one block.
+    "llada": {"steps": 128, "max_new_tokens": 128, "strategy": "confidence", "temperature": 0.0},
+    "llada-instruct": {"steps": 128, "max_new_tokens": 128, "strategy": "confidence", "temperature": 0.0,
+                       "block_length": 32},
+    # DiffusionGemma: its own sampler; only these fields map (generation_config.json sets the rest).
+    "diffusion-gemma": {"max_new_tokens": 256},
+}
+
+
+def default_preset(family: str, name: str = "") -> str:
+    """The preset matching a checkpoint's family and name (e.g. "...DiffuCoder-7B-Instruct")."""
+    n = name.lower()
+    if family == "dream":
+        if "diffucoder" in n:
+            return "diffucoder-base" if "base" in n else "diffucoder-instruct"
+        return "dream-coder" if "coder" in n else "dream-v0"
+    if family == "llada":
+        return "llada" if "base" in n else "llada-instruct"
+    return "diffusion-gemma"
+
+
+def preset_settings(name: str, **given) -> dict:
+    """InfillSettings keyword arguments: preset `name`, overridden by the fields the user gave."""
+    if name not in FAMILY_PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(FAMILY_PRESETS)}")
+    return {**FAMILY_PRESETS[name], **{k: v for k, v in given.items() if v is not None}}
+
+
+def detect_family(config: dict, override: str | None = None) -> str:
+    """The family of a checkpoint from its config.json (model_type, architectures), or `override`."""
+    if override:
+        fam = _ALIASES.get(override.strip().lower())
+        if fam is None:
+            raise ConfigError(f"unknown model family {override!r}; choose from {', '.join(FAMILIES)}")
+        return fam
+    mtype = str(config.get("model_type") or "").lower()
+    if mtype in _MODEL_TYPES:
+        return _MODEL_TYPES[mtype]
+    for arch in config.get("architectures") or []:
+        if arch in _ARCHITECTURES:
+            return _ARCHITECTURES[arch]
+    raise CheckpointError(
+        f"model type {config.get('model_type')!r} (architectures {config.get('architectures')}) is not a known "
+        f"masked-diffusion family ({', '.join(FAMILIES)}); pass --family if it is one of them"
+    )
+
+
+def load(
+    folder: str | Path,
+    config: dict,
+    *,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype | str | None = None,
+    family: str | None = None,
+    trust_remote_code: bool = False,
+    name: str | None = None,
+):
+    """Load a public checkpoint folder as a `diffucode.models.Engine`.
+
+    Args:
+        folder: a local model folder (config.json, *.safetensors, tokenizer files).
+        config: its parsed config.json.
+        device: "cpu", "cuda", "cuda:1", "mps", or None/"auto" (cuda, then mps, then cpu).
+        dtype: torch dtype or "bf16"/"fp16"/"fp32"; None: bf16 on CUDA (fp16 without bf16), fp16 on MPS, fp32 on CPU.
+        family: override detection from config.json (see FAMILIES and aliases).
+        trust_remote_code: run the checkpoint's own Python modelling code instead of transformers' classes.
+            Never the default: it executes code downloaded with the weights.
+        name: what the user called the model (hub id or path), for messages and `default_preset`.
+    """
+    from diffucode.families import hf
+    from diffucode.models import Engine
+
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    fam = detect_family(config, family)
+    dev = hf.pick_device(device)
+    dt = hf.pick_dtype(dev, dtype)
+    need = hf.estimate_bytes(folder, dt)
+    hf.check_memory(need, dev, folder)
+    module = importlib.import_module(f"diffucode.families.{fam}")
+    den, tok, meta = module.load(folder, config, device=dev, dtype=dt, trust_remote_code=trust_remote_code)
+    label = name or str(folder)
+    meta = {**meta, "family": fam, "model_type": config.get("model_type"), "dtype": str(dt).replace("torch.", ""),
+            "device": str(dev), "memory_bytes": need, "preset": default_preset(fam, label),
+            "trust_remote_code": trust_remote_code}
+    return Engine(denoiser=den, tokenizer=tok, name=label, path=folder, meta=meta,
+                  load_seconds=time.perf_counter() - t0)
+
+
+def complete_by_continuation(engine, source: str, cursor: int, settings=None, *, on_step=None, should_stop=None):
+    """`complete` for engines whose denoiser only continues a prefix (DiffusionGemma); see diffusion_gemma.py."""
+    from diffucode.families.diffusion_gemma import complete_by_continuation as run
+
+    return run(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
+
+
+def instruction_prompt(engine, instruction: str, code: str = "") -> str:
+    """Prompt text for an instruction-following rewrite: the checkpoint's own chat template (e.g. Qwen's
+    for DiffuCoder-Instruct) with the instruction and the code as the user turn, opened for the answer.
+
+    ConfigError for models without chat ability (base checkpoints, diffucode's own models, DiffusionGemma).
+    """
+    chat = getattr(engine.tokenizer, "chat", None)
+    if chat is None or not engine.meta.get("chat"):
+        raise ConfigError(f"{engine.name} has no chat template: --instruction needs an instruct checkpoint")
+    user = instruction.strip() + (f"\n\n```\n{code.rstrip()}\n```" if code else "")
+    return chat([{"role": "user", "content": user}])
+
+
+def hub_models(cache_dir: str | Path | None = None) -> list[dict]:
+    """Models of known families in the local Hugging Face cache (no network), for `diffucode models`."""
+    try:
+        from huggingface_hub import scan_cache_dir
+    except ImportError:
+        return []
+    try:
+        info = scan_cache_dir(cache_dir)
+    except Exception:  # no cache yet, unreadable cache: nothing to list
+        return []
+    import json
+
+    rows = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        rev = max(repo.revisions, key=lambda r: r.last_modified)
+        cfg_path = Path(rev.snapshot_path) / "config.json"
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+            fam = detect_family(cfg)
+        except (OSError, ValueError, CheckpointError):
+            continue
+        text = cfg.get("text_config") or cfg  # DiffusionGemma nests its sizes
+        rows.append({"name": repo.repo_id, "path": str(rev.snapshot_path), "present": True, "family": fam,
+                     "format": cfg.get("model_type"), "size_bytes": rev.size_on_disk,
+                     "dtype": str(cfg.get("torch_dtype") or cfg.get("dtype") or "?"),
+                     "d_model": text.get("hidden_size") or text.get("d_model"),
+                     "n_layers": text.get("num_hidden_layers") or text.get("n_layers"),
+                     "context": text.get("max_position_embeddings") or text.get("max_sequence_length"),
+                     "preset": default_preset(fam, repo.repo_id)})
+    return rows

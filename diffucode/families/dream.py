@@ -1,0 +1,74 @@
+"""Dream family: Dream-v0 7B, Dream-Coder 7B, DiffuCoder 7B (Base/Instruct/cpGRPO), DreamOn.
+
+On disk: `model_type: "Dream"`, `architectures: ["DreamModel"]`, remote code (`modeling_dream.py`) and
+Qwen2 weight names (`model.layers.N.self_attn.q_proj.weight`, `lm_head.weight`, ...): the network is
+Qwen2/Qwen2.5 run with full attention. We load it with transformers' own `Qwen2ForCausalLM`, made
+bidirectional (hf.make_bidirectional), so no remote code runs unless the user opts in.
+
+Conventions (from the authors' `generation_utils.py`, verified by tests/test_families.py):
+* logits are shifted by one: the prediction for position i is the output at i-1;
+* the mask is `<|mask|>`; DiffuCoder-Instruct pads answers with `<|dlm_pad|>`; `<|endoftext|>` ends text;
+* the head (152,064 rows) is wider than the tokenizer (~151,667 ids): the sampler masks the rest
+  (Dream#54: a sampled id past the vocabulary crashed decode).
+* DreamOn's `<|expand|>`/`<|delete|>` variable-length decoding is not implemented: `<|expand|>` is
+  never sampled, and a hole length is chosen by diffucode's length search instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from diffucode.errors import CheckpointError
+from diffucode.families import hf
+
+# Context the authors trained with (Dream's README: 2,048); config.json says 131,072 (inherited RoPE limit).
+TRAINED_CONTEXT = 2048
+_META_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")
+
+
+def qwen2_config(config: dict):
+    """transformers' Qwen2Config for a Dream config.json (same fields; Dream-only keys ride along)."""
+    tf = hf.transformers()
+    fields = {k: v for k, v in config.items() if k not in _META_KEYS}
+    fields.pop("torch_dtype", None)
+    fields.pop("dtype", None)
+    if fields.get("rope_scaling") is None:
+        fields.pop("rope_scaling", None)  # Dream writes null; transformers 5 deprecates the key
+    try:
+        cfg = tf.Qwen2Config(**fields)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"config.json does not describe a Qwen2-shaped Dream model: {exc}") from exc
+    cfg.is_causal = False
+    return cfg
+
+
+def load(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
+    """(denoiser, tokenizer, meta) for a Dream-family folder."""
+    tf = hf.transformers()
+    tok = hf.load_tokenizer(folder, trust_remote_code=trust_remote_code, fallback="Qwen2Tokenizer")
+    if trust_remote_code:
+        model = hf.remote_load(folder, device=device, dtype=dtype)
+    else:
+        model = hf.hf_load(tf.Qwen2ForCausalLM, folder, config=qwen2_config(config), device=device, dtype=dtype)
+        hf.make_bidirectional(model)
+
+    mask_id = hf.special_id(tok, config, "<|mask|>", "mask_token_id", "mask token")
+    eos_id = tok.token_id("<|endoftext|>")
+    if eos_id is None:
+        eos_id = tok.tok.eos_token_id
+    pad_id = tok.token_id("<|dlm_pad|>")  # DiffuCoder-Instruct's answer filler; absent elsewhere
+    tails = {i for i in (eos_id, pad_id) if i is not None}
+    forbidden = (tok.control_ids | {mask_id}) - tails
+    max_pos = int(config.get("max_position_embeddings") or TRAINED_CONTEXT)
+    den = hf.HFDenoiser(model, shift=True, mask_id=mask_id, pad_id=pad_id, eos_id=eos_id, vocab_size=tok.vocab_size,
+                        forbidden_ids=forbidden, max_seq_len=min(max_pos, TRAINED_CONTEXT))
+    meta = {
+        "infill": {"pad_tail": False},
+        "logit_shift": 1,
+        "attention": "full",
+        "chat": tok.has_chat_template,
+        "variable_length": "not supported (DreamOn expand/delete)" if tok.token_id("<|expand|>") is not None else None,
+    }
+    return den, tok, meta
