@@ -1,0 +1,6 @@
+"""diffucode_evals: the eval harness (`diffucode eval`). See docs/evals.md.
+
+Modules: execution (sandboxed runs), data (tasks, data resolution), prompts (formats, sanitizer),
+metrics (pass@k), runner (the resumable loop), model_generator (engine adapter), cli (the subcommand).
+Nothing is imported here, so `import diffucode_evals.execution` stays light.
+"""

@@ -1,0 +1,84 @@
+"""The thin adapter from the diffucode engine to the harness's ``generate(task, sample_index) -> str``.
+
+Every front end goes through ``diffucode.infill`` (ARCHITECTURE.md); nothing here masks, samples or
+validates. The engine is imported lazily, on first use, so the harness and its tests run without it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Sequence
+
+from .data import Task
+from .prompts import PromptStyle, build_prompt
+
+# One entry per sampling knob: (InfillSettings field, CLI help). cli.py builds its flags from this table.
+MODEL_KNOBS: dict[str, tuple[type, str]] = {
+    "steps": (int, "denoising steps per sample (engine default if unset)"),
+    "temperature": (float, "sampling temperature; 0 is greedy, so use > 0 with --n-samples > 1"),
+    "seed": (int, "base seed; sample i of a task uses a seed derived from (seed, task id, i)"),
+    "max_new_tokens": (int, "most tokens generated per sample (engine default if unset)"),
+}
+
+
+class ModelGenerator:
+    """Generates completions with a diffucode engine.
+
+    complete tasks: ``complete`` at the end of the prompt. infill tasks: ``infill`` of an empty span
+    between prompt and suffix. program tasks (MBPP): ``infill`` of an empty span at the end of the
+    formatted prompt (bigcode docstring or 3-shot text).
+    A sample for which the engine finds no valid candidate yields "" (it then fails its tests).
+    """
+
+    def __init__(self, model: str | None = None, *, device: str = "cpu", prompt_style: PromptStyle = "bigcode",
+                 fewshot: Sequence[Task] = (), **knobs: Any):
+        self.model = model
+        self.device = device
+        self.prompt_style = prompt_style
+        self.fewshot = tuple(fewshot)
+        self.knobs = {k: v for k, v in knobs.items() if v is not None}
+        unknown = set(self.knobs) - set(MODEL_KNOBS)
+        if unknown:
+            raise TypeError(f"unknown model knob(s): {sorted(unknown)}")
+        self.name = model or "embedded"
+        self._engine = None
+        self._api = None
+
+    def _load(self):
+        if self._engine is None:
+            from diffucode.infill import InfillSettings, complete, infill  # lazy: torch and weights
+            from diffucode.models import load_engine
+
+            self._api = (InfillSettings, complete, infill)
+            self._engine = load_engine(self.model, device=self.device)
+        return self._engine
+
+    def seed_for(self, task: Task, sample_index: int) -> int:
+        """A distinct, reproducible seed per (task, sample): samples differ even without --seed."""
+        base = self.knobs.get("seed", 0)
+        return (base * 1_000_003 + zlib.crc32(task.task_id.encode()) + sample_index) % (2**31 - 1)
+
+    def __call__(self, task: Task, sample_index: int) -> str:
+        engine = self._load()
+        InfillSettings, complete, infill = self._api
+        settings = InfillSettings(**{**self.knobs, "seed": self.seed_for(task, sample_index)})
+        if task.kind == "infill":
+            source = task.prompt + task.suffix
+            at = len(task.prompt)
+            result = infill(engine, source, [(at, at)], settings)
+        elif task.kind == "complete":
+            # At the end of a docstring-only def, `complete` picks a block_body hole (syntax.py).
+            source = build_prompt(task)
+            result = complete(engine, source, len(source), settings)
+        else:
+            # A whole program after a prompt: `complete` would size the hole as one statement, so insert
+            # an open-ended hole at the end instead (its size comes from max_new_tokens / length mode).
+            source = build_prompt(task, style=self.prompt_style, fewshot=self.fewshot)
+            result = infill(engine, source, [(len(source), len(source))], settings)
+        best = getattr(result, "best", None)
+        if best is None or not best.edits:
+            return ""
+        return best.edits[0].text
+
+
+__all__ = ["MODEL_KNOBS", "ModelGenerator"]

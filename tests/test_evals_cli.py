@@ -1,0 +1,173 @@
+"""`diffucode eval`: argument handling, exit codes, and the model adapter (with a fake engine)."""
+
+import argparse
+import json
+import sys
+import types
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from diffucode_evals import cli
+from diffucode_evals.data import Task, get_spec
+from diffucode_evals.model_generator import ModelGenerator
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def need(name: str) -> None:
+    if not (DATA / get_spec(name).filename).is_file():
+        pytest.skip(f"benchmark data {get_spec(name).filename} not found under {DATA}")
+
+
+def test_canonical_run_exit_0_and_summary(tmp_path, capsys):
+    need("humaneval")
+    out = tmp_path / "run"
+    code = cli.main(["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA),
+                     "--limit", "4", "--out", str(out), "--quiet"])
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert "pass@1 100.00%" in stdout and str(out / "summary.json") in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_tasks"] == 4 and summary["generator"] == "canonical"
+    # a rerun resumes: nothing to do, same answer
+    assert cli.main(["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA),
+                     "--limit", "4", "--out", str(out), "--quiet"]) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
+
+
+def test_fail_under_gives_exit_1(tmp_path):
+    need("humaneval")
+    code = cli.main(["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA), "--tasks", "0",
+                     "--out", str(tmp_path), "--quiet", "--fail-under", "100.5"])
+    assert code == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval"], "name a task set"),
+    (["eval", "nosuchset"], "unknown task set"),
+    (["eval", "humaneval", "--k", "1,10"], "--n-samples >= 10"),
+    (["eval", "humaneval", "--k", "x"], "comma-separated"),
+    (["eval", "humaneval", "--n-samples", "0"], "--n-samples"),
+    (["eval", "humaneval", "--data-file", "/nonexistent/HumanEval.jsonl.gz"], "does not exist"),
+])
+def test_usage_and_data_errors_exit_2(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_names_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.delenv("DIFFUCODE_EVAL_DATA", raising=False)
+    monkeypatch.setattr("diffucode_evals.data._package_file", lambda *a: None)
+    assert cli.main(["eval", "mbpp+", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "MbppPlus-OriginFmt-v0.2.0.jsonl.gz" in err and "--data-file" in err
+
+
+def test_list(capsys):
+    assert cli.main(["eval", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "humaneval-infill-span-light" in out and "mbpp+" in out
+
+
+def test_register_adds_eval_to_any_subparsers():
+    parser = argparse.ArgumentParser(prog="diffucode")
+    sub = parser.add_subparsers(dest="command")
+    cli.register(sub)
+    args = parser.parse_args(["eval", "mbpp", "--n-samples", "5", "--k", "1,5", "--temperature", "0.7",
+                              "--steps", "32", "--max-new-tokens", "256", "--seed", "3", "--workers", "2"])
+    assert args.func is cli.run
+    assert (args.taskset, args.n_samples, args.k, args.temperature, args.steps) == ("mbpp", 5, "1,5", 0.7, 32)
+    assert (args.max_new_tokens, args.seed, args.workers, args.generator) == (256, 3, 2, "model")
+
+
+def test_entry_point_when_installed():
+    eps = [ep for ep in metadata.entry_points(group="diffucode.commands") if ep.name == "eval"]
+    if not eps:
+        pytest.skip('pyproject.toml does not register [project.entry-points."diffucode.commands"] eval yet')
+    assert eps[0].load() is cli.register
+
+
+# ---------------------------------------------------------------- the model adapter, with a fake engine
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    calls = []
+
+    class Settings:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    def result(text):
+        edit = types.SimpleNamespace(text=text)
+        return types.SimpleNamespace(best=types.SimpleNamespace(edits=(edit,)) if text is not None else None)
+
+    def complete(engine, source, cursor, settings):
+        calls.append(("complete", source, cursor, settings.kw))
+        return result("    return 1\n")
+
+    def infill(engine, source, spans, settings):
+        calls.append(("infill", source, spans, settings.kw))
+        return result(None if "NOVALID" in source else "X")
+
+    infill_mod = types.ModuleType("diffucode.infill")
+    infill_mod.InfillSettings, infill_mod.complete, infill_mod.infill = Settings, complete, infill
+    models_mod = types.ModuleType("diffucode.models")
+    models_mod.load_engine = lambda name, device="cpu": calls.append(("load", name, device)) or "ENGINE"
+    monkeypatch.setitem(sys.modules, "diffucode.infill", infill_mod)
+    monkeypatch.setitem(sys.modules, "diffucode.models", models_mod)
+    return calls
+
+
+def test_model_generator_uses_the_engine_api(fake_engine):
+    gen = ModelGenerator("some/model", device="cpu", steps=8, temperature=0.5, max_new_tokens=99, seed=1)
+    he = Task("HumanEval/0", "complete", "def f():\n", "", "", entry_point="f")
+    assert gen(he, 0) == "    return 1\n"
+    assert fake_engine[0] == ("load", "some/model", "cpu")
+    kind, source, cursor, kw = fake_engine[1]
+    assert (kind, source, cursor) == ("complete", "def f():\n", len("def f():\n"))
+    assert kw["steps"] == 8 and kw["temperature"] == 0.5 and kw["max_new_tokens"] == 99
+
+    infill_task = Task("I/HumanEval/0/1", "infill", "a = (", "", "", entry_point="f", suffix=")\n")
+    assert gen(infill_task, 0) == "X"
+    kind, source, spans, _ = fake_engine[2]
+    assert (kind, source, spans) == ("infill", "a = ()\n", [(5, 5)])
+
+    mbpp = Task("Mbpp/11", "program", "Do it.", "", "", test_list=("assert g(1) == 1",))
+    gen(mbpp, 0)
+    kind, source, spans, _ = fake_engine[3]
+    assert kind == "infill" and source == '"""\nDo it.\nassert g(1) == 1\n"""\n' and spans == [(len(source),) * 2]
+    assert len([c for c in fake_engine if c[0] == "load"]) == 1  # loaded once
+
+
+def test_model_generator_seeds_differ_per_sample_and_no_candidate_is_empty(fake_engine):
+    gen = ModelGenerator(None, temperature=0.8)
+    t = Task("HumanEval/0", "complete", "def f():\n", "", "", entry_point="f")
+    gen(t, 0), gen(t, 1), gen(t, 0)
+    seeds = [c[3]["seed"] for c in fake_engine if c[0] == "complete"]
+    assert seeds[0] != seeds[1] and seeds[0] == seeds[2]
+    assert gen.name == "embedded"
+    novalid = Task("I/0", "infill", "NOVALID", "", "", entry_point="f")
+    assert gen(novalid, 0) == ""
+
+
+def test_model_generator_rejects_unknown_knobs():
+    with pytest.raises(TypeError):
+        ModelGenerator(None, nonsense=1)
+
+
+@pytest.mark.slow
+def test_model_run_end_to_end_with_a_tiny_random_model(tmp_path):
+    pytest.importorskip("torch")
+    testing = pytest.importorskip("diffucode.testing")
+    need("humaneval")
+    model = testing.random_model(tmp_path / "model", seed=0)
+    out = tmp_path / "run"
+    code = cli.main(["eval", "humaneval", "--model", str(model), "--data-dir", str(DATA), "--limit", "2",
+                     "--max-new-tokens", "16", "--steps", "4", "--out", str(out), "--quiet"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 2 and summary["model"] == str(model) and summary["complete"]
