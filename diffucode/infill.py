@@ -363,37 +363,74 @@ def _hole_lengths(engine: Engine, source: str, spans, settings: InfillSettings) 
 
 def _generate(engine, source, spans, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:
     t0 = time.perf_counter()
-    tok, den = engine.tokenizer, engine.denoiser
+    den = engine.denoiser
     lengths = _hole_lengths(engine, source, spans, settings)
     pooled: dict[str, Candidate] = {}
     forwards = 0
+    worst: tuple[float, torch.Tensor, torch.Tensor, _Layout] | None = None  # best-scoring invalid row, to remask
     for L in lengths:
         layout = _Layout.build(engine, source, spans, [L] * len(spans), settings)
         row = layout.ids_with([[den.mask_id] * L] * len(spans))
         ids = torch.tensor(row, device=den.device)[None].repeat(settings.candidates, 1)  # (N, T)
         out = _sample(engine, ids, settings, on_step, should_stop, layout, layout.hole_lens)
         forwards += out.forwards
-        tail = _tail_ids(den)
         for r in range(ids.size(0)):
-            edits, lps, n_tok = [], [], 0
-            for (s, e), start in zip(spans, layout.hole_starts()):
-                toks = out.ids[r, start : start + L].tolist()
-                lp = out.logprobs[r, start : start + L]
-                n = next((i for i, t in enumerate(toks) if t in tail), L)
-                text = _finish_text(tok.decode(toks[:n]), source, (s, e))
-                if post is not None:
-                    text = post(text, (s, e))
-                edits.append(Edit(s, e, text))
-                lps.append(lp[: min(n + 1, L)])  # content plus the model's decision to stop
-                n_tok += n
-            key = apply_edits(source, edits)
-            if key in pooled:
+            cand = _candidate(engine, source, spans, layout, out.ids[r], out.logprobs[r], settings, post)
+            if cand is None:
                 continue
-            score = float(torch.cat(lps).mean()) if lps else 0.0
-            pooled[key] = _validated(source, edits, score, n_tok, settings)
+            pooled[apply_edits(source, cand.edits)] = cand
+            if not cand.valid and (worst is None or cand.score > worst[0]):
+                worst = (cand.score, out.ids[r], out.logprobs[r], layout)
+    if settings.validate and worst is not None and not any(c.valid for c in pooled.values()):
+        # Last resort (after prefix cuts and re-indenting failed in _validated): re-mask the least
+        # confident half of the best invalid candidate's content and keep denoising from the rest.
+        _, ids, lp, layout = worst
+        content = _content_mask(engine, ids, layout)
+        if content.any():
+            cut = lp[content].median()
+            redo = content & (lp <= cut)
+            batch = torch.where(redo, torch.full_like(ids, den.mask_id), ids)[None].repeat(settings.candidates, 1)
+            out = _sample(engine, batch, replace(settings, seed=settings.seed + 1), on_step, should_stop, layout, layout.hole_lens)
+            forwards += out.forwards
+            for r in range(batch.size(0)):
+                merged_lp = torch.where(redo, out.logprobs[r], lp)
+                cand = _candidate(engine, source, spans, layout, out.ids[r], merged_lp, settings, post, pooled, note="remasked")
+                if cand is not None:
+                    pooled[apply_edits(source, cand.edits)] = cand
     cands = sorted(pooled.values(), key=lambda c: (not c.valid, -c.score))
     n_invalid = sum(not c.valid for c in cands)
     return InfillResult(cands, forwards, (time.perf_counter() - t0) * 1e3, tuple(lengths), n_invalid)
+
+
+def _candidate(engine, source, spans, layout, ids, logprobs, settings, post, seen=None, note="") -> Candidate | None:
+    """Decode one sampled row into a validated Candidate (None if `seen` already has its text)."""
+    tok, tail = engine.tokenizer, _tail_ids(engine.denoiser)
+    edits, lps, n_tok = [], [], 0
+    for (s, e), start, L in zip(spans, layout.hole_starts(), layout.hole_lens):
+        toks = ids[start : start + L].tolist()
+        n = next((i for i, t in enumerate(toks) if t in tail), L)
+        text = _finish_text(tok.decode(toks[:n]), source, (s, e))
+        if post is not None:
+            text = post(text, (s, e))
+        edits.append(Edit(s, e, text))
+        lps.append(logprobs[start : start + min(n + 1, L)])  # content plus the model's decision to stop
+        n_tok += n
+    if seen is not None and apply_edits(source, edits) in seen:
+        return None
+    score = float(torch.cat(lps).mean()) if lps else 0.0
+    cand = _validated(source, edits, score, n_tok, settings)
+    return replace(cand, reason="; ".join(x for x in (note, cand.reason) if x)) if note else cand
+
+
+def _content_mask(engine, ids: torch.Tensor, layout: _Layout) -> torch.Tensor:
+    """(T,) bool: hole positions holding content (not the pad/eos tail)."""
+    tail = _tail_ids(engine.denoiser)
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for start, L in zip(layout.hole_starts(), layout.hole_lens):
+        toks = ids[start : start + L].tolist()
+        n = next((i for i, t in enumerate(toks) if t in tail), L)
+        mask[start : start + n] = True
+    return mask
 
 
 def _tail_ids(den) -> set[int]:

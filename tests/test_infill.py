@@ -151,3 +151,22 @@ def test_apply_edits_orders_by_start():
     from diffucode.infill import Edit
 
     assert apply_edits("abcdef", [Edit(4, 5, "X"), Edit(0, 1, "YY")]) == "YYbcdXf"
+
+
+def test_invalid_candidates_get_remasked_and_denoised_again(tiny_engine):
+    # A random model rarely writes valid Python: the remask pass must run and its candidates be labelled.
+    src = "def f(x):\n    y = x + 1\n    return y\n"
+    s, e = src.index("    y"), src.index("    return")
+    res = infill(tiny_engine, src, [(s, e)], InfillSettings(steps=2, candidates=2, temperature=1.0, length_mode="fixed", length=6))
+    assert res.n_invalid >= 1
+    assert any("remasked" in c.reason for c in res.candidates)
+    assert res.forwards == 2 + 2  # the first pass, then one remask pass
+
+
+def test_remask_pass_is_skipped_when_a_candidate_is_valid():
+    tok = sample_tokenizer(512)
+    eng = scripted_engine(tok, "    y = 2\n")
+    src = "def f(x):\n    y = 1\n    return x\n"
+    s, e = src.index("    y"), src.index("    return")
+    res = infill(eng, src, [(s, e)], InfillSettings(steps=4, max_new_tokens=16))
+    assert res.best is not None and not any("remasked" in c.reason for c in res.candidates)
