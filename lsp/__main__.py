@@ -1,0 +1,7 @@
+"""`python -m diffucode_lsp [--tcp HOST:PORT] [--model M] [--device D] [--log-file F]`."""
+
+import sys
+
+from diffucode_lsp.cli import main
+
+sys.exit(main())

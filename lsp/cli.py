@@ -1,0 +1,92 @@
+"""`diffucode lsp`: run the language server over stdio (default) or TCP.
+
+Registered as a `diffucode` subcommand through the `diffucode.commands` entry-point group
+(`register`), and runnable on its own as `python -m diffucode_lsp`. stdout belongs to the protocol:
+logs go to --log-file or stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from diffucode.errors import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tcp", metavar="HOST:PORT", default=None, help="listen on TCP instead of stdio (e.g. 127.0.0.1:2087)")
+    p.add_argument("--model", default=None, help="default model: folder or hub id (editor settings override it; default: the embedded model)")
+    p.add_argument("--device", default=None, help="default torch device (default: cpu)")
+    p.add_argument("--log-file", default=None, help="write the server log here (default: stderr)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+
+
+def register(subparsers) -> None:
+    """Add the `lsp` subcommand to the main `diffucode` parser."""
+    p = subparsers.add_parser(
+        "lsp",
+        help="run the language server (stdio by default)",
+        description="Language server: inline completion, infill/rewrite of a selection, denoising progress.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def parse_tcp(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        n = int(port)
+    except ValueError:
+        raise ConfigError(f"--tcp expects HOST:PORT, got {value!r}") from None
+    if not 0 < n < 65536:
+        raise ConfigError(f"--tcp port must be 1-65535, got {n}")
+    return host or "127.0.0.1", n
+
+
+def _setup_logging(args) -> None:
+    handler = logging.FileHandler(args.log_file, encoding="utf-8") if args.log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(args.log_level.upper())
+    if args.log_level != "debug":  # pygls logs every message body at INFO
+        logging.getLogger("pygls").setLevel(logging.WARNING)
+
+
+def run(args, *, loader=None) -> int:
+    """Serve until the client exits. `loader(model, device) -> Engine` replaces model loading (tests)."""
+    try:
+        from diffucode_lsp.server import build_server
+        from diffucode_lsp.settings import ServerSettings
+    except ImportError as exc:
+        if exc.name not in ("pygls", "lsprotocol", "cattrs", "attrs"):
+            raise
+        print(f"diffucode lsp: {exc.name} is not installed: pip install 'diffucode[lsp]'", file=sys.stderr)
+        return 2
+
+    _setup_logging(args)
+    tcp = parse_tcp(args.tcp) if args.tcp else None
+    defaults = ServerSettings()
+    if args.model or args.device:
+        from dataclasses import replace
+
+        defaults = replace(defaults, model=args.model or defaults.model, device=args.device or defaults.device)
+    server = build_server(loader=loader, defaults=defaults)
+    if tcp:
+        logging.getLogger(__name__).info("listening on %s:%d", *tcp)
+        server.start_tcp(*tcp)
+    else:
+        server.start_io()
+    return 0
+
+
+def main(argv: list[str] | None = None, *, loader=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m diffucode_lsp", description="diffucode language server")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args, loader=loader)
+    except ConfigError as exc:
+        print(f"diffucode lsp: {exc}", file=sys.stderr)
+        return 2

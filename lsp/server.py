@@ -1,0 +1,490 @@
+"""The diffucode language server (pygls 2): inline completion, selection infill / rewrite / repair.
+
+Every handler is a small coroutine on the event loop; generation runs on the Worker's single thread
+and is cancelled through a `Job` (a newer inline request for the same document, `$/cancelRequest`,
+a cancelled `$/progress`, a closed document). Edits leave the server only as `TextDocumentEdit`s that
+carry the document version the job started from, and only if that version is still current.
+
+Custom protocol (docs/lsp.md): request `diffucode/infill`, request `diffucode/status`,
+notification `diffucode/denoiseStep`; commands `diffucode.{infill,rewrite,repair}Selection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+from importlib import metadata
+from typing import Any
+
+from lsprotocol import types as lsp
+from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcRequestCancelled
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
+
+from diffucode.errors import ConfigError, DiffucodeError, GenerationCancelled, SpanError
+from diffucode.infill import InfillResult, complete, infill, rewrite
+from diffucode_lsp import protocol as P
+from diffucode_lsp.documents import LspTextDocument, Window, adopt, check_text, range_at, single_line_edit, span_at
+from diffucode_lsp.progress import CLIENT_TIMEOUT, Progress, Stream
+from diffucode_lsp.settings import ServerSettings, generation_overrides, merge
+from diffucode_lsp.worker import Job, Loader, Worker, rss_bytes
+
+log = logging.getLogger(__name__)
+EMPTY = lsp.InlineCompletionList(items=[])
+
+
+def auto_threads() -> int:
+    """Half the cores, at least one: the editor keeps the rest, and torch's thread team does not fight
+    the event loop (on a busy 2-core VM, 2 threads made a tiny model 12x slower than 1)."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("diffucode")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+class DiffucodeServer(LanguageServer):
+    def __init__(self, loader: Loader | None = None, defaults: ServerSettings | None = None):
+        super().__init__("diffucode", _version(), protocol_cls=P.DiffucodeProtocol, converter_factory=P.converter_factory)
+        self.settings = defaults or ServerSettings()
+        self.worker = Worker(loader)
+        self.worker.configure(self.settings.model, self.settings.device)
+        self.inline_jobs: dict[str, Job] = {}  # the live inline job per document
+        self.jobs: dict[str, set[Job]] = {}  # every live job per document
+        self.background: set[asyncio.Task] = set()  # command jobs (code actions)
+
+    # -- documents and settings ---------------------------------------------------------------------
+    def open_doc(self, uri: str) -> TextDocument | None:
+        """An open document, or None (pygls would otherwise read unknown URIs from disk)."""
+        try:
+            return self.workspace.text_documents.get(uri) or self.workspace.text_documents.get(_unquote(uri))
+        except RuntimeError:  # before initialize
+            return None
+
+    def language_of(self, doc: TextDocument) -> str | None:
+        from diffucode.syntax import language_for_path
+
+        return language_for_path(doc.path or "") or (doc.language_id or None)
+
+    def apply_settings(self, raw: Any, where: str) -> None:
+        try:
+            new, warnings = merge(self.settings, raw)
+        except ConfigError as exc:
+            self.show(lsp.MessageType.Error, f"diffucode: {where}: {exc}; settings unchanged")
+            return
+        for w in warnings:
+            self.log_msg(lsp.MessageType.Warning, f"diffucode: {where}: {w}")
+        self.settings = new
+        self.worker.set_threads(new.threads or auto_threads())
+        if self.worker.configure(new.model, new.device):
+            self.log_msg(lsp.MessageType.Info, f"diffucode: model set to {new.model or 'the embedded model'} on {new.device}")
+
+    def show(self, kind: lsp.MessageType, text: str) -> None:
+        log.log(logging.ERROR if kind == lsp.MessageType.Error else logging.INFO, text)
+        self.window_show_message(lsp.ShowMessageParams(type=kind, message=text))
+
+    def log_msg(self, kind: lsp.MessageType, text: str) -> None:
+        log.info(text)
+        self.window_log_message(lsp.LogMessageParams(type=kind, message=text))
+
+    def report_server_error(self, error: Exception, source) -> None:
+        # Request errors are in the response already; out-of-band ones (undecodable messages, failing
+        # notifications) go to the log, not a popup.
+        if source is FeatureRequestError:
+            log.info("request failed: %s", error)
+            return
+        log.error("%s: %s", getattr(source, "__name__", source), error)
+        with contextlib.suppress(Exception):
+            self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=f"diffucode: {error}"))
+
+    # -- jobs ---------------------------------------------------------------------------------------
+    def track(self, job: Job) -> None:
+        self.jobs.setdefault(job.uri, set()).add(job)
+        if job.kind == "inline":
+            old = self.inline_jobs.get(job.uri)
+            if old is not None:
+                old.cancel("superseded by a newer request")
+            self.inline_jobs[job.uri] = job
+
+    def forget(self, job: Job) -> None:
+        live = self.jobs.get(job.uri)
+        if live is not None:
+            live.discard(job)
+            if not live:
+                del self.jobs[job.uri]
+        if self.inline_jobs.get(job.uri) is job:
+            del self.inline_jobs[job.uri]
+
+    def cancel_jobs(self, uri: str | None, reason: str, *, inline_only: bool = False) -> None:
+        for u, live in list(self.jobs.items()):
+            if uri is None or u == uri:
+                for job in list(live):
+                    if not inline_only or job.kind == "inline":
+                        job.cancel(reason)
+
+    def shutdown(self) -> None:
+        self.cancel_jobs(None, "server shutting down")
+        self.worker.shutdown()
+        super().shutdown()
+
+    async def engine(self, *, retry_failed: bool = True):
+        failure = self.worker.failed()
+        if failure is not None and not retry_failed:
+            raise failure
+        return await self.worker.get_engine(self._announce_load)
+
+    @contextlib.asynccontextmanager
+    async def _announce_load(self, name: str):
+        progress = await Progress.start(self, None, "diffucode: loading model", name, cancellable=False)
+        self.log_msg(lsp.MessageType.Info, f"diffucode: loading {name}")
+        loaded = False
+        try:
+            yield
+            loaded = True
+        except DiffucodeError as exc:
+            self.show(lsp.MessageType.Error, f"diffucode: cannot load the model: {exc}")
+            raise
+        finally:
+            if progress:
+                progress.end("loaded" if loaded else "failed")
+        self.log_msg(lsp.MessageType.Info, f"diffucode: loaded {name}")
+
+    # -- inline completion --------------------------------------------------------------------------
+    async def inline_completion(self, params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList | None:
+        uri = params.text_document.uri
+        doc = self.open_doc(uri)
+        if doc is None or not self.settings.inline_enabled:
+            return None
+        version0 = doc.version
+        job = Job(uri, "inline")
+        self.track(job)  # cancels the previous inline job for this document
+        try:
+            invoked = params.context is not None and params.context.trigger_kind == lsp.InlineCompletionTriggerKind.Invoked
+            if self.settings.debounce_ms and not invoked:  # an explicit request is not typing: no wait
+                await asyncio.sleep(self.settings.debounce_ms / 1000)
+            if job.cancelled or self.open_doc(uri) is not doc or doc.version != version0:
+                return EMPTY
+            try:
+                src = check_text(doc, self.settings.max_file_chars)
+                cursor = span_at(doc, lsp.Range(start=params.position, end=params.position))[0]
+                settings = self.settings.infill_settings(self.language_of(doc), inline=True)
+                engine = await self.engine(retry_failed=False)
+            except DiffucodeError as exc:
+                log.info("inline completion at %s:%s unavailable: %s", uri, params.position, exc)
+                return EMPTY
+            win = Window.around(src, cursor, cursor, self.settings.window_chars)
+            result = await self.worker.run(
+                job, lambda: complete(engine, win.text, cursor - win.base, settings, should_stop=job.cancel_event.is_set)
+            )
+        except GenerationCancelled:
+            return EMPTY
+        except asyncio.CancelledError:
+            job.cancel("request cancelled")
+            raise
+        except DiffucodeError as exc:
+            log.info("inline completion failed: %s", exc)
+            return EMPTY
+        except Exception:  # a bug must cost one completion, not the editor's patience
+            log.exception("inline completion failed")
+            return EMPTY
+        finally:
+            self.forget(job)
+        if self.open_doc(uri) is not doc or doc.version != version0:
+            return EMPTY  # typed meanwhile: this text no longer fits
+        return lsp.InlineCompletionList(items=self._inline_items(doc, src, win, result))
+
+    def _inline_items(self, doc: TextDocument, src: str, win: Window, result: InfillResult) -> list[lsp.InlineCompletionItem]:
+        items, seen = [], set()
+        for cand in result.candidates:
+            if not cand.valid or len(cand.edits) != 1:
+                continue
+            ed = cand.edits[0]
+            if not ed.text.strip():
+                continue
+            fitted = single_line_edit(src, ed.start + win.base, ed.end + win.base, ed.text)
+            if fitted is None or (fitted[2], fitted[0], fitted[1]) in seen:
+                continue
+            seen.add((fitted[2], fitted[0], fitted[1]))
+            s, e, text = fitted
+            items.append(lsp.InlineCompletionItem(insert_text=text, range=range_at(doc, s, e)))
+        return items
+
+    # -- selection jobs (code actions, diffucode/infill) ----------------------------------------------
+    async def edit_job(
+        self,
+        uri: str,
+        rng: lsp.Range,
+        mode: str,
+        options: dict | None = None,
+        *,
+        expected_version: int | None = None,
+        apply: bool = False,
+        token: lsp.ProgressToken | None = None,
+    ) -> dict:
+        """Infill / rewrite / repair `rng`; the reply carries the candidates and a versioned edit.
+
+        With apply=True the best edit is sent through workspace/applyEdit, unless the document
+        changed meanwhile (then `applied` is false and `failureReason` says why)."""
+        doc = self.open_doc(uri)
+        if doc is None:
+            raise P.request_failed(f"unknown document {uri}: it is not open")
+        if expected_version is not None and doc.version != expected_version:
+            raise P.content_modified(f"document is at version {doc.version}, not {expected_version}")
+        version0 = doc.version
+        try:
+            src = check_text(doc, self.settings.max_file_chars)
+            start, end = span_at(doc, rng)
+            overrides = generation_overrides({k: v for k, v in (options or {}).items() if k != "snap"}, where="options")
+            settings = self.settings.infill_settings(self.language_of(doc), overrides)
+        except (SpanError, ConfigError) as exc:
+            raise P.invalid_params(str(exc)) from exc
+        except DiffucodeError as exc:
+            raise P.request_failed(str(exc)) from exc
+        snapshot = LspTextDocument(uri, source=src, version=version0, position_codec=doc.position_codec)
+        if mode in ("rewrite", "repair") and start == end:
+            raise P.invalid_params(f"{mode} needs a non-empty range")
+        if mode == "infill" and (options or {}).get("snap", self.settings.snap_selection):
+            from diffucode import syntax
+
+            try:
+                snapped = syntax.snap(src, start, end, language=settings.language)
+            except DiffucodeError as exc:
+                raise P.invalid_params(f"cannot snap the range: {exc}") from exc
+            start, end = snapped.start, snapped.end
+        win = Window.around(src, start, end, self.settings.window_chars)
+        s, e = start - win.base, end - win.base
+
+        job = Job(uri, mode)
+        self.track(job)
+        loop = asyncio.get_running_loop()
+        progress = None
+        try:
+            progress = await Progress.start(self, token, f"diffucode: {mode}", "waiting for the model", on_cancel=lambda: job.cancel("cancelled from the progress UI"))
+            try:
+                engine = await self.engine()
+            except DiffucodeError as exc:
+                raise P.request_failed(str(exc)) from exc
+            stream = Stream(self, job, progress, uri, version0, range_at(snapshot, start, end)) if (progress or self.settings.stream) else None
+            on_step = (lambda u: loop.call_soon_threadsafe(stream.step, u)) if stream else None
+            stop = job.cancel_event.is_set
+            st = self.settings
+
+            def run() -> InfillResult:
+                if mode == "infill":
+                    return infill(engine, win.text, [(s, e)], settings, on_step=on_step, should_stop=stop)
+                if mode == "rewrite":
+                    return rewrite(engine, win.text, (s, e), settings, fraction=st.rewrite_fraction, on_step=on_step, should_stop=stop)
+                return rewrite(engine, win.text, (s, e), settings, fraction=None, below=st.repair_below, on_step=on_step, should_stop=stop)
+
+            try:
+                result = await self.worker.run(job, run)
+            except GenerationCancelled as exc:
+                if self.open_doc(uri) is None:
+                    raise P.request_failed("the document was closed while generating") from exc
+                raise JsonRpcRequestCancelled(f"cancelled: {job.reason or exc}") from exc
+            except DiffucodeError as exc:
+                raise P.request_failed(str(exc)) from exc
+        finally:
+            self.forget(job)
+            if progress:
+                progress.end("cancelled" if job.cancelled else "done")
+
+        reply = self._reply(snapshot, win, result, mode)
+        if apply:
+            if reply["edit"] is None:
+                reply["applied"], reply["failureReason"] = False, "no valid candidate"
+            else:
+                reply["applied"], reply["failureReason"] = await self.apply_edit(uri, version0, reply["edit"], mode)
+        return reply
+
+    def _reply(self, snapshot: TextDocument, win: Window, result: InfillResult, mode: str) -> dict:
+        conv = self.protocol._converter
+        cands = []
+        for c in result.candidates:
+            edits = [lsp.TextEdit(range=range_at(snapshot, ed.start + win.base, ed.end + win.base), new_text=ed.text) for ed in c.edits]
+            cands.append({"text": c.edits[0].text if c.edits else "", "edits": conv.unstructure(edits), "score": c.score,
+                          "valid": c.valid, "reason": c.reason, "nTokens": c.n_tokens, "_edits": edits})
+        best = next((c for c in cands if c["valid"]), None)
+        edit = None
+        if best is not None:
+            edit = lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(
+                text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=snapshot.uri, version=snapshot.version),
+                edits=best["_edits"])])
+        for c in cands:
+            del c["_edits"]
+        return {"mode": mode, "uri": snapshot.uri, "version": snapshot.version, "candidates": cands,
+                "edit": conv.unstructure(edit) if edit else None, "applied": None, "failureReason": None,
+                "forwards": result.forwards, "elapsedMs": round(result.elapsed_ms, 1), "invalid": result.n_invalid}
+
+    async def apply_edit(self, uri: str, version0: int, edit: dict, mode: str) -> tuple[bool, str | None]:
+        """Send a versioned edit, unless the document moved on since `version0` (then refuse it here)."""
+        doc = self.open_doc(uri)
+        if doc is None:
+            return False, "the document was closed while generating"
+        if doc.version != version0:
+            return False, f"the document changed while generating (version {version0} → {doc.version}); edit discarded"
+        ws_edit = self.protocol._converter.structure(edit, lsp.WorkspaceEdit)
+        try:
+            res = await asyncio.wait_for(
+                self.workspace_apply_edit_async(lsp.ApplyWorkspaceEditParams(edit=ws_edit, label=f"diffucode: {mode}")), 60
+            )
+        except JsonRpcException as exc:
+            return False, f"the client refused the edit: {exc}"
+        except asyncio.TimeoutError:
+            return False, "the client did not answer workspace/applyEdit within 60 s"
+        return bool(res.applied), res.failure_reason
+
+    def spawn_command_job(self, mode: str, arg: Any) -> dict:
+        """A code action's command: start the job in the background and answer at once.
+
+        The job reports through $/progress (cancellable) and ends in workspace/applyEdit."""
+        try:
+            uri, rng, version = P.command_target(arg, self.protocol._converter)
+        except Exception as exc:  # KeyError, TypeError, cattrs validation errors
+            raise P.invalid_params(f"expected [{{uri, range, version}}]: {exc}") from exc
+
+        async def go():
+            try:
+                reply = await self.edit_job(uri, rng, mode, expected_version=version, apply=True)
+            except JsonRpcRequestCancelled:
+                return
+            except JsonRpcException as exc:
+                self.show(lsp.MessageType.Warning, f"diffucode: {mode} failed: {exc.message}")
+                return
+            if not reply["applied"]:
+                self.show(lsp.MessageType.Warning, f"diffucode: {mode}: {reply['failureReason'] or 'edit not applied'}")
+
+        task = asyncio.ensure_future(go())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return {"started": True}
+
+    def status(self) -> dict:
+        eng = self.worker.engine
+        failure = self.worker.failed()
+        return {
+            "version": self.version,
+            "model": self.settings.model or "default",
+            "device": self.settings.device,
+            "loaded": eng is not None,
+            "loadSeconds": round(eng.load_seconds, 3) if eng else None,
+            "loadError": str(failure) if failure else None,
+            "jobs": dataclasses.asdict(self.worker.stats),
+            "liveJobs": sum(len(v) for v in self.jobs.values()),
+            "openDocuments": len(self.workspace.text_documents) if self.protocol._workspace else 0,
+            "rssBytes": rss_bytes(),
+            "settings": self.settings.to_json(),
+        }
+
+
+def _unquote(uri: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(uri)
+
+
+# -- registration -----------------------------------------------------------------------------------
+def build_server(loader: Loader | None = None, defaults: ServerSettings | None = None) -> DiffucodeServer:
+    server = DiffucodeServer(loader, defaults)
+
+    @server.feature(lsp.INITIALIZE)
+    def on_initialize(ls: DiffucodeServer, params: lsp.InitializeParams):
+        adopt(ls.workspace)  # documents split lines where LSP does (documents.LspTextDocument)
+        ls.apply_settings(params.initialization_options, "initializationOptions")
+
+    @server.feature(lsp.INITIALIZED)
+    def on_initialized(ls: DiffucodeServer, params: lsp.InitializedParams):
+        if ls.settings.preload:
+
+            async def preload():
+                with contextlib.suppress(DiffucodeError):
+                    await ls.engine()
+
+            task = asyncio.ensure_future(preload())
+            ls.background.add(task)
+            task.add_done_callback(ls.background.discard)
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def on_configuration(ls: DiffucodeServer, params: lsp.DidChangeConfigurationParams):
+        raw = params.settings
+        caps = ls.client_capabilities
+        if not raw and caps and caps.workspace and caps.workspace.configuration:
+            try:
+                got = await asyncio.wait_for(
+                    ls.workspace_configuration_async(lsp.ConfigurationParams(items=[lsp.ConfigurationItem(section="diffucode")])), CLIENT_TIMEOUT
+                )
+                raw = got[0] if got else None
+            except (JsonRpcException, asyncio.TimeoutError) as exc:
+                log.info("workspace/configuration failed: %s", exc)
+        ls.apply_settings(raw, "settings")
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    def on_change(ls: DiffucodeServer, params: lsp.DidChangeTextDocumentParams):
+        ls.cancel_jobs(params.text_document.uri, "document changed", inline_only=True)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+    def on_close(ls: DiffucodeServer, params: lsp.DidCloseTextDocumentParams):
+        ls.cancel_jobs(params.text_document.uri, "document closed")
+
+    @server.feature(lsp.SHUTDOWN)
+    def on_shutdown(ls: DiffucodeServer, params: None):
+        ls.cancel_jobs(None, "server shutting down")
+
+    @server.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
+    async def on_inline(ls: DiffucodeServer, params: lsp.InlineCompletionParams):
+        return await ls.inline_completion(params)
+
+    @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.RefactorRewrite]))
+    def on_code_action(ls: DiffucodeServer, params: lsp.CodeActionParams):
+        return code_actions(ls, params)
+
+    for command, mode in P.MODES.items():
+
+        def make(mode=mode):
+            async def run_command(ls: DiffucodeServer, *args):
+                if len(args) != 1:
+                    raise P.invalid_params(f"expected one argument {{uri, range, version}}, got {len(args)}")
+                return ls.spawn_command_job(mode, args[0])
+
+            return run_command
+
+        server.command(command)(make())
+
+    @server.feature(P.INFILL)
+    async def on_infill(ls: DiffucodeServer, params: Any):
+        uri, rng, mode, options, version, apply, token = P.infill_params(params, ls.protocol._converter)
+        return await ls.edit_job(uri, rng, mode, options, expected_version=version, apply=apply, token=token)
+
+    @server.feature(P.STATUS)
+    def on_status(ls: DiffucodeServer, params: Any):
+        return ls.status()
+
+    return server
+
+
+def code_actions(ls: DiffucodeServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    doc = ls.open_doc(params.text_document.uri)
+    if doc is None:
+        return []
+    only = params.context.only if params.context else None
+    kind = lsp.CodeActionKind.RefactorRewrite.value
+    if only and not any(kind == k or kind.startswith(f"{k}.") for k in only):
+        return []
+    try:
+        s, e = span_at(doc, params.range)
+    except SpanError:
+        return []
+    if s == e:
+        return []
+    arg = {"uri": doc.uri, "range": ls.protocol._converter.unstructure(params.range), "version": doc.version}
+    cmd = {v: k for k, v in P.MODES.items()}
+    return [
+        lsp.CodeAction(title=P.TITLES[m], kind=lsp.CodeActionKind.RefactorRewrite, command=lsp.Command(title=P.TITLES[m], command=cmd[m], arguments=[arg]))
+        for m in ("infill", "rewrite", "repair")
+    ]

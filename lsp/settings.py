@@ -1,0 +1,203 @@
+"""Server settings: what `initializationOptions` and `workspace/didChangeConfiguration` may set.
+
+Keys are camelCase (`maxNewTokens`); snake_case is accepted too. The generation knobs are the fields
+of `diffucode.infill.InfillSettings` (help text from `SETTINGS_HELP`, so CLI, LSP and docs say the same
+thing); the rest are server knobs listed in `SERVER_HELP`. A settings object may be nested under a
+"diffucode" key (VS Code style). Updates are partial: keys not given keep their current value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from diffucode.errors import ConfigError
+from diffucode.infill import SETTINGS_HELP, InfillSettings
+
+SECTION = "diffucode"
+
+SERVER_HELP = {
+    "model": "model folder, hub id, or null / \"default\" for the embedded model",
+    "device": "torch device for inference: cpu, cuda, cuda:1, ...",
+    "threads": "CPU threads torch may use for inference (null: half the cores, at least 1)",
+    "debounce_ms": "wait this long after an inline-completion request before generating; a newer request for the same document supersedes it",
+    "inline_enabled": "answer textDocument/inlineCompletion (false: always empty)",
+    "inline": "generation settings that apply to inline completion only, e.g. {\"steps\": 4}",
+    "stream": "send diffucode/denoiseStep notifications with the hole's intermediate text during selection jobs",
+    "preload": "load the model right after `initialized` instead of on first use",
+    "rewrite_fraction": "share of a selection's tokens that \"Rewrite selection\" re-predicts",
+    "repair_below": "\"Repair low-confidence tokens\" re-predicts tokens whose probability is below this",
+    "snap_selection": "widen a selection to whole syntax nodes before infilling it",
+    "window_chars": "characters of context taken on each side of the hole (0: the whole document)",
+    "max_file_chars": "larger documents are refused",
+}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    model: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    debounce_ms: int = 150
+    inline_enabled: bool = True
+    inline: dict = field(default_factory=dict)  # InfillSettings overrides (snake_case keys, validated)
+    stream: bool = True
+    preload: bool = False
+    rewrite_fraction: float = 0.3
+    repair_below: float = 0.1
+    snap_selection: bool = False
+    window_chars: int = 16_000
+    max_file_chars: int = 2_000_000
+    generation: InfillSettings = field(default_factory=lambda: InfillSettings(language=None))
+
+    def infill_settings(self, language: str | None, overrides: dict | None = None, *, inline: bool = False) -> InfillSettings:
+        """The generation settings for one job: base, then inline overrides, then per-request ones.
+
+        `language` (from the document) applies unless the user set one explicitly."""
+        s = self.generation
+        if inline and self.inline:
+            s = replace(s, **self.inline)
+        if overrides:
+            s = replace(s, **overrides)
+        if s.language is None:
+            s = replace(s, language=language)
+        if s.length and s.length_mode == "auto":
+            s = replace(s, length_mode="fixed")
+        s.check()
+        return s
+
+    def to_json(self) -> dict:
+        out = {_camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("generation", "inline")}
+        out["inline"] = {_camel(k): v for k, v in self.inline.items()}
+        out.update({_camel(f.name): _jsonable(getattr(self.generation, f.name)) for f in dataclasses.fields(InfillSettings)})
+        return out
+
+
+# -- parsing ----------------------------------------------------------------------------------------
+_SERVER_FIELDS = {f.name: f for f in dataclasses.fields(ServerSettings) if f.name != "generation"}
+_GEN_FIELDS = {f.name: f for f in dataclasses.fields(InfillSettings)}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _jsonable(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _coerce(name: str, type_str: str, value: Any):
+    """Check one JSON value against a dataclass field's annotation (a string under postponed evaluation)."""
+    optional = "None" in type_str
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"setting {_camel(name)!r} cannot be null")
+    base = type_str.split("|")[0].strip()
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting {_camel(name)!r} must be true or false, got {value!r}")
+        return value
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"setting {_camel(name)!r} must be an integer, got {value!r}")
+        return int(value)
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"setting {_camel(name)!r} must be a number, got {value!r}")
+        return float(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"setting {_camel(name)!r} must be a string, got {value!r}")
+        return value
+    if base.startswith("tuple"):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+            raise ConfigError(f"setting {_camel(name)!r} must be a list of integers, got {value!r}")
+        return tuple(value)
+    if base == "dict":
+        if not isinstance(value, dict):
+            raise ConfigError(f"setting {_camel(name)!r} must be an object, got {value!r}")
+        return value
+    raise ConfigError(f"setting {_camel(name)!r} has an unsupported type {type_str}")  # pragma: no cover
+
+
+def generation_overrides(raw: Any, *, where: str = "options") -> dict:
+    """Validate a camelCase object of InfillSettings fields into snake_case overrides (unknown keys: ConfigError)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be an object, got {type(raw).__name__}")
+    out = {}
+    for key, value in raw.items():
+        name = _snake(key)
+        if name not in _GEN_FIELDS:
+            raise ConfigError(f"unknown generation setting {key!r} in {where}; known: {', '.join(_camel(n) for n in _GEN_FIELDS)}")
+        out[name] = _coerce(name, str(_GEN_FIELDS[name].type), value)
+    return out
+
+
+def unwrap(raw: Any) -> Any:
+    """A settings object possibly nested under "diffucode" (VS Code's configuration sections)."""
+    if isinstance(raw, dict) and isinstance(raw.get(SECTION), dict):
+        return raw[SECTION]
+    return raw
+
+
+def merge(current: ServerSettings, raw: Any) -> tuple[ServerSettings, list[str]]:
+    """Apply a (partial) settings object; returns the new settings and warnings about ignored keys.
+
+    Raises ConfigError (and changes nothing) when a known key has a bad value."""
+    raw = unwrap(raw)
+    if raw is None:
+        return current, []
+    if not isinstance(raw, dict):
+        raise ConfigError(f"settings must be an object, got {type(raw).__name__}")
+    server, gen, warnings = {}, {}, []
+    for key, value in raw.items():
+        name = _snake(key)
+        if name in _SERVER_FIELDS:
+            v = _coerce(name, str(_SERVER_FIELDS[name].type), value)
+            if name == "inline":
+                v = generation_overrides(v, where="inline")
+            server[name] = v
+        elif name in _GEN_FIELDS:
+            gen[name] = _coerce(name, str(_GEN_FIELDS[name].type), value)
+        else:
+            warnings.append(f"unknown setting {key!r} ignored")
+    new = replace(current, **server)
+    if gen:
+        new = replace(new, generation=replace(new.generation, **gen))
+    _check(new)
+    return new, warnings
+
+
+def _check(s: ServerSettings) -> None:
+    if s.model is not None and not s.model.strip():
+        raise ConfigError("setting 'model' is empty; use null for the embedded model")
+    if s.debounce_ms < 0 or s.debounce_ms > 10_000:
+        raise ConfigError("setting 'debounceMs' must be between 0 and 10000")
+    if not 0 < s.rewrite_fraction <= 1:
+        raise ConfigError("setting 'rewriteFraction' must be in (0, 1]")
+    if not 0 < s.repair_below < 1:
+        raise ConfigError("setting 'repairBelow' must be in (0, 1)")
+    if s.threads is not None and s.threads < 1:
+        raise ConfigError("setting 'threads' must be ≥ 1 (or null)")
+    if s.window_chars < 0 or s.max_file_chars < 1:
+        raise ConfigError("settings 'windowChars' must be ≥ 0 and 'maxFileChars' ≥ 1")
+    s.infill_settings("python")  # InfillSettings.check() on base + inline overrides
+    s.infill_settings("python", inline=True)
+
+
+def describe() -> list[tuple[str, str, Any]]:
+    """(camelCase key, help, default) for every setting: the table in docs/lsp.md."""
+    d = ServerSettings()
+    rows = [(_camel(n), SERVER_HELP[n], getattr(d, n)) for n in _SERVER_FIELDS]
+    rows += [(_camel(n), SETTINGS_HELP.get(n, ""), _jsonable(getattr(d.generation, n))) for n in _GEN_FIELDS]
+    return rows
