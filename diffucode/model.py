@@ -187,7 +187,17 @@ class DiffusionTransformer(nn.Module):
         Returns:
             (B, T, V) logits, or (B, P, V) when `positions` is given.
         """
-        B, T = ids.shape
+        x = self.hidden(ids, key_padding_mask)  # (B, T, D)
+        if positions is not None:
+            if positions.dim() == 1:
+                positions = positions.expand(ids.size(0), -1)
+            x = x.gather(1, positions[..., None].expand(-1, -1, x.size(-1)))  # (B, P, D)
+        return self.lm_head(x)
+
+    def hidden(self, ids: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D) final normed hidden states (forward without the output projection;
+        training applies the projection only where the loss is taken)."""
+        T = ids.size(1)
         if T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.cfg.max_seq_len}")
         x = self.embed(ids)  # (B, T, D)
@@ -195,11 +205,7 @@ class DiffusionTransformer(nn.Module):
         attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]  # (B, 1, 1, T)
         for block in self.blocks:
             x = block(x, cos, sin, attn_mask)
-        if positions is not None:
-            if positions.dim() == 1:
-                positions = positions.expand(B, -1)
-            x = x.gather(1, positions[..., None].expand(-1, -1, x.size(-1)))  # (B, P, D)
-        return self.lm_head(self.norm(x))
+        return self.norm(x)
 
     # -- approximate K/V caching for denoising (Fast-dLLM-style; see sampler/infill) ---------------
     def new_cache(self, batch: int, seq_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -102,14 +102,9 @@ SMOKE = {  # --smoke: a CPU-sized run (explicit flags still win)
 
 # -- model pieces used by the training step ------------------------------------------------------------
 def hidden_states(model: DiffusionTransformer, ids: torch.Tensor) -> torch.Tensor:
-    """(B, T) ids -> (B, T, D) final normed hidden states: model.forward without the output projection
-    (tests/test_training.py checks that lm_head(hidden_states) equals model(ids))."""
-    T = ids.size(1)
-    x = model.embed(ids)
-    cos, sin = model.rope_cos[:T], model.rope_sin[:T]
-    for block in model.blocks:
-        x = block(x, cos, sin, None)
-    return model.norm(x)
+    """(B, T) ids -> (B, T, D) final normed hidden states (a plain function so torch.compile can wrap it;
+    tests/test_training.py checks that lm_head(hidden_states) equals model(ids))."""
+    return model.hidden(ids)
 
 
 def head_loss(weight: torch.Tensor, h: torch.Tensor, sel: torch.Tensor, targets: torch.Tensor, w: torch.Tensor):
