@@ -5,7 +5,6 @@ import json
 import sys
 import types
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,7 @@ from diffucode_evals import cli
 from diffucode_evals.data import Task, get_spec
 from diffucode_evals.model_generator import ModelGenerator
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.benchdata import DATA
 
 
 def need(name: str) -> None:

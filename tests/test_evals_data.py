@@ -22,7 +22,7 @@ from diffucode_evals.data import (
 from diffucode_evals.execution import Limits, run_program
 from diffucode.errors import DiffucodeError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.benchdata import load_or_skip
 
 # sha256 of each file as stored (shared/data/SOURCES.md)
 EXPECTED = {
@@ -37,13 +37,6 @@ EXPECTED = {
     "humaneval-infill-span": (1640, "b4f330d8a8ff97bf85d9def497dffcae4d741e506449386a877236e422e33e8d"),
     "humaneval-infill-span-light": (164, "1432250ecac0cb56e6f97f8faf0970419ef892a98fda7e1f5aa4c4b87209b760"),
 }
-
-
-def load_or_skip(name: str):
-    spec = get_spec(name)
-    if not (DATA / spec.filename).is_file():
-        pytest.skip(f"benchmark data {spec.filename} not found under {DATA} (docs/evals.md, 'Data')")
-    return load_taskset(name, data_dir=DATA, allow_hub=False)
 
 
 @pytest.fixture

@@ -1,10 +1,8 @@
 """Prompt formats and the sanitizer."""
 
-from pathlib import Path
-
 import pytest
 
-from diffucode_evals.data import Task, get_spec, load_taskset
+from diffucode_evals.data import Task
 from diffucode_evals.prompts import (
     COMPLETION_STOPS,
     build_prompt,
@@ -15,14 +13,7 @@ from diffucode_evals.prompts import (
     truncate_at_stops,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def load_or_skip(name: str):
-    spec = get_spec(name)
-    if not (DATA / spec.filename).is_file():
-        pytest.skip(f"benchmark data {spec.filename} not found under {DATA} (docs/evals.md, 'Data')")
-    return load_taskset(name, data_dir=DATA, allow_hub=False)
+from tests.benchdata import load_or_skip
 
 HE = Task("HumanEval/x", "complete", "def add(a, b):\n    \"\"\"Add.\"\"\"\n", "    return a + b\n",
           "def check(c):\n    assert c(1, 2) == 3\n", entry_point="add")

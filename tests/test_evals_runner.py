@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from diffucode_evals.data import Task, TaskSet, get_spec, load_taskset
+from diffucode_evals.data import Task, TaskSet
 from diffucode_evals.runner import (
     CALIBRATION,
     RESULTS,
@@ -20,14 +20,7 @@ from diffucode_evals.runner import (
     load_results,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def load_or_skip(name: str):
-    spec = get_spec(name)
-    if not (DATA / spec.filename).is_file():
-        pytest.skip(f"benchmark data {spec.filename} not found under {DATA} (docs/evals.md, 'Data')")
-    return load_taskset(name, data_dir=DATA, allow_hub=False)
+from tests.benchdata import load_or_skip
 
 
 def config(out: Path, **kw) -> RunConfig:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from diffucode_evals.infill_tasks import read_jsonl, single_line_tasks, syntax_tasks
 
 from diffucode.errors import ConfigError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.benchdata import DATA
 HUMANEVAL = DATA / "human-eval" / "HumanEval.jsonl.gz"
 SINGLE_LINE = DATA / "human-eval-infilling" / "HumanEval-SingleLineInfilling.jsonl.gz"
 FIELDS = ["task_id", "entry_point", "prompt", "suffix", "canonical_solution", "test"]
