@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--fraction", type=float, default=None, help="share of the span's tokens to re-predict (default 0.3)")
     g.add_argument("--below", type=float, default=None, help="re-predict tokens whose probability is below this (repair)")
+    g.add_argument("--instruction", default=None, metavar="TEXT",
+                   help='rewrite the lines as TEXT asks, e.g. "add type hints" (instruct checkpoints with a chat template)')
     _add_output_flags(p)
     _add_settings_flags(p)
     p.set_defaults(func=cmd_rewrite)
@@ -328,6 +330,11 @@ def cmd_rewrite(args) -> int:
     span = lines_to_span(src.text, a, b)
     engine = _load(args)
     settings = _settings(args, syntax.language_for_path(path), engine)
+    if args.instruction is not None:
+        from diffucode.instruct import instruct
+
+        result = instruct(engine, src.text, span, args.instruction, settings, on_step=_progress(args))
+        return _emit(args, src, result, span)
     result = infill.rewrite(engine, src.text, span, settings, fraction=args.fraction if args.below is None else None,
                             below=args.below, on_step=_progress(args))
     return _emit(args, src, result, span)

@@ -5,8 +5,10 @@ The text outside the spans is never re-encoded: new text is spliced between the 
 suffix strings, so every byte outside a span stays as it was (CRLF, tabs, non-ASCII).
 
 Length is not known in advance. Models trained with pad tails (`Engine.pad_tail`) get a hole larger
-than the expected content and end it with <|pad|>; other models get a short search over hole lengths
-ranked by the model's own mean log-probability; `length=` fixes it (for oracle evaluations).
+than the expected content and end it with <|pad|>; models trained with expand/delete tokens
+(DreamOn) grow and shrink the hole while they write (expand.py); other models get a short search
+over hole lengths ranked by the model's own mean log-probability; `length=` fixes it (for oracle
+evaluations).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import torch
 from diffucode import syntax
 from diffucode.denoiser import CachedDenoiser, NativeDenoiser
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
+from diffucode.expand import sample_expanding
 from diffucode.models import Engine
 from diffucode.sampler import STRATEGIES, sample
 
-LENGTH_MODES = ("auto", "pad", "search", "fixed")
+LENGTH_MODES = ("auto", "pad", "search", "fixed", "expand")
 MASK_GLYPH = "\u2591"  # how a still-masked token shows in streamed intermediate text
 
 
@@ -43,7 +46,7 @@ class InfillSettings:
     candidates: int = 1  # drawn in one batch; the best valid one wins
     seed: int = 0
     max_new_tokens: int = 64  # largest hole, in tokens, per span
-    length_mode: str = "auto"  # auto: pad if the model was trained for it, else search
+    length_mode: str = "auto"  # auto: expand or pad if the model was trained for it, else search
     length: int | None = None  # fixed hole length in tokens (length_mode "fixed")
     search_lengths: tuple[int, ...] | None = None  # hole lengths tried by the search
     validate: bool = True  # reject candidates that break the syntax (syntax.py)
@@ -345,9 +348,7 @@ def _window(tok, text: str, budget: int, *, from_end: bool) -> list[int]:
 def _hole_lengths(engine: Engine, source: str, spans, settings: InfillSettings) -> list[int]:
     """The hole sizes to try (each applied to every span of the job)."""
     cap = settings.max_new_tokens
-    mode = settings.length_mode
-    if mode == "auto":
-        mode = "pad" if engine.pad_tail else "search"
+    mode = _length_mode(engine, spans, settings)
     if mode == "fixed":
         return [settings.length]
     old = max((len(engine.tokenizer.encode(_model_text(source[s:e]))) for s, e in spans), default=0)
@@ -361,7 +362,29 @@ def _hole_lengths(engine: Engine, source: str, spans, settings: InfillSettings) 
     return sorted({min(cap, n) for n in (4, 8, 16, 32)})
 
 
+def _expand_ids(engine: Engine) -> tuple[int, int] | None:
+    """(expand id, delete id) when the model grows and shrinks holes itself (DreamOn), else None."""
+    e, d = getattr(engine.denoiser, "expand_id", None), getattr(engine.denoiser, "delete_id", None)
+    return (e, d) if e is not None and d is not None else None
+
+
+def _length_mode(engine: Engine, spans, settings: InfillSettings) -> str:
+    mode = settings.length_mode
+    if mode == "auto":
+        if _expand_ids(engine) and len(spans) == 1:
+            return "expand"
+        return "pad" if engine.pad_tail else "search"
+    if mode == "expand":
+        if not _expand_ids(engine):
+            raise ConfigError(f"{engine.name} has no expand/delete tokens: length mode 'expand' needs a DreamOn-style model")
+        if len(spans) != 1:
+            raise ConfigError("length mode 'expand' fills one span at a time")
+    return mode
+
+
 def _generate(engine, source, spans, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:
+    if _length_mode(engine, spans, settings) == "expand":
+        return _generate_expanding(engine, source, spans[0], settings, post=post, on_step=on_step, should_stop=should_stop)
     t0 = time.perf_counter()
     den = engine.denoiser
     lengths = _hole_lengths(engine, source, spans, settings)
@@ -402,6 +425,44 @@ def _generate(engine, source, spans, settings, *, post=None, on_step=None, shoul
     return InfillResult(cands, forwards, (time.perf_counter() - t0) * 1e3, tuple(lengths), n_invalid)
 
 
+def _generate_expanding(engine, source, span, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:
+    """One hole that the model lengthens (expand) and shortens (delete) as it writes; `steps` is unused."""
+    t0 = time.perf_counter()
+    expand_id, delete_id = _expand_ids(engine)
+    cap = settings.max_new_tokens
+    layout = _Layout.build(engine, source, [span], [cap], settings)  # context room for the longest hole
+    old = len(engine.tokenizer.encode(_model_text(source[span[0] : span[1]])))
+    initial = min(cap, settings.length or max(4, old))
+    pooled: dict[str, Candidate] = {}
+    forwards = 0
+
+    def callback(n: int, hole: list[int], *, stream: bool = True) -> None:
+        if should_stop is not None and should_stop():
+            raise GenerationCancelled("generation cancelled")
+        if on_step is not None and stream:
+            on_step(StepUpdate(forwards + n, hole.count(engine.denoiser.mask_id), (_render(engine, hole),)))
+
+    if should_stop is not None and should_stop():
+        raise GenerationCancelled("generation cancelled")
+    for r in range(settings.candidates):
+        gen = torch.Generator(device=engine.denoiser.device).manual_seed(settings.seed + r)
+        out = sample_expanding(
+            engine.denoiser, layout.prefix_ids, layout.suffix_ids, expand_id=expand_id, delete_id=delete_id,
+            initial=initial, max_length=cap, strategy=settings.strategy, temperature=settings.temperature,
+            top_k=settings.top_k, top_p=settings.top_p, threshold=settings.threshold, generator=gen,
+            callback=lambda n, hole, r=r: callback(n, hole, stream=r == 0),  # stream the first candidate
+        )
+        forwards += out.forwards
+        text = _finish_text(engine.tokenizer.decode(out.ids), source, span)
+        if post is not None:
+            text = post(text, span)
+        score = sum(out.logprobs) / len(out.logprobs) if out.logprobs else 0.0
+        cand = _validated(source, [Edit(span[0], span[1], text)], score, len(out.ids), settings)
+        pooled.setdefault(apply_edits(source, cand.edits), cand)
+    cands = sorted(pooled.values(), key=lambda c: (not c.valid, -c.score))
+    return InfillResult(cands, forwards, (time.perf_counter() - t0) * 1e3, (initial,), sum(not c.valid for c in cands))
+
+
 def _candidate(engine, source, spans, layout, ids, logprobs, settings, post, seen=None, note="") -> Candidate | None:
     """Decode one sampled row into a validated Candidate (None if `seen` already has its text)."""
     tok, tail = engine.tokenizer, _tail_ids(engine.denoiser)
@@ -437,8 +498,8 @@ def _tail_ids(den) -> set[int]:
     return {i for i in (den.pad_id, den.eos_id) if i is not None}
 
 
-def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens):
-    den = engine.denoiser
+def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, den=None, tail_ids=None):
+    den = den or engine.denoiser
     if settings.cache_refresh and isinstance(den, NativeDenoiser):
         den = CachedDenoiser(den, refresh_every=settings.cache_refresh)
     n_masked = int((ids[0] == den.mask_id).sum())
@@ -465,7 +526,8 @@ def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens):
         top_p=settings.top_p,
         threshold=settings.threshold,
         block_length=settings.block_length,
-        tail_ids=sorted(_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad" else [t for t in [den.eos_id] if t is not None],
+        tail_ids=tail_ids if tail_ids is not None else sorted(_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad"
+        else [t for t in [den.eos_id] if t is not None],
         remask_below=settings.remask_below,
         generator=gen,
         callback=callback if (on_step or should_stop) else None,

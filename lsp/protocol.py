@@ -113,7 +113,8 @@ def command_target(arg: Any, conv) -> tuple[str, lsp.Range, int | None]:
 
 
 def infill_params(params: Any, conv):
-    """Validate diffucode/infill params: {textDocument: {uri, version?}, range, mode?, options?, apply?, workDoneToken?}.
+    """Validate diffucode/infill params: {textDocument: {uri, version?}, range, mode?, instruction?, options?, apply?,
+    workDoneToken?}.
 
     options: generation settings (camelCase, as in the server settings) plus "snap" (bool)."""
     if not isinstance(params, dict):
@@ -130,8 +131,11 @@ def infill_params(params: Any, conv):
     except Exception as exc:  # KeyError, TypeError, cattrs' ClassValidationError
         raise invalid_params(f"diffucode/infill needs textDocument.uri and range: {exc!r}"[:300]) from exc
     mode = params.get("mode", "infill")
-    if mode not in TITLES:
-        raise invalid_params(f"mode must be one of {', '.join(TITLES)}, got {mode!r}")
+    if mode not in TITLES and mode != "instruct":
+        raise invalid_params(f"mode must be one of {', '.join([*TITLES, 'instruct'])}, got {mode!r}")
+    instruction = params.get("instruction")
+    if mode == "instruct" and (not isinstance(instruction, str) or not instruction.strip()):
+        raise invalid_params("mode 'instruct' needs a non-empty instruction string")
     options = params.get("options") or {}
     if not isinstance(options, dict):
         raise invalid_params("options must be an object")
@@ -143,4 +147,4 @@ def infill_params(params: Any, conv):
     token = params.get("workDoneToken")
     if token is not None and (isinstance(token, bool) or not isinstance(token, (str, int))):
         raise invalid_params("workDoneToken must be a string or an integer")
-    return uri, rng, mode, options, version, apply, token
+    return uri, rng, mode, options, version, apply, token, instruction

@@ -26,6 +26,7 @@ from pygls.workspace import TextDocument
 
 from diffucode.errors import ConfigError, DiffucodeError, GenerationCancelled, SpanError
 from diffucode.infill import InfillResult, complete, infill, rewrite
+from diffucode.instruct import instruct
 from diffucode_lsp import protocol as P
 from diffucode_lsp.documents import LspTextDocument, Window, adopt, check_text, range_at, single_line_edit, span_at
 from diffucode_lsp.progress import CLIENT_TIMEOUT, Progress, Stream
@@ -226,8 +227,9 @@ class DiffucodeServer(LanguageServer):
         expected_version: int | None = None,
         apply: bool = False,
         token: lsp.ProgressToken | None = None,
+        instruction: str | None = None,
     ) -> dict:
-        """Infill / rewrite / repair `rng`; the reply carries the candidates and a versioned edit.
+        """Infill / rewrite / repair / instruct `rng`; the reply carries the candidates and a versioned edit.
 
         With apply=True the best edit is sent through workspace/applyEdit, unless the document
         changed meanwhile (then `applied` is false and `failureReason` says why)."""
@@ -278,6 +280,8 @@ class DiffucodeServer(LanguageServer):
             def run() -> InfillResult:
                 if mode == "infill":
                     return infill(engine, win.text, [(s, e)], settings, on_step=on_step, should_stop=stop)
+                if mode == "instruct":
+                    return instruct(engine, win.text, (s, e), instruction, settings, on_step=on_step, should_stop=stop)
                 if mode == "rewrite":
                     return rewrite(engine, win.text, (s, e), settings, fraction=st.rewrite_fraction, on_step=on_step, should_stop=stop)
                 return rewrite(engine, win.text, (s, e), settings, fraction=None, below=st.repair_below, on_step=on_step, should_stop=stop)
@@ -458,8 +462,9 @@ def build_server(loader: Loader | None = None, defaults: ServerSettings | None =
 
     @server.feature(P.INFILL)
     async def on_infill(ls: DiffucodeServer, params: Any):
-        uri, rng, mode, options, version, apply, token = P.infill_params(params, ls.protocol._converter)
-        return await ls.edit_job(uri, rng, mode, options, expected_version=version, apply=apply, token=token)
+        uri, rng, mode, options, version, apply, token, instruction = P.infill_params(params, ls.protocol._converter)
+        return await ls.edit_job(uri, rng, mode, options, expected_version=version, apply=apply, token=token,
+                                 instruction=instruction)
 
     @server.feature(P.STATUS)
     def on_status(ls: DiffucodeServer, params: Any):

@@ -58,7 +58,8 @@ def _write_tokenizer(folder: Path, specials: list[str], config: dict) -> int:
     return tok.get_vocab_size()
 
 
-def _dream_folder(folder: Path, *, seed: int = 0, copy: bool = False, mask_token_id: int | None = None) -> Path:
+def _dream_folder(folder: Path, *, seed: int = 0, copy: bool = False, mask_token_id: int | None = None,
+                  dreamon: bool = False) -> Path:
     """A Dream/DiffuCoder-format folder: model_type "Dream", remote-code tokenizer class, Qwen2 weight names.
 
     copy=True builds a model whose output at position i is (the logits of) the token at position i:
@@ -67,7 +68,8 @@ def _dream_folder(folder: Path, *, seed: int = 0, copy: bool = False, mask_token
     three times more strongly, so an unmasked argmax would land past the tokenizer's vocabulary.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    n_tok = _write_tokenizer(folder, ["<|im_start|>", "<|im_end|>", "<|mask|>", "<|dlm_pad|>"], {
+    specials = ["<|im_start|>", "<|im_end|>", "<|mask|>", "<|dlm_pad|>"] + (["<|expand|>"] if dreamon else [])
+    n_tok = _write_tokenizer(folder, specials, {
         "tokenizer_class": "DreamTokenizer", "auto_map": {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
         "eos_token": "<|endoftext|>", "pad_token": "<|dlm_pad|>", "bos_token": None,
         "chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -445,6 +447,82 @@ def test_gemma_complete_maps_and_infill_rewrite_refuse(gemma, tmp_path, capsysbi
     code = cli.main(["infill", f"{p}:2-3", "--model", str(folder), "--no-validate", "--steps", "2"])
     _, err = capsysbinary.readouterr()
     assert code == 2 and "use `diffucode complete`" in err.decode() and p.read_text() == SRC
+
+
+# -- DreamOn: expand/delete ------------------------------------------------------------------------------
+def test_dreamon_expand_and_delete_tokens_drive_auto_length(tmp_path, dream_engine):
+    eng = load_engine(_dream_folder(tmp_path / "DreamOn-v0-7B", dreamon=True))
+    den, tok = eng.denoiser, eng.tokenizer
+    assert den.expand_id == tok.token_id("<|expand|>") and den.delete_id == den.eos_id == tok.token_id("<|endoftext|>")
+    assert eng.meta["variable_length"] == "expand/delete"
+    assert dream_engine.denoiser.expand_id is None and dream_engine.meta["variable_length"] is None
+    span = (SRC.index("    y"), SRC.index("    return"))
+    res = infill.infill(eng, SRC, [span], infill.InfillSettings(validate=False, max_new_tokens=12))
+    assert res.hole_tokens == (max(4, len(tok.encode(SRC[span[0]:span[1]]))),)  # started there, then grew/shrank
+    assert res.candidates and all(den.mask_id not in tok.encode(c.edits[0].text) for c in res.candidates)
+    # the fixed-length modes never sample <|expand|> (it is a control token)
+    fixed = infill.infill(eng, SRC, [span], infill.InfillSettings(validate=False, length=6, steps=3))
+    assert "<|expand|>" not in fixed.candidates[0].edits[0].text
+
+
+# -- instructions (chat templates) ---------------------------------------------------------------------
+class _Answer:
+    """Wraps a chat model's denoiser: answers `text` in the masked answer, then <|im_end|>."""
+
+    def __init__(self, den, tok, text: str):
+        self._den, self.script, self.end = den, tok.encode(text), tok.token_id("<|im_end|>")
+        self.prompts = []
+
+    def __getattr__(self, name):
+        return getattr(self._den, name)
+
+    def logits(self, ids, positions):
+        start = int((ids[0] == self.mask_id).nonzero()[0]) if not self.prompts else self.prompts[0]
+        self.prompts.append(start)
+        out = torch.zeros(*positions.shape, self._den.vocab_size + OVERFLOW)
+        for b in range(positions.size(0)):
+            for j, p in enumerate(positions[b].tolist()):
+                k = p - start
+                out[b, j, self.script[k] if k < len(self.script) else self.end] = 20.0 - 0.01 * k
+        return out
+
+
+def test_instruction_rewrite_uses_the_chat_template_and_takes_the_fenced_code(dream_engine):
+    from diffucode.instruct import answer_code, instruct
+    from diffucode.models import Engine
+
+    src = "import os\n\ndef f(x):\n    return x\n\nprint(f(2))\n"
+    span = (src.index("def"), src.index("\nprint") + 1)
+    reply = "Here it is:\n```python\ndef f(n: int) -> int:\n    return n\n```\nDone."
+    den = _Answer(dream_engine.denoiser, dream_engine.tokenizer, reply)
+    eng = Engine(den, dream_engine.tokenizer, name="chat", meta=dream_engine.meta)
+    res = instruct(eng, src, span, "Rename x to n and add type hints.",
+                   infill.InfillSettings(max_new_tokens=len(den.script) + 6, steps=4))
+    assert res.best is not None and res.best.valid
+    assert res.best.apply(src) == "import os\n\ndef f(n: int) -> int:\n    return n\n\nprint(f(2))\n"
+    prompt = dream_engine.tokenizer.decode(  # what the model saw before the answer (control tokens dropped)
+        dream_engine.tokenizer.encode(families.instruction_prompt(eng, "Rename x to n and add type hints.", src[span[0]:span[1]])))
+    assert "Rename x to n" in prompt and "def f(x):" in prompt
+    assert res.best.n_tokens == len(den.script)  # stopped at <|im_end|> though it is a control token
+    assert answer_code("plain\ncode\n") == "plain\ncode" and answer_code("```\na\n") == "a"
+
+
+def test_instruction_rewrite_cli(dream_dir, llada, tiny_model_dir, tmp_path, capsysbinary):
+    p = tmp_path / "a.py"
+    p.write_text(SRC)
+    code = cli.main(["rewrite", f"{p}:3-5", "--model", str(dream_dir), "--instruction", "Make it shorter.",
+                     "--no-validate", "--steps", "3", "--max-new-tokens", "8", "--quiet"])
+    out, err = capsysbinary.readouterr()
+    assert code == 0, err.decode()
+    lines = SRC.splitlines(keepends=True)
+    assert out.decode().startswith("".join(lines[:2])) and out.decode().endswith("".join(lines[5:]))
+    for model in (llada[0], tiny_model_dir):  # no chat template: a clear refusal, file untouched
+        code = cli.main(["rewrite", f"{p}:3-5", "--model", str(model), "--instruction", "Make it shorter."])
+        _, err = capsysbinary.readouterr()
+        assert code == 2 and "need an instruct checkpoint" in err.decode()
+    code = cli.main(["rewrite", f"{p}:3-5", "--instruction", " ", "--model", str(dream_dir)])
+    assert code == 2 and "instruction is empty" in capsysbinary.readouterr()[1].decode()
+    assert p.read_text() == SRC
 
 
 # -- shared --------------------------------------------------------------------------------------------

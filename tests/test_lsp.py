@@ -425,6 +425,8 @@ async def test_malformed_requests_get_errors_not_hangs(client: LanguageClient):
         ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 99)}),  # past the end of the line
         ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 3, 0, 1)}),  # reversed
         ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 1, 0, 1), "mode": "rewrite"}),  # empty rewrite
+        ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 1), "mode": "instruct"}),  # no instruction
+        ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 1), "mode": "instruct", "instruction": 3}),
         ("workspace/executeCommand", {"command": "diffucode.infillSelection", "arguments": []}),
         ("workspace/executeCommand", {"command": "diffucode.infillSelection", "arguments": [{"uri": uri}]}),
         ("workspace/executeCommand", {"command": "diffucode.rewriteSelection", "arguments": [{"uri": uri, "range": {"start": 1}}]}),
@@ -437,6 +439,10 @@ async def test_malformed_requests_get_errors_not_hangs(client: LanguageClient):
     with pytest.raises(JsonRpcException) as err:
         await request(client, "diffucode/infill", {"textDocument": {"uri": "file:///nowhere/x.py"}, "range": rng(0, 0, 0, 0)})
     assert err.value.code == -32803 and "not open" in err.value.message
+    with pytest.raises(JsonRpcException) as err:  # the model has no chat template: a clear refusal
+        await request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 5),
+                                                   "mode": "instruct", "instruction": "Use a constant."})
+    assert err.value.code == -32803 and "need an instruct checkpoint" in err.value.message
     with pytest.raises(JsonRpcException) as err:
         await request(client, "diffucode/noSuchMethod", {})
     assert err.value.code == -32601

@@ -10,8 +10,10 @@ Conventions (from the authors' `generation_utils.py`, verified by tests/test_fam
 * the mask is `<|mask|>`; DiffuCoder-Instruct pads answers with `<|dlm_pad|>`; `<|endoftext|>` ends text;
 * the head (152,064 rows) is wider than the tokenizer (~151,667 ids): the sampler masks the rest
   (Dream#54: a sampled id past the vocabulary crashed decode).
-* DreamOn's `<|expand|>`/`<|delete|>` variable-length decoding is not implemented: `<|expand|>` is
-  never sampled, and a hole length is chosen by diffucode's length search instead.
+* DreamOn adds `<|expand|>`: a mask predicted as it becomes two masks, and an end-of-text predicted
+  inside the hole deletes that position (its `<|delete|>` token where the tokenizer has one). When
+  the tokenizer has `<|expand|>`, infill's length mode "auto" decodes that way (diffucode/expand.py);
+  the other modes never sample it.
 """
 
 from __future__ import annotations
@@ -62,13 +64,17 @@ def load(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype
     tails = {i for i in (eos_id, pad_id) if i is not None}
     forbidden = (tok.control_ids | {mask_id}) - tails
     max_pos = int(config.get("max_position_embeddings") or TRAINED_CONTEXT)
+    expand_id = tok.token_id("<|expand|>")  # DreamOn only
+    delete_id = tok.token_id("<|delete|>")
+    delete_id = (eos_id if delete_id is None else delete_id) if expand_id is not None else None
     den = hf.HFDenoiser(model, shift=True, mask_id=mask_id, pad_id=pad_id, eos_id=eos_id, vocab_size=tok.vocab_size,
-                        forbidden_ids=forbidden, max_seq_len=min(max_pos, TRAINED_CONTEXT))
+                        forbidden_ids=forbidden, max_seq_len=min(max_pos, TRAINED_CONTEXT), expand_id=expand_id,
+                        delete_id=delete_id)
     meta = {
         "infill": {"pad_tail": False},
         "logit_shift": 1,
         "attention": "full",
         "chat": tok.has_chat_template,
-        "variable_length": "not supported (DreamOn expand/delete)" if tok.token_id("<|expand|>") is not None else None,
+        "variable_length": "expand/delete" if expand_id is not None else None,
     }
     return den, tok, meta

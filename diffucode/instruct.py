@@ -1,0 +1,108 @@
+"""Rewrite a span by instruction ("add type hints", "make it iterative") with an instruct checkpoint.
+
+The prompt is the checkpoint's own chat template (families.instruction_prompt): the instruction and
+the span's code as the user turn, the assistant turn opened. The answer is a run of masks after it,
+denoised like any hole; it may end early with the model's end-of-turn, end-of-text or pad tokens
+(kept a contiguous tail by the sampler). The code of the answer — the first fenced block if there is
+one, else the whole answer — replaces the span, validated like any infill.
+
+Models without a chat template (base checkpoints, diffucode's own models) refuse with ConfigError.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+
+import torch
+
+from diffucode import families
+from diffucode.errors import SpanError
+from diffucode.infill import (
+    Candidate,
+    Edit,
+    InfillResult,
+    InfillSettings,
+    OnStep,
+    ShouldStop,
+    _finish_text,
+    _Layout,
+    _sample,
+    _tail_ids,
+    _validated,
+    apply_edits,
+    check_spans,
+)
+from diffucode.models import Engine
+
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")  # Qwen (Dream family), LLaMA 3 (LLaDA), Gemma
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n```|\Z)", re.S)
+
+
+def instruct(
+    engine: Engine,
+    source: str,
+    span: tuple[int, int],
+    instruction: str,
+    settings: InfillSettings = InfillSettings(),
+    *,
+    on_step: OnStep | None = None,
+    should_stop: ShouldStop | None = None,
+) -> InfillResult:
+    """Replace `source[span]` with the model's answer to `instruction` about it (an empty span: write new code).
+
+    The answer has room for `settings.max_new_tokens` tokens, and at least twice the span's own tokens
+    plus 32 (an answer restates the code), within the model's context. The best valid candidate comes first.
+    """
+    settings.check()
+    if not instruction.strip():
+        raise SpanError("the instruction is empty")
+    (s, e), = check_spans(source, [span])
+    t0 = time.perf_counter()
+    prompt = engine.tokenizer.encode(families.instruction_prompt(engine, instruction, source[s:e]))
+    den = engine.denoiser
+    own = len(engine.tokenizer.encode(source[s:e]))
+    n = max(settings.max_new_tokens, min(2 * own + 32, den.max_seq_len - len(prompt)))
+    if len(prompt) + n > den.max_seq_len:
+        raise SpanError(f"the instruction, the code and a {n}-token answer need more than the model's "
+                        f"{den.max_seq_len}-token context")
+    stops = {i for i in (engine.tokenizer.token_id(t) for t in END_OF_TURN) if i is not None}
+    tails = sorted(_tail_ids(den) | stops)
+    chat_den = _AllowIds(den, stops)
+    layout = _Layout(prompt, [], [], [n])
+    ids = torch.tensor(prompt + [den.mask_id] * n, device=den.device)[None].repeat(settings.candidates, 1)
+    out = _sample(engine, ids, replace(settings, length_mode="pad"), on_step, should_stop, layout, [n],
+                  den=chat_den, tail_ids=tails)
+    cands: dict[str, Candidate] = {}
+    P = len(prompt)
+    old = source[s:e]
+    trailing = old[len(old.rstrip("\r\n")) :].replace("\r\n", "\n")  # the span's own blank lines after its code
+    for r in range(ids.size(0)):
+        toks = out.ids[r, P:].tolist()
+        k = next((i for i, t in enumerate(toks) if t in tails), n)
+        code = answer_code(engine.tokenizer.decode(toks[:k]))
+        text = _finish_text(code + trailing if code else code, source, (s, e))
+        score = float(out.logprobs[r, P : P + min(k + 1, n)].mean())
+        cand = _validated(source, [Edit(s, e, text)], score, k, settings)
+        cands.setdefault(apply_edits(source, cand.edits), cand)
+    ranked = sorted(cands.values(), key=lambda c: (not c.valid, -c.score))
+    return InfillResult(ranked, out.forwards, (time.perf_counter() - t0) * 1e3, (n,), sum(not c.valid for c in ranked))
+
+
+def answer_code(answer: str) -> str:
+    """The code in a chat answer: the first fenced block's body, else the answer without surrounding blank lines."""
+    m = _FENCE.search(answer)
+    code = m.group(1) if m else answer
+    return code.strip("\n")
+
+
+class _AllowIds:
+    """The denoiser, with end-of-turn ids sampleable (they are control tokens, forbidden in code holes)."""
+
+    def __init__(self, den, allow: set[int]):
+        self._den = den
+        self.forbidden_ids = frozenset(den.forbidden_ids - allow)
+
+    def __getattr__(self, name):
+        return getattr(self._den, name)
