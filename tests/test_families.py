@@ -588,3 +588,64 @@ def test_continuations_are_cut_where_the_hole_ends():
     assert _cut("x + 1)\nfoo()", "expression", "y = (", 1) == "x + 1)"
     assert _cut("return y\n    z = 1\nprint(3)\n", "statement", "    ", None) == "return y\n    z = 1"
     assert _cut("\n    return x\n\ndef g():\n", "block_body", "def f():", None) == "\n    return x"
+
+
+# -- the same front ends: language server and eval harness --------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["dream", "llada", "diffusion_gemma"])
+def test_language_server_and_eval_harness_run_each_family(family, dream_dir, llada, gemma, tmp_path):
+    """`model` in the server's settings and `--model` in `diffucode eval` take a family folder as they take ours."""
+    import socket
+    import subprocess
+    import time
+    import sys
+
+    from tests.benchdata import DATA, load_or_skip
+    from tests.test_lsp_tcp import RawClient, free_port
+
+    folder = {"dream": dream_dir, "llada": llada[0], "diffusion_gemma": gemma[0]}[family]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "diffucode_lsp", "--tcp", f"127.0.0.1:{port}"],
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        sock.settimeout(None)
+        c = RawClient(sock)
+        c.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {},
+                "initializationOptions": {"model": str(folder), "validate": False, "steps": 2, "maxNewTokens": 6,
+                                          "debounceMs": 0, "threads": 1}}})
+        c.response(1)
+        c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        uri = "file:///tmp/fam/a.py"
+        c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": SRC}}})
+        c.send({"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion", "params": {
+            "textDocument": {"uri": uri}, "position": {"line": 3, "character": 8}, "context": {"triggerKind": 1}}})
+        assert "items" in c.response(2, timeout=120)["result"]
+        c.send({"jsonrpc": "2.0", "id": 3, "method": "diffucode/infill", "params": {
+            "textDocument": {"uri": uri}, "range": {"start": {"line": 3, "character": 4}, "end": {"line": 3, "character": 12}}}})
+        reply = c.response(3, timeout=120)
+        if family == "diffusion_gemma":  # no mask token: the reason, as a JSON-RPC error
+            assert reply["error"]["code"] == -32803 and "complete" in reply["error"]["message"]
+        else:
+            assert reply["result"]["candidates"] and reply["result"]["edit"] is not None
+        c.send({"jsonrpc": "2.0", "id": 4, "method": "diffucode/status"})
+        st = c.response(4)["result"]
+        assert st["loaded"] is True and st["loadError"] is None
+        sock.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+    load_or_skip("humaneval")
+    out = tmp_path / "run"
+    code = cli.main(["eval", "humaneval", "--model", str(folder), "--data-dir", str(DATA), "--limit", "1",
+                     "--max-new-tokens", "8", "--steps", "2", "--out", str(out), "--quiet"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 1 and summary["complete"]
