@@ -130,6 +130,8 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
         help_ = SETTINGS_HELP.get(f.name, "")
         if f.name == "validate":
             g.add_argument("--no-validate", dest="validate", action="store_false", default=None, help="do not " + help_)
+        elif f.name == "exact":
+            g.add_argument("--exact", action="store_true", default=None, help=help_)
         elif f.name == "search_lengths":
             g.add_argument(flag, type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help=help_)
         else:
@@ -140,6 +142,8 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, or auto (default: cpu)")
     m.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="weights' dtype in memory (default: fp32 on CPU, the checkpoint's own on a GPU)")
+    m.add_argument("--quantize", default=None, choices=["none", "int8"],
+                   help="int8: dynamic int8 linear layers for diffucode's own models on CPU (default: none)")
     m.add_argument("--family", default=None, help="model family when config.json does not say: dream, llada, diffusion_gemma")
     m.add_argument("--trust-remote-code", action="store_true",
                    help="run the checkpoint's own Python modelling code (executes downloaded code)")
@@ -244,7 +248,8 @@ def _load(args):
 
     dtype = None if getattr(args, "dtype", "auto") == "auto" else args.dtype
     return load_engine(args.model, device=args.device, dtype=dtype, family=getattr(args, "family", None),
-                       trust_remote_code=getattr(args, "trust_remote_code", False))
+                       trust_remote_code=getattr(args, "trust_remote_code", False),
+                       quantize=getattr(args, "quantize", None))
 
 
 def _progress(args):

@@ -91,7 +91,7 @@ def sample_expanding(
             logits[..., expand_id] = NEG_INF
         if last:
             logits[..., delete_id] = NEG_INF
-        x0, conf, score, logp = (t[0] for t in _choose(logits, strategy, temperature, top_k, top_p, generator))
+        x0, conf, score, logp, _ = (t[0] for t in _choose(logits, strategy, temperature, top_k, top_p, generator))
         if last:
             commit = list(range(len(open_)))
         elif threshold is not None:

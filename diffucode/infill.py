@@ -40,7 +40,9 @@ class InfillSettings:
     temperature: float = 0.0
     top_k: int | None = None
     top_p: float | None = None
-    threshold: float | None = None  # parallel mode: commit every token with confidence ≥ threshold
+    threshold: float | None = 0.9  # parallel decoding: also commit every token with confidence ≥ threshold
+    entropy_bound: float | None = None  # also commit lowest-entropy tokens while Σ entropy − max ≤ this
+    early_stop: float | None = None  # commit all when predictions repeat and each is this confident
     block_length: int | None = None  # semi-autoregressive blocks of this many masks
     remask_below: float | None = None  # re-predict committed tokens whose confidence was below this
     candidates: int = 1  # drawn in one batch; the best valid one wins
@@ -52,7 +54,8 @@ class InfillSettings:
     validate: bool = True  # reject candidates that break the syntax (syntax.py)
     language: str | None = "python"
     context_tokens: int | None = None  # prompt budget; default: the model's context
-    cache_refresh: int | None = None  # approximate K/V cache: full forward every N steps (1 = exact; None = off)
+    cache_refresh: int | None = 4  # approximate K/V cache: full forward every N steps (1 = exact; None = off)
+    exact: bool = False  # ignore threshold, entropy_bound, early_stop and cache_refresh: the reference decoder
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -69,6 +72,12 @@ class InfillSettings:
             raise ConfigError("temperature must be ≥ 0")
         if self.cache_refresh is not None and self.cache_refresh < 1:
             raise ConfigError("cache_refresh must be ≥ 1")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise ConfigError("threshold must be in (0, 1]")
+        if self.entropy_bound is not None and self.entropy_bound < 0:
+            raise ConfigError("entropy_bound must be ≥ 0")
+        if self.early_stop is not None and not 0.0 < self.early_stop <= 1.0:
+            raise ConfigError("early_stop must be in (0, 1]")
         if self.length_mode == "fixed" and not self.length:
             raise ConfigError("length_mode 'fixed' needs length ≥ 1")
 
@@ -80,7 +89,9 @@ SETTINGS_HELP = {
     "temperature": "0 picks the most likely token; higher samples more freely",
     "top_k": "sample only among the k most likely tokens",
     "top_p": "sample only from the smallest set of tokens with this much probability",
-    "threshold": "parallel decoding: commit every token at least this confident (e.g. 0.9)",
+    "threshold": "parallel decoding: also commit every token at least this confident",
+    "entropy_bound": "parallel decoding: also commit the surest tokens while their summed entropy, less the largest, stays within this (nats)",
+    "early_stop": "commit every remaining token once the predictions repeat the previous step's and each is at least this confident",
     "block_length": "fill the hole left to right in blocks of this many tokens",
     "remask_below": "re-predict committed tokens whose confidence was below this",
     "candidates": "candidates drawn in one batch; the best valid one wins",
@@ -93,6 +104,7 @@ SETTINGS_HELP = {
     "language": "language for syntax checks (default: from the file extension)",
     "context_tokens": "tokens of surrounding code the model sees (default: its context)",
     "cache_refresh": "reuse the context's keys/values, recomputing everything every N steps (faster, approximate)",
+    "exact": "the reference decoder: no threshold, entropy bound, early stop or cache (slower)",
 }
 
 
@@ -449,7 +461,7 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
         out = sample_expanding(
             engine.denoiser, layout.prefix_ids, layout.suffix_ids, expand_id=expand_id, delete_id=delete_id,
             initial=initial, max_length=cap, strategy=settings.strategy, temperature=settings.temperature,
-            top_k=settings.top_k, top_p=settings.top_p, threshold=settings.threshold, generator=gen,
+            top_k=settings.top_k, top_p=settings.top_p, threshold=None if settings.exact else settings.threshold, generator=gen,
             callback=lambda n, hole, r=r: callback(n, hole, stream=r == 0),  # stream the first candidate
         )
         forwards += out.forwards
@@ -500,6 +512,8 @@ def _tail_ids(den) -> set[int]:
 
 def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, den=None, tail_ids=None):
     den = den or engine.denoiser
+    if settings.exact:
+        settings = replace(settings, threshold=None, entropy_bound=None, early_stop=None, cache_refresh=None)
     if settings.cache_refresh and isinstance(den, NativeDenoiser):
         den = CachedDenoiser(den, refresh_every=settings.cache_refresh)
     n_masked = int((ids[0] == den.mask_id).sum())
@@ -525,6 +539,8 @@ def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, d
         top_k=settings.top_k,
         top_p=settings.top_p,
         threshold=settings.threshold,
+        entropy_bound=settings.entropy_bound,
+        early_stop=settings.early_stop,
         block_length=settings.block_length,
         tail_ids=tail_ids if tail_ids is not None else sorted(_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad"
         else [t for t in [den.eos_id] if t is not None],

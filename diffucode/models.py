@@ -16,7 +16,7 @@ import torch
 
 from diffucode import checkpoint
 from diffucode.denoiser import Denoiser, NativeDenoiser
-from diffucode.errors import CheckpointError
+from diffucode.errors import CheckpointError, ConfigError
 
 EMBEDDED = Path(__file__).parent / "weights" / "default"
 DEFAULT_NAME = "default"
@@ -74,12 +74,17 @@ def load_engine(
     dtype: torch.dtype | str | None = None,
     family: str | None = None,
     trust_remote_code: bool = False,
+    quantize: str | None = None,
 ) -> Engine:
     """Load a model for inference. Raises CheckpointError with the reason when it cannot.
 
     diffucode's own folders load here; public checkpoints of known families (Dream/DiffuCoder, LLaDA,
     DiffusionGemma; `family` overrides detection) load through diffucode.families (needs transformers).
+    quantize="int8": dynamic int8 quantization of the linear layers (diffucode's own models on CPU;
+    benchmarks/bench_engine.py measures whether it pays on a machine).
     """
+    if quantize not in (None, "none", "int8"):
+        raise ConfigError(f"unknown quantization {quantize!r}; choose from none, int8")
     t0 = time.perf_counter()
     folder = resolve(name_or_path)
     config = checkpoint.read_config(folder)
@@ -93,11 +98,15 @@ def load_engine(
     if fmt != checkpoint.FORMAT or family:
         from diffucode import families
 
+        if quantize == "int8":
+            raise ConfigError("int8 quantization applies to diffucode's own models only; use --dtype for public checkpoints")
         return families.load(folder, config, device=device, dtype=dtype, family=family,
                              trust_remote_code=trust_remote_code, name=str(name_or_path or folder))
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     ckpt = checkpoint.load(folder, device=device, dtype=dtype)
+    if quantize == "int8":
+        ckpt.model = quantize_int8(ckpt.model)
     name = DEFAULT_NAME if folder == EMBEDDED else str(name_or_path)
     return Engine(
         denoiser=NativeDenoiser(ckpt.model, ckpt.tokenizer),
@@ -107,6 +116,17 @@ def load_engine(
         meta=ckpt.meta,
         load_seconds=time.perf_counter() - t0,
     )
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call); CPU only."""
+    import warnings
+
+    if next(model.parameters()).device.type != "cpu":
+        raise ConfigError("int8 quantization runs on the CPU only")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def available() -> list[dict]:

@@ -3,8 +3,14 @@
 One step = one forward pass of the denoiser over the whole sequence, logits only at the positions
 being generated, then commit some of the still-masked positions:
 
-* how many: a linear schedule (`steps` forwards in all: LLaDA/Dream), or every position whose
-  confidence exceeds `threshold` and at least one (Fast-dLLM's parallel decoding);
+* how many: a linear schedule (`steps` forwards in all: LLaDA/Dream); on top of it, every position
+  whose confidence reaches `threshold` (Fast-dLLM's parallel decoding), or the lowest-entropy
+  positions while their summed entropy, less the largest, stays within `entropy_bound`
+  (DiffusionGemma's entropy-bounded sampler). The schedule is a floor, so `steps` bounds the
+  forwards whatever the model's confidence; `steps` = number of masks gives the pure
+  threshold/entropy rule (at least one per step);
+* when: `early_stop` commits every open mask at once when the predictions at all of them are the
+  same as in the previous forward and each is at least that confident;
 * which: the highest-scoring ones under `strategy` — `confidence` (max prob, "low-confidence
   remasking" in LLaDA / `maskgit_plus` in Dream), `margin` (top1 − top2), `entropy` (lowest entropy
   first), or `origin` (random order);
@@ -50,6 +56,8 @@ def sample(
     top_k: int | None = None,
     top_p: float | None = None,
     threshold: float | None = None,
+    entropy_bound: float | None = None,
+    early_stop: float | None = None,
     block_length: int | None = None,
     tail_ids: Sequence[int] = (),
     remask_below: float | None = None,
@@ -61,12 +69,15 @@ def sample(
     Args:
         denoiser: the model (see denoiser.py); only `logits`, `mask_id`, `vocab_size`, `forbidden_ids` are used.
         ids: (B, T) token ids; positions equal to `denoiser.mask_id` are generated, the rest is context.
-        steps: forward passes for the whole job in schedule mode (≥ 1; capped at the number of masks).
-            In threshold mode, the number of forwards is decided by the threshold instead.
+        steps: forward passes for the whole job (≥ 1; capped at the number of masks): each forward
+            commits at least its share of the masks, so at most `steps` forwards run.
         strategy: unmasking order, one of STRATEGIES.
         temperature: 0 takes the argmax; > 0 samples from softmax(logits / temperature).
         top_k, top_p: restrict sampling to the k most likely ids / the nucleus of mass p.
-        threshold: commit every position whose confidence is ≥ threshold (at least one per step and row).
+        threshold: also commit every position whose confidence is ≥ threshold.
+        entropy_bound: also commit the lowest-entropy positions while Σ entropy − max entropy ≤ this (nats).
+        early_stop: commit all open masks when their predictions repeat the previous forward's and each
+            has confidence ≥ this.
         block_length: generate the masked positions in blocks of this many, left to right (LLaDA).
         tail_ids: ids that may only form a contiguous tail of each hole (pad, eos).
         remask_below: after each step, re-mask committed tokens whose commit-time probability was below
@@ -84,6 +95,10 @@ def sample(
         raise ConfigError("threshold must be in (0, 1]")
     if block_length is not None and block_length < 1:
         raise ConfigError("block_length must be ≥ 1")
+    if entropy_bound is not None and entropy_bound < 0:
+        raise ConfigError("entropy_bound must be ≥ 0")
+    if early_stop is not None and not 0.0 < early_stop <= 1.0:
+        raise ConfigError("early_stop must be in (0, 1]")
 
     ids = ids.clone()
     B, T = ids.shape
@@ -113,6 +128,7 @@ def sample(
     seg_start, seg_end = _segments(generated)
     tail = torch.tensor(sorted(set(tail_ids)), dtype=torch.long, device=device)
     remasked = torch.zeros_like(generated)
+    prev_x0 = None  # last forward's predictions, for early_stop
 
     forwards = 0
     while masked.any():
@@ -128,7 +144,7 @@ def sample(
         logits = _suppress(logits, denoiser)
         if tail.numel():
             logits = _forbid_tail_before_content(logits, ids, gen_pos, masked, generated, tail, seg_end)
-        x0, conf, score, logp = _choose(logits, strategy, temperature, top_k, top_p, generator)  # each (B, G)
+        x0, conf, score, logp, ent = _choose(logits, strategy, temperature, top_k, top_p, generator)  # each (B, G)
 
         # Scatter per-generated-position results back to (B, T).
         x0_t = ids.clone().scatter(1, gen_pos, torch.where(gen_valid, x0, ids.gather(1, gen_pos)))
@@ -138,15 +154,21 @@ def sample(
         score_t = torch.where(eligible, score_t, NEG_INF)
 
         n_eligible = eligible.sum(1)
+        left = (steps_per_block - spent).clamp(min=1)
+        k_min = torch.minimum(torch.div(n_eligible + left - 1, left, rounding_mode="floor"), n_eligible)  # ceil(n/left)
+        commit = _top_k_mask(score_t, k_min)
         if threshold is not None:
-            commit = eligible & (conf_t >= threshold)
-            k_min = torch.ones_like(n_eligible)
-        else:
-            left = (steps_per_block - spent).clamp(min=1)
-            k_min = torch.div(n_eligible + left - 1, left, rounding_mode="floor")  # ceil(n / left)
-            commit = torch.zeros_like(eligible)
-        k_min = torch.minimum(k_min, n_eligible)
-        commit |= _top_k_mask(score_t, k_min)
+            commit |= eligible & (conf_t >= threshold)
+        if entropy_bound is not None:
+            ent_t = torch.full((B, T), float("inf"), device=device).scatter(1, gen_pos, torch.where(gen_valid, ent, float("inf")))
+            commit |= _entropy_bounded(torch.where(eligible, ent_t, float("inf")), entropy_bound)
+        if early_stop is not None:
+            x0_g = torch.where(gen_valid, x0, -1)
+            if prev_x0 is not None:
+                open_g = masked.gather(1, gen_pos) & gen_valid
+                settled = ((x0_g == prev_x0) & (conf >= early_stop)) | ~open_g
+                commit |= eligible & settled.all(1, keepdim=True)
+            prev_x0 = x0_g
         if tail.numel():
             # Positions committed together in one step: a tail id before content of the same step waits.
             after = torch.where(commit, x0_t, ids)
@@ -226,8 +248,20 @@ def _pad_after_tail(ids, masked, generated, tail, seg_start):
     return torch.where(fill, tail_tok, ids), masked & ~fill
 
 
+def _entropy_bounded(ent: torch.Tensor, bound: float) -> torch.Tensor:
+    """(B, T) bool: per row, the lowest-entropy positions whose summed entropy, less the largest, is ≤ bound.
+
+    Positions with entropy inf (not eligible) are never taken."""
+    srt, idx = ent.sort(1)
+    finite = torch.isfinite(srt)
+    cum = torch.where(finite, srt, 0.0).cumsum(1)
+    take = finite & (cum - torch.where(finite, srt, 0.0) <= bound)  # sorted ascending: the last taken is the max
+    return torch.zeros_like(take).scatter(1, idx, take)
+
+
 def _choose(logits, strategy, temperature, top_k, top_p, generator):
-    """Per position: the token to commit, its confidence, the ordering score, and its log-prob. (B, G) each."""
+    """Per position: the token to commit, its confidence, the ordering score, its log-prob and the
+    distribution's entropy (nats). (B, G) each."""
     if top_k is not None and top_k > 0 and top_k < logits.size(-1):
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, NEG_INF)
@@ -241,16 +275,17 @@ def _choose(logits, strategy, temperature, top_k, top_p, generator):
         x0 = probs.argmax(-1)
     p_x0 = probs.gather(-1, x0[..., None]).squeeze(-1)
     logp = torch.log(p_x0.clamp_min(1e-30))
+    ent = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
     if strategy == "confidence":
         score = p_x0
     elif strategy == "margin":
         top2 = probs.topk(2, dim=-1).values
         score = top2[..., 0] - top2[..., 1]
     elif strategy == "entropy":
-        score = (probs * torch.log(probs.clamp_min(1e-30))).sum(-1)  # −H: low entropy first
+        score = -ent  # low entropy first
     else:  # origin: a random order
         score = torch.rand(p_x0.shape, generator=generator, device=p_x0.device)
-    return x0, p_x0, score, logp
+    return x0, p_x0, score, logp, ent
 
 
 def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:

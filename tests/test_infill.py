@@ -1,6 +1,7 @@
 """The infill API: splicing, coordinates, lengths, windows, streaming, cancellation."""
 
 import pytest
+import torch
 
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
 from diffucode.infill import MASK_GLYPH, InfillSettings, _Layout, apply_edits, infill, rewrite
@@ -170,3 +171,29 @@ def test_remask_pass_is_skipped_when_a_candidate_is_valid():
     s, e = src.index("    y"), src.index("    return")
     res = infill(eng, src, [(s, e)], InfillSettings(steps=4, max_new_tokens=16))
     assert res.best is not None and not any("remasked" in c.reason for c in res.candidates)
+
+
+def test_exact_is_the_reference_decoder_and_the_default_is_the_fast_path(tiny_engine):
+    src = "def f(x):\n    y = x + 1\n    return y\n"
+    span = (src.index("x + 1"), src.index("x + 1") + 5)
+    assert InfillSettings().threshold == 0.9 and InfillSettings().cache_refresh == 4  # the fast path is the default
+    st = dict(length_mode="fixed", length=8, steps=8, validate=False)
+    exact = infill(tiny_engine, src, [span], InfillSettings(**st, exact=True))
+    plain = infill(tiny_engine, src, [span], InfillSettings(**st, threshold=None, cache_refresh=None))
+    assert [c.edits for c in exact.candidates] == [c.edits for c in plain.candidates]
+    assert exact.forwards == plain.forwards == 8
+    fast = infill(tiny_engine, src, [span], InfillSettings(**st, threshold=1e-9))  # everything is "confident"
+    assert fast.forwards == 1
+
+
+def test_int8_quantization_is_close_to_fp32(tiny_model_dir):
+    from diffucode.models import load_engine
+
+    fp32, int8 = load_engine(tiny_model_dir), load_engine(tiny_model_dir, quantize="int8")
+    assert any(type(m).__module__.startswith("torch.ao") for m in int8.denoiser.model.modules())
+    ids = torch.randint(5, fp32.tokenizer.vocab_size, (2, 40), generator=torch.Generator().manual_seed(0))
+    a, b = fp32.denoiser.logits(ids), int8.denoiser.logits(ids)
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9
+    assert infill(int8, "x = 1\n", [(4, 5)], InfillSettings(validate=False, length=3)).candidates
+    with pytest.raises(ConfigError, match="quantization"):
+        load_engine(tiny_model_dir, quantize="int4")

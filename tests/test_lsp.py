@@ -79,7 +79,9 @@ async def client(lsp_client: LanguageClient, tiny_model_dir):
     lsp_client.init_result = await lsp_client.initialize_session(
         lsp.InitializeParams(
             capabilities=capabilities(),
-            initialization_options={"model": str(tiny_model_dir), "debounceMs": 0, "maxNewTokens": 16},
+            # exact: one token per forward, so the scripted (fully confident) model's jobs last long enough
+            # to watch their progress and cancel them; threshold decoding is tested in test_sampler.py.
+            initialization_options={"model": str(tiny_model_dir), "debounceMs": 0, "maxNewTokens": 16, "exact": True},
         )
     )
     yield

@@ -104,11 +104,50 @@ def test_threshold_mode_commits_at_least_one_per_step():
         counts.append(last[0] - left)
         last[0] = left
 
-    out = sample(MockDenoiser(), _ids(), steps=1, threshold=0.999999, callback=cb)
+    out = sample(MockDenoiser(), _ids(), steps=100, threshold=0.999999, callback=cb)
     assert all(c >= 1 for c in counts)
     assert out.forwards == 7  # nothing is that confident: exactly one per step
     easy = sample(MockDenoiser(bias={4: 100.0}), _ids(), steps=1, threshold=0.9)
     assert easy.forwards == 1  # everything confident: all in one forward
+
+
+def test_the_step_schedule_is_a_floor_under_threshold_and_entropy_modes():
+    for kw in (dict(threshold=0.999999), dict(entropy_bound=0.0)):
+        assert sample(MockDenoiser(), _ids(), steps=3, **kw).forwards == 3  # never more forwards than steps
+        assert sample(MockDenoiser(), _ids(), steps=100, **kw).forwards == 7
+
+
+def test_entropy_bound_accepts_the_lowest_entropy_positions_within_the_bound():
+    from diffucode.sampler import _entropy_bounded
+
+    inf = float("inf")
+    ent = torch.tensor([[0.5, 0.1, 2.0, 0.3, inf], [3.0, inf, inf, inf, inf]])
+    got = _entropy_bounded(ent, 0.5)
+    # row 0: sorted 0.1, 0.3, 0.5, 2.0 -> sums less the max: 0, 0.1, 0.4, 0.9 -> the first three
+    assert got.tolist() == [[True, True, False, True, False], [True, False, False, False, False]]
+    assert _entropy_bounded(ent, 0.0).sum(1).tolist() == [1, 1]  # the single lowest always fits
+    sharp = MockDenoiser(bias={4: 100.0})
+    assert sample(sharp, _ids(), steps=100, entropy_bound=0.01).forwards == 1  # all near-zero entropy
+    assert sample(MockDenoiser(), _ids(), steps=100, entropy_bound=1e-6).forwards == 7
+
+
+def test_early_stop_commits_everything_once_predictions_repeat_confidently():
+    class Steady(MockDenoiser):
+        """The same confident predictions every forward (logits do not depend on the context)."""
+
+        def logits(self, ids, positions=None):
+            self.calls += 1
+            B, T = ids.shape
+            logits = torch.zeros(B, T, V)
+            logits[..., 4] = 10.0
+            logits[..., 5] = 9.0 - torch.arange(T, dtype=torch.float32)[None, :] * 0.01  # confidence ~0.73
+            return logits if positions is None else logits.gather(1, positions[..., None].expand(-1, -1, V))
+
+    den = Steady()
+    assert sample(den, _ids(), steps=100).forwards == 7
+    out = sample(den, _ids(), steps=100, early_stop=0.5)
+    assert out.forwards == 2 and not (out.ids == MASK).any()  # forward 2 repeats forward 1: stop
+    assert sample(den, _ids(), steps=100, early_stop=0.9).forwards == 7  # not confident enough to stop
 
 
 def test_blocks_fill_left_to_right():
@@ -150,7 +189,8 @@ def test_no_masks_is_a_no_op():
 
 
 @pytest.mark.parametrize("kw", [dict(steps=0), dict(steps=2, strategy="nope"), dict(steps=2, temperature=-1),
-                                dict(steps=2, threshold=1.5), dict(steps=2, block_length=0)])
+                                dict(steps=2, threshold=1.5), dict(steps=2, block_length=0),
+                                dict(steps=2, entropy_bound=-1.0), dict(steps=2, early_stop=0.0)])
 def test_bad_settings_raise_config_error(kw):
     with pytest.raises(ConfigError):
         sample(MockDenoiser(), _ids(), **kw)
