@@ -1,0 +1,80 @@
+// The `diffucode.*` VS Code settings → the server's settings object. Pure logic (no `vscode` import).
+
+/** Settings the server understands (docs/lsp.md), in camelCase, as the extension contributes them. */
+export const SERVER_KEYS = [
+  "model",
+  "device",
+  "threads",
+  "debounceMs",
+  "inlineEnabled",
+  "inline",
+  "stream",
+  "preload",
+  "rewriteFraction",
+  "repairBelow",
+  "snapSelection",
+  "windowChars",
+  "maxFileChars",
+  "steps",
+  "strategy",
+  "temperature",
+  "topK",
+  "topP",
+  "threshold",
+  "entropyBound",
+  "earlyStop",
+  "blockLength",
+  "remaskBelow",
+  "candidates",
+  "seed",
+  "maxNewTokens",
+  "lengthMode",
+  "length",
+  "searchLengths",
+  "validate",
+  "language",
+  "contextTokens",
+  "cacheRefresh",
+  "exact",
+] as const;
+
+/** Settings only the extension reads; they never go to the server. */
+export const CLIENT_KEYS = ["serverCommand", "showDenoising", "trace"] as const;
+
+/** Settings where an empty string means "unset" (null on the server). */
+const EMPTY_IS_NULL = new Set<string>(["model", "language"]);
+
+export type ServerSettings = Record<string, unknown>;
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Build the server's settings from a getter over the `diffucode` section (what
+ * `workspace.getConfiguration("diffucode").get` returns). Keys the getter has no value for are left
+ * out, so the server keeps its own default.
+ */
+export function toServerSettings(get: (key: string) => unknown): ServerSettings {
+  const out: ServerSettings = {};
+  for (const key of SERVER_KEYS) {
+    let v = get(key);
+    if (v === undefined) continue;
+    if (typeof v === "string" && EMPTY_IS_NULL.has(key) && v.trim() === "") v = null;
+    if (key === "inline") v = isPlainObject(v) ? { ...v } : {};
+    if (key === "searchLengths" && Array.isArray(v) && v.length === 0) v = null;
+    out[key] = v;
+  }
+  return out;
+}
+
+/** The same from a plain object (a `workspace/configuration` answer or a settings.json excerpt). */
+export function fromObject(section: unknown): ServerSettings {
+  const obj = isPlainObject(section) ? section : {};
+  return toServerSettings((key) => obj[key]);
+}
+
+/** Keys whose change needs a new server process rather than a settings update. */
+export function needsRestart(changed: (key: string) => boolean): boolean {
+  return changed("serverCommand");
+}

@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { expandWord, findOnPath, formatCommand, parseSetting, resolveServerCommand, splitCommandLine } from "../serverCommand";
+
+const none = () => undefined;
+
+describe("splitCommandLine", () => {
+  it("splits on whitespace", () => assert.deepEqual(splitCommandLine("  diffucode   lsp --log-level debug "), ["diffucode", "lsp", "--log-level", "debug"]));
+  it("keeps quoted words", () =>
+    assert.deepEqual(splitCommandLine(`"/opt/my venv/bin/python" -m diffucode lsp --model 'a b'`), ["/opt/my venv/bin/python", "-m", "diffucode", "lsp", "--model", "a b"]));
+  it("handles backslashes and empty quotes", () => assert.deepEqual(splitCommandLine(`a\\ b "" 'c"d' "e\\"f"`), ["a b", "", 'c"d', 'e"f']));
+  it("rejects an unterminated quote", () => assert.throws(() => splitCommandLine(`python "-m`), /unterminated/));
+});
+
+describe("parseSetting", () => {
+  it("treats empty values as unset", () => {
+    for (const v of [null, undefined, "", "   ", [], [""]]) assert.equal(parseSetting(v), null);
+  });
+  it("accepts a list", () => assert.deepEqual(parseSetting(["/x/diffucode", "lsp"]), ["/x/diffucode", "lsp"]));
+  it("rejects other types", () => {
+    assert.throws(() => parseSetting(42), /string or a list/);
+    assert.throws(() => parseSetting(["a", 1]), /list of strings/);
+  });
+});
+
+describe("expandWord", () => {
+  const ctx = { home: "/home/u", workspaceFolder: "/ws" };
+  it("expands ~ at the start only", () => {
+    assert.equal(expandWord("~/venv/bin/diffucode", ctx), "/home/u/venv/bin/diffucode");
+    assert.equal(expandWord("a~/b", ctx), "a~/b");
+  });
+  it("expands variables", () => {
+    assert.equal(expandWord("${workspaceFolder}/.venv/bin/python", ctx), "/ws/.venv/bin/python");
+    assert.equal(expandWord("${userHome}/m", ctx), "/home/u/m");
+    assert.equal(expandWord("${env:MODEL_DIR}/x", ctx, { MODEL_DIR: "/models" }), "/models/x");
+  });
+  it("leaves ${workspaceFolder} alone without a folder", () => assert.equal(expandWord("${workspaceFolder}/x", {}), "${workspaceFolder}/x"));
+});
+
+describe("resolveServerCommand", () => {
+  it("uses the setting first (string)", () => {
+    const cmd = resolveServerCommand("~/venv/bin/python -m diffucode lsp", { findOnPath: () => "/usr/bin/diffucode", home: "/h" });
+    assert.deepEqual(cmd, { command: "/h/venv/bin/python", args: ["-m", "diffucode", "lsp"], source: "setting" });
+  });
+  it("uses the setting first (list)", () => {
+    const cmd = resolveServerCommand(["diffucode", "lsp", "--device", "cuda"], { findOnPath: none });
+    assert.deepEqual(cmd, { command: "diffucode", args: ["lsp", "--device", "cuda"], source: "setting" });
+  });
+  it("then diffucode on PATH", () => {
+    const cmd = resolveServerCommand(null, { findOnPath: (n) => (n === "diffucode" ? "/venv/bin/diffucode" : undefined), pythonInterpreter: ["/py"] });
+    assert.deepEqual(cmd, { command: "/venv/bin/diffucode", args: ["lsp"], source: "path" });
+  });
+  it("then the Python extension's interpreter", () => {
+    assert.deepEqual(resolveServerCommand("", { findOnPath: none, pythonInterpreter: ["/venv/bin/python"] }), {
+      command: "/venv/bin/python",
+      args: ["-m", "diffucode", "lsp"],
+      source: "python-extension",
+    });
+    assert.deepEqual(resolveServerCommand([], { findOnPath: none, pythonInterpreter: ["conda", "run", "-n", "x", "python"] }), {
+      command: "conda",
+      args: ["run", "-n", "x", "python", "-m", "diffucode", "lsp"],
+      source: "python-extension",
+    });
+  });
+  it("then python3", () => {
+    assert.deepEqual(resolveServerCommand(undefined, { findOnPath: none, pythonInterpreter: [] }), {
+      command: "python3",
+      args: ["-m", "diffucode", "lsp"],
+      source: "python3",
+    });
+  });
+});
+
+describe("findOnPath", () => {
+  const exists = (files: string[]) => (f: string) => files.includes(f);
+  it("searches PATH in order", () => {
+    assert.equal(findOnPath("diffucode", "/a:/b/:/c", exists(["/b/diffucode", "/c/diffucode"]), "linux"), "/b/diffucode");
+    assert.equal(findOnPath("diffucode", "/a::/c", exists([]), "linux"), undefined);
+    assert.equal(findOnPath("diffucode", undefined, exists([]), "linux"), undefined);
+  });
+  it("checks a path directly", () => {
+    assert.equal(findOnPath("/x/diffucode", "/a", exists(["/x/diffucode"]), "linux"), "/x/diffucode");
+    assert.equal(findOnPath("./diffucode", "/a", exists([]), "linux"), undefined);
+  });
+  it("tries PATHEXT on Windows", () =>
+    assert.equal(findOnPath("diffucode", "C:\\a;C:\\py\\Scripts", exists(["C:\\py\\Scripts\\diffucode.EXE"]), "win32", ".COM;.EXE"), "C:\\py\\Scripts\\diffucode.EXE"));
+});
+
+describe("formatCommand", () => {
+  it("quotes words that need it", () => assert.equal(formatCommand({ command: "/my venv/python", args: ["-m", "diffucode", "lsp", "it's"] }), `'/my venv/python' -m diffucode lsp 'it'\\''s'`));
+});
