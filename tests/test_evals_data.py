@@ -71,7 +71,7 @@ def test_aliases_and_unknown_names():
     assert get_spec("random-span-light").name == "humaneval-infill-span-light"
     with pytest.raises(DiffucodeError, match="unknown task set"):
         get_spec("nope")
-    assert len(TASK_SETS) == 10
+    assert len(TASK_SETS) == 11
 
 
 # ---------------------------------------------------------------- programs

@@ -3,6 +3,7 @@
 Fork tests are bounded (a fixed number of sleepers), never exponential: this runs on shared machines.
 """
 
+import os
 import socket
 import sys
 import textwrap
@@ -41,6 +42,23 @@ def dead(pid: int, wait_s: float = 3.0) -> bool:
 
 def pids_in(text: str) -> list[int]:
     return [int(tok) for tok in text.split() if tok.isdigit()]
+
+
+# As root the program runs in a PID namespace, where os.fork() returns namespace pids. /proc is the host's,
+# so readlink("/proc/self") gives the host pid; a forked sleeper sends it back through a pipe.
+SPAWN = """
+import os, time
+def spawn_sleeper():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, os.readlink("/proc/self").encode() + b"\\n")
+        time.sleep(60)
+        os._exit(0)
+    os.close(w)
+    print(int(os.read(r, 32)), flush=True)
+    os.close(r)
+"""
 
 
 # ---------------------------------------------------------------- verdicts
@@ -172,70 +190,57 @@ def test_fork_is_disabled_by_the_guard():
 
 def test_child_that_outlives_the_program_is_killed():
     # Without the guard, fork a child that would sleep for a minute; the program itself exits at once.
-    src = """
-    import os, sys, time
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60)
-        os._exit(0)
-    print(pid, flush=True)
-    """
-    r = run(src, Limits(timeout_s=5, guard=False))
+    r = run(SPAWN + "spawn_sleeper()\n", Limits(timeout_s=5, guard=False))
     assert r.passed  # the program finished; its leftover child is not its verdict
     (pid,) = pids_in(r.stdout_tail)
     assert dead(pid), f"leftover child {pid} survived the run"
 
 
 def test_child_that_outlives_a_timeout_is_killed():
-    src = """
-    import os, time
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60)
-        os._exit(0)
-    print(pid, flush=True)
-    time.sleep(60)
-    """
-    r = run(src, Limits(timeout_s=1, guard=False))
+    r = run(SPAWN + "spawn_sleeper()\ntime.sleep(60)\n", Limits(timeout_s=1, guard=False))
     assert r.status == "timeout"
     (pid,) = pids_in(r.stdout_tail)
     assert dead(pid)
 
 
 def test_fork_bomb_is_stopped_by_the_process_watchdog():
-    # Bounded on purpose: 40 sleeping children, far over max_processes=8. As root RLIMIT_NPROC does not
-    # apply (the kernel exempts root), so the session watchdog must notice and kill the whole group.
-    src = """
-    import os, time
+    # Bounded on purpose: up to 40 sleeping children, far over max_processes=8. RLIMIT_NPROC (for root: on
+    # the dropped uid) makes fork fail past the cap; the session watchdog kills the whole group.
+    src = SPAWN + textwrap.dedent("""
     for _ in range(40):
-        pid = os.fork()
-        if pid == 0:
-            time.sleep(60)
-            os._exit(0)
-        print(pid, flush=True)
+        try:
+            spawn_sleeper()
+        except OSError:
+            print("fork refused", flush=True)
+            break
     time.sleep(60)
-    """
+    """)
     t0 = time.monotonic()
-    r = run(src, Limits(timeout_s=20, max_processes=8, guard=False))
+    r = run_program(src, Limits(timeout_s=20, max_processes=8, guard=False))
     assert r.status == "error" and "process limit" in r.reason, r
     assert time.monotonic() - t0 < 5
     pids = pids_in(r.stdout_tail)
-    assert len(pids) > 8
+    assert len(pids) >= 8
     assert all(dead(p) for p in pids)
 
 
 def test_escaping_the_guard_is_possible_but_process_limits_still_hold(tmp_path):
     # The guard is not a security boundary (docs/evals.md): object.__subclasses__() reaches ctypes.CDLL,
     # and libc.system runs a shell. The wall limit and the group kill still apply to what it starts.
-    marker, pidfile = tmp_path / "escaped", tmp_path / "sleep.pid"
+    # As root the program runs under an unprivileged uid, so the shell it reaches cannot write tmp_path
+    # (root's, 0700): the escape shows on stdout, and the host pid of the sleep goes there too.
+    marker = tmp_path / "escaped"
     src = f"""
     cdll = [c for c in ().__class__.__bases__[0].__subclasses__() if c.__name__ == "CDLL"][0]
-    cdll(None).system(b"touch {marker}; echo $$ > {pidfile}; exec sleep 60")
+    cdll(None).system(b"echo escaped; touch {marker}; exec sh -c 'echo $(cut -d\\" \\" -f4 /proc/self/stat); exec sleep 60'")
     """
     r = run(src, Limits(timeout_s=1.5))
     assert r.status == "timeout"
-    assert marker.exists(), "the escape is expected to work: the guard is documented as bypassable"
-    assert dead(int(pidfile.read_text()))
+    assert "escaped" in r.stdout_tail, "the escape is expected to work: the guard is documented as bypassable"
+    # as root: the dropped uid cannot write root's files; otherwise the shell runs as the harness user
+    assert marker.exists() == (os.geteuid() != 0)
+    (ppid,) = pids_in(r.stdout_tail)  # field 4 of /proc/self/stat in `sh -c`: its parent, i.e. the sleep's
+    assert dead(ppid)
 
 
 # ---------------------------------------------------------------- memory and output
@@ -353,3 +358,157 @@ def test_numpy_tests_work_under_the_guard():
     pytest.importorskip("numpy")
     assert run("import numpy as np\nassert np.allclose(np.arange(3).sum(), 3)\n").passed
 
+
+
+# ---------------------------------------------------------------- as root: uid drop and PID namespace
+
+as_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                             reason="the uid drop and the PID namespace apply when the harness runs as root")
+
+
+def procs_with(marker: str) -> list[int]:
+    """Host pids whose command line contains ``marker`` (a unique sleep length)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def sandbox_uid_procs() -> list[int]:
+    from diffucode_evals.execution import AUTO_UID_BASE, AUTO_UID_SPAN
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                uid = os.stat(f"/proc/{entry}").st_uid
+            except OSError:
+                continue
+            if AUTO_UID_BASE <= uid < AUTO_UID_BASE + AUTO_UID_SPAN:
+                found.append(int(entry))
+    return found
+
+
+@as_root
+def test_as_root_the_program_runs_unprivileged(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    src = f"""
+    import os, signal
+    assert os.getuid() != 0 and os.geteuid() != 0 and os.getgid() != 0 and os.getgroups() == []
+    assert os.getpid() == 2  # PID 2 of its own namespace (PID 1 is the sandbox's init)
+    cdll = [c for c in ().__class__.__bases__[0].__subclasses__() if c.__name__ == "CDLL"][0]
+    libc = cdll(None, use_errno=True)
+    assert libc.kill({os.getpid()}, 0) != 0  # the harness is not visible in the namespace / not killable
+    fd = libc.open({str(victim).encode()!r}, 0o1001)  # O_WRONLY|O_TRUNC behind the guard's back
+    assert fd < 0, "root's file was writable"
+    open("mine.txt", "w").write("the temp dir is writable")
+    print("ok", flush=True)
+    """
+    r = run(src, Limits(timeout_s=5, guard=False))
+    assert r.passed, r
+    assert victim.read_text() == "keep me"
+
+
+@as_root
+@pytest.mark.parametrize("how", ["popen", "setsid"])
+def test_child_that_leaves_the_session_is_reaped(how):
+    # start_new_session=True / setsid(): the child leaves the process group and the session, so neither the
+    # group kill nor the watchdog sees it. It stays in the PID namespace, which dies with the program.
+    marker = f"61.{time.monotonic_ns() % 10**6:06d}"
+    if how == "popen":
+        src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+    else:
+        src = f"import os\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{marker}'])\n"
+    src += "import time\ntime.sleep(0.3)\n"  # the escapee is running when the program ends
+    try:
+        r = run(src, Limits(timeout_s=5, guard=False))
+        assert r.passed, r
+        deadline = time.monotonic() + 3
+        while procs_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert procs_with(marker) == [], "a child outside the session survived the run"
+    finally:
+        for pid in procs_with(marker):  # only if the test failed: clean up what it started
+            os.kill(pid, 9)
+
+
+@as_root
+def test_without_the_pid_namespace_a_session_escapee_would_survive():
+    # The control for the test above: the same program, PID namespace off, leaves its child running.
+    marker = f"62.{time.monotonic_ns() % 10**6:06d}"
+    src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+    try:
+        r = run(src, Limits(timeout_s=5, guard=False, pid_namespace=False))
+        assert r.passed
+        time.sleep(0.2)
+        assert procs_with(marker), "expected the escapee to survive without a PID namespace"
+    finally:
+        for pid in procs_with(marker):
+            os.kill(pid, 9)
+
+
+@as_root
+def test_escapee_after_a_timeout_is_reaped():
+    marker = f"63.{time.monotonic_ns() % 10**6:06d}"
+    src = f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\ntime.sleep(60)\n"
+    try:
+        r = run(src, Limits(timeout_s=1, guard=False))
+        assert r.status == "timeout"
+        deadline = time.monotonic() + 3
+        while procs_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert procs_with(marker) == []
+    finally:
+        for pid in procs_with(marker):
+            os.kill(pid, 9)
+
+
+@as_root
+def test_fork_bomb_as_root_is_contained():
+    # First a bounded probe: RLIMIT_NPROC must refuse forks past the cap (on the dropped uid). Only then the
+    # real, exponential bomb, with a short wall limit; a sampler thread records the sandbox uid's processes.
+    probe = SPAWN + textwrap.dedent("""
+    n = 0
+    for _ in range(30):
+        try:
+            spawn_sleeper()
+            n += 1
+        except OSError:
+            break
+    print("forked", n, flush=True)
+    """)
+    r = run_program(probe, Limits(timeout_s=5, max_processes=6, guard=False))
+    forked = int(r.stdout_tail.split("forked")[1].split()[0]) if "forked" in r.stdout_tail else 99
+    assert forked <= 7, f"RLIMIT_NPROC did not bind ({forked} forks); not running the real fork bomb"
+
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], len(set(sandbox_uid_procs()) - before))
+            time.sleep(0.01)
+
+    before = set(sandbox_uid_procs())
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    t0 = time.monotonic()
+    try:
+        r = run_program(bomb, Limits(timeout_s=3, max_processes=8, guard=False))
+    finally:
+        stop.set()
+        sampler.join()
+    assert r.status in ("error", "timeout") and not r.passed, r
+    assert time.monotonic() - t0 < 6
+    assert peak[0] <= 10, f"{peak[0]} sandbox processes at once"
+    # run_program waits for the namespace to be gone. (Processes other tests left, such as the control
+    # test's killed escapee that the machine's init has not reaped yet, are not this run's.)
+    assert set(sandbox_uid_procs()) - before == set()
+    assert run("assert sum(range(10)) == 45\n").passed  # the harness is fine afterwards

@@ -12,6 +12,7 @@ from diffucode_evals.data import Task, TaskSet
 from diffucode_evals.runner import (
     CALIBRATION,
     RESULTS,
+    SAMPLES,
     SUMMARY,
     CanonicalGenerator,
     ResumeMismatch,
@@ -136,8 +137,7 @@ def test_results_and_summary_files(tmp_path):
     assert on_disk == json.loads(json.dumps(s))
     assert s["data"][0]["sha256"] == "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"
     assert s["settings"]["timeout_s"] == 10.0 and s["complete"] and s["timings"]["samples_this_run"] == 3
-    out = stream.getvalue()
-    assert "[eval humaneval] 3/3 samples, pass 3/3 (100.0%)" in out and "ETA" in out
+    assert stream.getvalue() == ""  # not a terminal: no progress output
 
 
 def test_resume_runs_only_the_missing_pairs(tmp_path):
@@ -149,6 +149,11 @@ def test_resume_runs_only_the_missing_pairs(tmp_path):
     torn = text.splitlines(keepends=True)[4][:25]  # a hard kill mid-line
     path.write_text("".join(kept) + torn)
     done_before = {(r["task_id"], r["sample_id"]) for r in map(json.loads, kept)}
+    # samples.jsonl holds the generations; keep those of the finished pairs only (a kill before the rest)
+    samples = tmp_path / SAMPLES
+    keep = [ln for ln in samples.read_text().splitlines(keepends=True)
+            if (json.loads(ln)["task_id"], json.loads(ln)["sample_id"]) in done_before]
+    samples.write_text("".join(keep))
 
     gen = Counting()
     s = evaluate(he, gen, config(tmp_path, n_samples=2))
@@ -161,6 +166,21 @@ def test_resume_runs_only_the_missing_pairs(tmp_path):
     again = Counting()
     evaluate(he, again, config(tmp_path, n_samples=2))
     assert again.calls == []  # nothing left to do
+
+
+def test_generated_samples_are_executed_not_generated_again(tmp_path):
+    he = load_or_skip("humaneval").select(limit=3)
+    first = Counting()
+    out = evaluate(he, first, config(tmp_path, generate_only=True))
+    assert out["generated"] == 3 and len(first.calls) == 3
+    assert not (tmp_path / RESULTS).exists() or lines(tmp_path / RESULTS) == []
+    rows = lines(tmp_path / SAMPLES)
+    assert [(r["task_id"], r["sample_id"]) for r in rows] == [(t.task_id, 0) for t in he.tasks]
+    assert all(r["completion"] == t.canonical_solution for r, t in zip(rows, he.tasks))
+    assert first.calls == [(t.task_id, 0) for t in he.tasks]
+    again = Counting()
+    s = evaluate(he, again, config(tmp_path))  # the same run without --generate-only: executes them
+    assert again.calls == [] and s["pass@1"] == 1.0 and s["complete"]
 
 
 def test_more_samples_extends_a_run(tmp_path):
@@ -187,9 +207,12 @@ def test_ctrl_c_leaves_a_valid_jsonl_and_the_rerun_finishes(tmp_path):
     assert len(rows) <= 4 and all(r["passed"] for r in rows)
     assert json.loads((tmp_path / SUMMARY).read_text())["complete"] is False
 
+    generated = lines(tmp_path / SAMPLES)
+    assert len(generated) == 4  # generated before the interrupt, kept even if not executed yet
+
     gen = Counting()
     s = evaluate(he, gen, config(tmp_path))
-    assert len(gen.calls) == 8 - len(rows) and s["complete"] and s["pass@1"] == 1.0
+    assert len(gen.calls) == 8 - len(generated) and s["complete"] and s["pass@1"] == 1.0
 
 
 def test_ctrl_c_kills_running_programs_promptly(tmp_path):

@@ -1,0 +1,201 @@
+"""The human-readable report of a run: ``report.md`` and, when matplotlib is importable, ``report.png``.
+
+Written at the end of every run (runner.evaluate) from ``summary.json`` and ``results.jsonl``, and again on
+demand with ``diffucode eval report DIR``. matplotlib is optional (the ``eval`` extra); without it the
+report says the chart was skipped. Outcome classes: pass (``passed``), fail (``failed``), timeout, oom
+(``error`` from the memory limit), crash (any other ``error``: killed by a signal, process or output limit).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from diffucode.errors import DiffucodeError
+
+REPORT = "report.md"
+CHART = "report.png"
+MAX_FAILING_IDS = 50
+OUTCOMES = ("pass", "fail", "timeout", "oom", "crash")
+
+
+def outcome(record: dict) -> str:
+    """pass / fail / timeout / oom / crash for one results.jsonl record."""
+    status = record.get("status")
+    if status == "passed":
+        return "pass"
+    if status == "failed":
+        return "fail"
+    if status == "timeout":
+        return "timeout"
+    reason = (record.get("reason") or "").lower()
+    if "memory" in reason:
+        return "oom"
+    return "crash"
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def _secs(value) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def _chart(path: Path, summary: dict, counts: Counter) -> str | None:
+    """Draw report.png; returns why it was skipped, or None when drawn."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return "matplotlib is not installed (pip install 'diffucode[eval]' or pip install matplotlib)"
+    ks = [f"pass@{k}" for k in summary.get("settings", {}).get("k", [1])]
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    per_cat = summary.get("per_category")
+    if per_cat:
+        names = list(per_cat)
+        width = 0.8 / max(1, len(ks))
+        for j, k in enumerate(ks):
+            values = [100 * (per_cat[c].get(k) or 0.0) for c in names]
+            xs = [i + j * width for i in range(len(names))]
+            ax.bar(xs, values, width=width, label=k)
+        ax.set_xticks([i + width * (len(ks) - 1) / 2 for i in range(len(names))], names)
+        ax.set_title("pass@k per category")
+        ax.legend(loc="upper center", ncol=len(ks), fontsize="small")
+    else:
+        labels, values = [], []
+        for k in ks:
+            labels.append(k)
+            values.append(100 * (summary.get(k) or 0.0))
+        for k, v in (summary.get("base") or {}).items():
+            labels.append(f"base {k}")
+            values.append(100 * (v or 0.0))
+        bars = ax.bar(labels, values, color="tab:blue")
+        for bar, v in zip(bars, values):
+            ax.annotate(f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom")
+        ax.set_title("pass@k")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 115)
+    colors = {"pass": "tab:green", "fail": "tab:red", "timeout": "tab:orange", "oom": "tab:purple",
+              "crash": "tab:gray"}
+    ax2.bar(list(OUTCOMES), [counts.get(o, 0) for o in OUTCOMES], color=[colors[o] for o in OUTCOMES])
+    ax2.set_title("outcomes (samples)")
+    fig.suptitle(f"{summary.get('taskset')} - {summary.get('model') or summary.get('generator')}")
+    fig.tight_layout()
+    fig.savefig(path)
+    return None
+
+
+def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
+    """The Markdown text of the report."""
+    counts = Counter(outcome(r) for r in records)
+    settings = dict(summary.get("settings", {}))
+    lines = [f"# Eval report: {summary.get('taskset')}", ""]
+    lines += ["| | |", "|---|---|",
+              f"| task set | `{summary.get('taskset')}`: {summary.get('n_tasks')} tasks, "
+              f"{summary.get('n_tasks_with_results')} with results, {summary.get('samples')} samples |",
+              f"| model | {summary.get('model') or '-'} |",
+              f"| generator | {summary.get('generator') or '-'} |",
+              f"| complete | {'yes' if summary.get('complete') else 'no (partial run)'} |"]
+    for src in summary.get("data", []):
+        lines.append(f"| data | `{src.get('path')}` ({src.get('origin')}, {src.get('records')} records), "
+                     f"sha256 `{src.get('sha256')}` |")
+    for note in summary.get("data_notes", []):
+        lines.append(f"| data note | {note} |")
+    lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
+    for key, value in settings.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        lines.append(f"| {key} | {value} |")
+
+    ks = [f"pass@{k}" for k in settings.get("k", [1])]
+    lines += ["", "## pass@k", "", "| metric | value | tasks averaged |", "|---|---|---|"]
+    for k in ks:
+        lines.append(f"| {k} | {_pct(summary.get(k))} | {summary.get('tasks_per_k', {}).get(k, '')} |")
+    for k, v in (summary.get("base") or {}).items():
+        lines.append(f"| base {k} | {_pct(v)} | |")
+
+    total = sum(counts.values())
+    lines += ["", "## Outcomes (samples)", "", "| " + " | ".join(OUTCOMES) + " | total |",
+              "|" + "---|" * (len(OUTCOMES) + 1),
+              "| " + " | ".join(str(counts.get(o, 0)) for o in OUTCOMES) + f" | {total} |"]
+    reasons = Counter(r.get("reason") or "" for r in records if outcome(r) in ("timeout", "oom", "crash"))
+    if reasons:
+        lines += ["", "Non-test failures by reason: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(8))]
+
+    timings = summary.get("timings", {})
+    durations = sorted(r["duration_s"] for r in records if isinstance(r.get("duration_s"), (int, float)))
+    gens = [r["generate_s"] for r in records if isinstance(r.get("generate_s"), (int, float))]
+    lines += ["", "## Time", "", "| | |", "|---|---|",
+              f"| wall (last run) | {_secs(timings.get('wall_s'))} |",
+              f"| generation (last run, total) | {_secs(timings.get('generate_s'))} |",
+              f"| execution (last run, sum over samples) | {_secs(timings.get('execute_s'))} |",
+              f"| samples run (last run) | {timings.get('samples_this_run', 'n/a')} |"]
+    if durations:
+        p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))]
+        lines.append(f"| execution per sample: median / p95 / max | {_secs(statistics.median(durations))} / "
+                     f"{_secs(p95)} / {_secs(durations[-1])} |")
+    if gens:
+        lines.append(f"| generation per sample: median / max | {_secs(statistics.median(gens))} / {_secs(max(gens))} |")
+
+    per_cat = summary.get("per_category")
+    if per_cat:
+        lines += ["", "## Per category", "", "| category | tasks | with results | " + " | ".join(ks) + " |",
+                  "|---|---|---|" + "---|" * len(ks)]
+        for cat, entry in per_cat.items():
+            lines.append(f"| {cat} | {entry.get('n_tasks')} | {entry.get('n_tasks_with_results')} | "
+                         + " | ".join(_pct(entry.get(k)) for k in ks) + " |")
+
+    per_task = summary.get("per_task", {})
+    failing = [tid for tid, e in per_task.items() if e.get("c", 0) == 0]
+    lines += ["", f"## Failing tasks (no sample passed): {len(failing)} of {len(per_task)}", ""]
+    if failing:
+        shown = ", ".join(f"`{t}`" for t in failing[:MAX_FAILING_IDS])
+        more = len(failing) - MAX_FAILING_IDS
+        lines.append(shown + (f", ... and {more} more (summary.json, per_task)" if more > 0 else ""))
+    else:
+        lines.append("None.")
+    if summary.get("canonical_failures"):
+        lines += ["", "Tasks whose canonical solution failed during calibration: "
+                  + ", ".join(f"`{t}`" for t in summary["canonical_failures"])]
+
+    lines += ["", "## Chart", ""]
+    lines.append(f"![pass@k and outcomes]({CHART})" if not chart_note else f"Chart skipped: {chart_note}.")
+    env = summary.get("environment", {})
+    lines += ["", f"Python {env.get('python')} on {env.get('platform')}; results: `results.jsonl`, "
+              "summary: `summary.json`.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: str | Path, *, summary: dict | None = None,
+                 records: dict | list | None = None) -> Path:
+    """Write ``report.md`` (and ``report.png`` if matplotlib is importable) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    if summary is None:
+        path = out_dir / "summary.json"
+        if not path.is_file():
+            raise DiffucodeError(f"{out_dir} has no summary.json (is it an eval run folder?)")
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    if records is None:
+        from .runner import RESULTS, load_results
+
+        records = load_results(out_dir / RESULTS)
+    rows = list(records.values()) if isinstance(records, dict) else list(records)
+    ids = set(summary.get("per_task", {}))
+    rows = [r for r in rows if r.get("task_id") in ids]
+    chart = out_dir / CHART
+    note = _chart(chart, summary, Counter(outcome(r) for r in rows))
+    if note:
+        chart.unlink(missing_ok=True)
+    report = out_dir / REPORT
+    tmp = report.with_suffix(".md.tmp")
+    tmp.write_text(render(summary, rows, chart_note=note or ""), encoding="utf-8")
+    tmp.replace(report)
+    return report
+
+
+__all__ = ["CHART", "OUTCOMES", "REPORT", "outcome", "render", "write_report"]
