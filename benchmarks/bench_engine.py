@@ -138,7 +138,8 @@ def run_modes(eng, cases, modes: dict, *, tokens: int | None) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model folder (default: embedded, else random --preset)")
-    ap.add_argument("--preset", default="small", help="random-weight preset when no model is given")
+    ap.add_argument("--preset", default=None, help="time random weights of this preset (default: the embedded "
+                                                   "model, else a random `small` one)")
     ap.add_argument("--holes", type=int, default=20, help="holes to time per table")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
@@ -146,11 +147,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.model:
         folder, label = Path(args.model), args.model
-    elif (EMBEDDED / "config.json").is_file():
+    elif args.preset is None and (EMBEDDED / "config.json").is_file():
         folder, label = EMBEDDED, "embedded default"
     else:
-        folder = random_model(Path(tempfile.mkdtemp()) / "m", preset_name=args.preset, vocab_size=4096)
-        label = f"random {args.preset} (vocab 4096)"
+        preset_name = args.preset or "small"
+        folder = random_model(Path(tempfile.mkdtemp()) / "m", preset_name=preset_name, vocab_size=4096)
+        label = f"random {preset_name} (vocab 4096)"
     eng = load_engine(folder)
     n_params = sum(p.numel() for p in eng.denoiser.model.parameters())
     print(f"model: {label}; {n_params / 1e6:.1f} M parameters; context {eng.denoiser.max_seq_len}; "
