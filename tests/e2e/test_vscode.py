@@ -7,8 +7,10 @@ code-server's native modules for ~10 minutes, cached outside the repository):
 
 `vscode-client/scripts/e2e-setup.sh` prepares the tools (idempotent); `vscode-client/e2e/run.mjs`
 drives the editor: ghost text from the embedded model appears and Tab accepts it, "diffucode: Infill
-selection" from the command palette draws the denoising over the selection and replaces it.
-Screenshots and logs land in vscode-client/test-artifacts/.
+selection" from the command palette draws the denoising over the selection and replaces it, and a
+missing server command set in the settings editor restarts the server into one clear error.
+Screenshots and logs land in vscode-client/test-artifacts/. On a timeout the driver, code-server
+(its own process group) and Chromium (its own process group) are all killed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +43,45 @@ def run(cmd: list[str], *, cwd: Path, timeout: float, env: dict | None = None) -
     print(f"$ {' '.join(cmd)}  ({time.monotonic() - t0:.0f} s, exit {proc.returncode})")
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc), whatever process group or session it moved to."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """Kill the driver and every process group below it (code-server and Chromium start their own)."""
+    groups = set()
+    for p in [pid, *_descendants(pid)]:
+        try:
+            groups.add(os.getpgid(p))
+        except ProcessLookupError:
+            pass
+    groups.discard(os.getpgid(0))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pgid in groups:
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if sig == signal.SIGTERM:
+            time.sleep(2)
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +116,17 @@ def test_vscode_ghost_text_and_infill_selection(tools, vsix):
         "--server-command", json.dumps(server),
     ]
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=CLIENT, capture_output=True, text=True, timeout=540)
-    print(proc.stdout[-6000:])
-    print(proc.stderr[-3000:], file=sys.stderr)
+    # Its own session: on a timeout the whole tree goes, not only the driver.
+    proc = subprocess.Popen(cmd, cwd=CLIENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=540)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        stdout, stderr = proc.communicate()
+        print(stdout[-6000:])
+        pytest.fail(f"VS Code end-to-end run timed out after {time.monotonic() - t0:.0f} s (artifacts: {ARTIFACTS})")
+    print(stdout[-6000:])
+    print(stderr[-3000:], file=sys.stderr)
     assert proc.returncode == 0, f"VS Code end-to-end run failed after {time.monotonic() - t0:.0f} s (artifacts: {ARTIFACTS})"
-    for shot in ("ghost-text.png", "denoising.png", "infilled.png"):
+    for shot in ("ghost-text.png", "ghost-text-accepted.png", "denoising.png", "infilled.png", "server-missing.png"):
         assert (ARTIFACTS / shot).stat().st_size > 10_000, shot

@@ -1,7 +1,8 @@
 // Draws diffucode/denoiseStep notifications in the editor while a selection job runs: the
 // selection's original text fades and the intermediate text (░ = still masked) is drawn over it,
 // so tokens appear in parallel, step by step. Cleared when the job ends, when the document
-// changes (the final edit landing), or when no step arrived for a while.
+// changes (the final edit landing), or when no step arrived for a while (only for documents with no
+// job of ours in flight: the server's code actions run jobs whose end the extension does not see).
 import * as vscode from "vscode";
 import { DenoisePlan, DenoiseStep, parseStep, planDenoise } from "./denoise";
 
@@ -25,6 +26,8 @@ export class DenoiseView implements vscode.Disposable {
     },
   });
   private readonly shown = new Map<string, Shown>();
+  /** Jobs of ours in flight, per document URI: their end clears the drawing, not the idle timer. */
+  private readonly jobs = new Map<string, number>();
   private readonly subscriptions: vscode.Disposable[] = [];
   private lastStep: DenoiseStep | undefined;
 
@@ -41,6 +44,21 @@ export class DenoiseView implements vscode.Disposable {
   /** The latest step seen (for tests and the status tooltip). */
   get latest(): DenoiseStep | undefined {
     return this.lastStep;
+  }
+
+  /** A selection job of ours runs on `uri` (a VS Code URI string); call the result when it ends. */
+  beginJob(uri: string): () => void {
+    this.jobs.set(uri, (this.jobs.get(uri) ?? 0) + 1);
+    const prev = this.shown.get(uri);
+    if (prev?.timer) clearTimeout(prev.timer);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const n = (this.jobs.get(uri) ?? 1) - 1;
+      if (n > 0) this.jobs.set(uri, n);
+      else this.jobs.delete(uri);
+    };
   }
 
   /** Handle one diffucode/denoiseStep notification. */
@@ -66,8 +84,11 @@ export class DenoiseView implements vscode.Disposable {
     const uri = doc.uri.toString();
     const prev = this.shown.get(uri);
     if (prev?.timer) clearTimeout(prev.timer);
-    const timer = setTimeout(() => this.clear(uri), IDLE_CLEAR_MS);
-    timer.unref?.();
+    let timer: NodeJS.Timeout | undefined;
+    if (!this.jobs.has(uri)) {
+      timer = setTimeout(() => this.clear(uri), IDLE_CLEAR_MS);
+      timer.unref?.();
+    }
     this.shown.set(uri, { jobId: step.jobId, version: step.version, timer });
   }
 

@@ -16,9 +16,12 @@ export interface DiffucodeApi {
   denoise: DenoiseView;
 }
 
+let activeServer: ServerManager | undefined;
+
 export async function activate(context: vscode.ExtensionContext): Promise<DiffucodeApi> {
   const status = new StatusBar("diffucode.client.menu");
   const server = new ServerManager(context, status);
+  activeServer = server;
   const config = () => vscode.workspace.getConfiguration("diffucode");
   const denoise = new DenoiseView(() => config().get<boolean>("showDenoising", true));
   context.subscriptions.push(status, server, denoise);
@@ -40,9 +43,24 @@ export async function activate(context: vscode.ExtensionContext): Promise<Diffuc
     void vscode.window.showInformationMessage(`diffucode: denoising view ${next ? "on" : "off"}.`);
   });
   register("diffucode.client.showStatus", async () => {
-    const st = await server.refreshStatus();
     server.showOutput();
-    if (st) vscode.window.showInformationMessage(`diffucode: ${st.model} on ${st.device}, ${st.loaded ? "loaded" : "not loaded yet"}.`);
+    if (!server.running) {
+      const why = server.failed?.replace(/^diffucode: /, "") ?? "it is stopped or still starting.";
+      void vscode.window.showWarningMessage(`diffucode: the language server is not running: ${why}`, "Restart server").then((c) => {
+        if (c === "Restart server") void server.restart();
+      });
+      return undefined;
+    }
+    const st = await server.refreshStatus();
+    if (!st) {
+      void vscode.window.showErrorMessage("diffucode: the language server did not answer diffucode/status (see the diffucode output channel).");
+    } else if (st.loadError) {
+      void vscode.window.showErrorMessage(`diffucode: ${st.model} on ${st.device}: the model failed to load: ${st.loadError}`, "Open settings").then((c) => {
+        if (c === "Open settings") void vscode.commands.executeCommand("workbench.action.openSettings", "diffucode.model");
+      });
+    } else {
+      void vscode.window.showInformationMessage(`diffucode: ${st.model} on ${st.device}, ${st.loaded ? "loaded" : "not loaded yet"}.`);
+    }
     return st;
   });
   register("diffucode.client.menu", async () => {
@@ -68,7 +86,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<Diffuc
         return;
       }
       if (e.affectsConfiguration("diffucode.showDenoising") && !config().get<boolean>("showDenoising", true)) denoise.clear();
-      await server.pushSettings();
+      await server.pushSettings(); // and refreshes the status: a new model may load, or fail to
+    }),
+    // In an untrusted workspace the Python extension's interpreter is not used (see ServerManager).
+    vscode.workspace.onDidGrantWorkspaceTrust(() => {
+      if (server.command?.source === "python3" || server.failed) void server.restart();
     }),
   );
 
@@ -76,6 +98,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<Diffuc
   return { server, denoise };
 }
 
-export function deactivate(): void {
-  // The ServerManager in context.subscriptions stops the server.
+/** VS Code waits for the returned promise: the server gets its shutdown / exit before the host goes. */
+export function deactivate(): Promise<void> | undefined {
+  const server = activeServer;
+  activeServer = undefined;
+  return server?.stop();
 }

@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 import { WorkDoneProgress, WorkDoneProgressBegin, WorkDoneProgressReport } from "vscode-languageclient/node";
 import { DenoiseView } from "./denoiseView";
-import { errorText, ServerManager } from "./server";
+import { DOCUMENT_SELECTOR, errorText, LANGUAGES, ServerManager } from "./server";
 import { elapsedOf } from "./statusModel";
 import { StatusBar } from "./statusBar";
 
@@ -13,6 +13,8 @@ export type Mode = "infill" | "rewrite" | "repair";
 
 const TITLES: Record<Mode, string> = { infill: "Infill selection", rewrite: "Rewrite selection", repair: "Repair low-confidence tokens" };
 const REQUEST_CANCELLED = -32800;
+/** The server's answer when the model is unavailable (it failed to load, ...). */
+const REQUEST_FAILED = -32803;
 
 interface InfillResult {
   applied: boolean | null;
@@ -30,17 +32,23 @@ export async function runSelectionJob(mode: Mode, server: ServerManager, status:
     void vscode.window.showInformationMessage(`diffucode: open a file and select code to ${mode}.`);
     return undefined;
   }
+  const doc = editor.document;
+  if (!vscode.languages.match(DOCUMENT_SELECTOR, doc)) {
+    void vscode.window.showInformationMessage(
+      `diffucode: ${TITLES[mode]} works on ${LANGUAGES.join(", ")} files (saved or untitled); this one is ${doc.languageId}${doc.uri.scheme === "file" || doc.uri.scheme === "untitled" ? "" : ` (${doc.uri.scheme}:)`}.`,
+    );
+    return undefined;
+  }
   if (!server.running) await server.start();
   const client = server.client;
   if (!client || !server.running) {
-    if (status.kind === "error") return undefined; // the failed start was reported already
+    if (server.failed) return undefined; // the failed start was reported already
     void vscode.window.showErrorMessage("diffucode: the language server is not running.", "Restart server", "Show output").then((c) => {
       if (c === "Restart server") void server.restart();
       else if (c === "Show output") server.showOutput();
     });
     return undefined;
   }
-  const doc = editor.document;
   const sel = editor.selection;
   if (sel.isEmpty && mode !== "infill") {
     void vscode.window.showInformationMessage(`diffucode: select the code to ${mode === "rewrite" ? "rewrite" : "repair"} first.`);
@@ -56,6 +64,7 @@ export async function runSelectionJob(mode: Mode, server: ServerManager, status:
   };
   const done = status.begin();
   const uri = doc.uri.toString();
+  const endJob = view.beginJob(uri);
   try {
     return await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `diffucode: ${TITLES[mode]}`, cancellable: true },
@@ -85,8 +94,10 @@ export async function runSelectionJob(mode: Mode, server: ServerManager, status:
     done();
     const code = (err as { code?: number }).code;
     if (code !== REQUEST_CANCELLED) void vscode.window.showErrorMessage(`diffucode: ${TITLES[mode]} failed: ${errorText(err)}`);
+    if (code === REQUEST_FAILED) void server.refreshStatus(); // e.g. the model failed to load: the status bar turns red
     return undefined;
   } finally {
+    endJob();
     view.clear(uri);
   }
 }

@@ -1,5 +1,6 @@
 // Which command line starts the language server. Pure logic (no `vscode` import): the extension
 // passes in what it knows about PATH, the workspace and the Python extension's interpreter.
+import * as path from "path";
 
 export type CommandSource = "setting" | "path" | "python-extension" | "python3";
 
@@ -16,10 +17,18 @@ export interface ResolveContext {
   pythonInterpreter?: string[];
   workspaceFolder?: string;
   home?: string;
+  /** `process.platform` (win32 splits command lines and paths the Windows way). */
+  platform?: string;
 }
 
-/** Split a command line the way a POSIX shell splits words: quotes and backslashes, no expansion. */
-export function splitCommandLine(line: string): string[] {
+/**
+ * Split a command line into words. POSIX (the default): the way a shell splits words, with quotes
+ * and backslash escapes, no expansion. win32: backslashes are path separators and stay as they are,
+ * except before a double quote (`\"` is a literal quote, `\\"` a backslash and a closing quote, as
+ * in the Windows C runtime); double quotes group words, single quotes are ordinary characters.
+ */
+export function splitCommandLine(line: string, platform: string = process.platform): string[] {
+  const windows = platform === "win32";
   const words: string[] = [];
   let cur = "";
   let inWord = false;
@@ -29,11 +38,27 @@ export function splitCommandLine(line: string): string[] {
     if (quote === "'") {
       if (ch === "'") quote = null;
       else cur += ch;
+    } else if (windows && ch === "\\") {
+      let n = 0;
+      while (line[i + n] === "\\") n++;
+      if (line[i + n] === '"') {
+        cur += "\\".repeat(Math.floor(n / 2));
+        if (n % 2 === 1) {
+          cur += '"';
+          i += n; // the escaped quote is consumed
+        } else {
+          i += n - 1; // the quote opens or closes a quoted part
+        }
+      } else {
+        cur += "\\".repeat(n);
+        i += n - 1;
+      }
+      inWord = true;
     } else if (quote === '"') {
       if (ch === '"') quote = null;
       else if (ch === "\\" && i + 1 < line.length && '"\\$`'.includes(line[i + 1])) cur += line[++i];
       else cur += ch;
-    } else if (ch === "'" || ch === '"') {
+    } else if (ch === '"' || (ch === "'" && !windows)) {
       quote = ch;
       inWord = true;
     } else if (ch === "\\" && i + 1 < line.length) {
@@ -65,10 +90,10 @@ export function expandWord(word: string, ctx: Pick<ResolveContext, "workspaceFol
 }
 
 /** The setting as a list of words, or null when it is unset (empty string, empty list, null). */
-export function parseSetting(setting: unknown): string[] | null {
+export function parseSetting(setting: unknown, platform: string = process.platform): string[] | null {
   if (setting == null) return null;
   if (typeof setting === "string") {
-    const words = splitCommandLine(setting.trim());
+    const words = splitCommandLine(setting.trim(), platform);
     return words.length ? words : null;
   }
   if (Array.isArray(setting)) {
@@ -85,16 +110,28 @@ export function parseSetting(setting: unknown): string[] | null {
  * `python3 -m diffucode lsp`.
  */
 export function resolveServerCommand(setting: unknown, ctx: ResolveContext, env: Record<string, string | undefined> = {}): ServerCommand {
-  const words = parseSetting(setting);
+  const platform = ctx.platform ?? process.platform;
+  const words = parseSetting(setting, platform);
   if (words) {
     const [command, ...args] = words.map((w) => expandWord(w, ctx, env));
-    return { command, args, source: "setting" };
+    return { command: resolveRelative(command, ctx.workspaceFolder, platform), args, source: "setting" };
   }
   const onPath = ctx.findOnPath("diffucode");
   if (onPath) return { command: onPath, args: ["lsp"], source: "path" };
   const py = ctx.pythonInterpreter?.filter((w) => w !== "");
   if (py && py.length) return { command: py[0], args: [...py.slice(1), "-m", "diffucode", "lsp"], source: "python-extension" };
   return { command: "python3", args: ["-m", "diffucode", "lsp"], source: "python3" };
+}
+
+/**
+ * A relative executable path with a directory part (`.venv/bin/diffucode`) is taken relative to the
+ * workspace folder (the server's working directory); a bare name is left for the PATH search.
+ */
+export function resolveRelative(command: string, workspaceFolder: string | undefined, platform: string = process.platform): string {
+  const p = platform === "win32" ? path.win32 : path.posix;
+  const hasDir = command.includes("/") || (platform === "win32" && command.includes("\\"));
+  if (!workspaceFolder || !hasDir || p.isAbsolute(command)) return command;
+  return p.join(workspaceFolder, command);
 }
 
 /** Find an executable on a PATH string; `isExecutable` is injected so this stays testable. */

@@ -74,6 +74,52 @@ export function fromObject(section: unknown): ServerSettings {
   return toServerSettings((key) => obj[key]);
 }
 
+/** What `WorkspaceConfiguration.inspect(key)` returns (the parts that say where a value comes from). */
+export interface Inspection {
+  defaultValue?: unknown;
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+  globalLanguageValue?: unknown;
+  workspaceLanguageValue?: unknown;
+  workspaceFolderLanguageValue?: unknown;
+}
+
+/** True when the user set the key somewhere (user, workspace or folder settings, also per language). */
+export function isUserSet(inspection: Inspection | undefined): boolean {
+  if (!inspection) return false;
+  return [
+    inspection.globalValue,
+    inspection.workspaceValue,
+    inspection.workspaceFolderValue,
+    inspection.globalLanguageValue,
+    inspection.workspaceLanguageValue,
+    inspection.workspaceFolderLanguageValue,
+  ].some((v) => v !== undefined);
+}
+
+/**
+ * The server settings the user set, and only those: a key left at the extension's default is not
+ * sent, so the server keeps its own default (e.g. its `--model` / `--device` flags).
+ */
+export function userSettings(get: (key: string) => unknown, isSet: (key: string) => boolean): ServerSettings {
+  return toServerSettings((key) => (isSet(key) ? get(key) : undefined));
+}
+
+/**
+ * What to send when the settings change: the user's settings, plus the default of every key that
+ * was sent before and is no longer set (so the server resets it; the server merges updates).
+ * `sent` is the set of keys to remember as sent for the next change.
+ */
+export function settingsUpdate(user: ServerSettings, previouslySent: Iterable<string>, defaults: ServerSettings): { payload: ServerSettings; sent: Set<string> } {
+  const payload: ServerSettings = {};
+  for (const key of previouslySent) {
+    if (!(key in user) && key in defaults) payload[key] = defaults[key];
+  }
+  Object.assign(payload, user);
+  return { payload, sent: new Set(Object.keys(user)) };
+}
+
 /** Keys whose change needs a new server process rather than a settings update. */
 export function needsRestart(changed: (key: string) => boolean): boolean {
   return changed("serverCommand");

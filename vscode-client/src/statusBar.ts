@@ -1,4 +1,4 @@
-// The status bar item: starting / loading / ready (last latency) / busy / error.
+// The status bar item: starting / loading the model / ready (last latency) / busy / error / stopped.
 import * as vscode from "vscode";
 import { renderStatus, StatusKind, StatusState } from "./statusModel";
 
@@ -14,32 +14,28 @@ export class StatusBar implements vscode.Disposable {
     this.item.show();
   }
 
+  /** The server's state as last set (not "busy": requests in flight are counted separately). */
   get kind(): StatusKind {
     return this.state.kind;
   }
 
   set(kind: StatusKind, detail?: string): void {
-    this.state = { ...this.state, kind, detail: detail ?? (kind === this.state.kind ? this.state.detail : undefined) };
-    if (kind !== "busy") this.state.pending = 0;
+    if (kind === this.state.kind && detail === this.state.detail) return;
+    this.state = { ...this.state, kind, detail };
     this.render();
   }
 
   /** A request started; returns a function to call when it ends (with its latency if known). */
   begin(): (latencyMs?: number, what?: string) => void {
-    if (this.state.kind === "error" || this.state.kind === "stopped" || this.state.kind === "starting") return () => undefined;
-    const previous = this.state.kind === "busy" ? "ready" : this.state.kind;
-    this.state = { ...this.state, kind: "busy", pending: (this.state.pending ?? 0) + 1 };
+    this.state = { ...this.state, pending: (this.state.pending ?? 0) + 1 };
     this.render();
     let done = false;
     return (latencyMs?: number, what?: string) => {
       if (done) return;
       done = true;
-      if (this.state.kind !== "busy") return;
-      const pending = Math.max(0, (this.state.pending ?? 1) - 1);
       this.state = {
         ...this.state,
-        pending,
-        kind: pending > 0 ? "busy" : previous === "loading" ? "ready" : previous,
+        pending: Math.max(0, (this.state.pending ?? 1) - 1),
         lastLatencyMs: latencyMs ?? this.state.lastLatencyMs,
         lastKind: latencyMs !== undefined ? what : this.state.lastKind,
       };

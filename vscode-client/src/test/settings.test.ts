@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { CLIENT_KEYS, fromObject, needsRestart, SERVER_KEYS, toServerSettings } from "../settings";
+import { CLIENT_KEYS, fromObject, isUserSet, needsRestart, SERVER_KEYS, settingsUpdate, toServerSettings, userSettings } from "../settings";
 
 const ROOT = path.join(__dirname, "..", "..");
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8"));
@@ -39,6 +39,52 @@ describe("toServerSettings", () => {
   });
 });
 
+describe("isUserSet", () => {
+  it("is false for a key only at its default", () => {
+    assert.equal(isUserSet(undefined), false);
+    assert.equal(isUserSet({ defaultValue: "cpu" }), false);
+  });
+  it("is true for a value at any level, null included", () => {
+    assert.equal(isUserSet({ defaultValue: "cpu", globalValue: "cuda" }), true);
+    assert.equal(isUserSet({ workspaceValue: null }), true);
+    assert.equal(isUserSet({ workspaceFolderValue: 3 }), true);
+    assert.equal(isUserSet({ globalLanguageValue: 1 }), true);
+    assert.equal(isUserSet({ workspaceLanguageValue: 1 }), true);
+    assert.equal(isUserSet({ workspaceFolderLanguageValue: 1 }), true);
+  });
+});
+
+describe("userSettings", () => {
+  const effective: Record<string, unknown> = { model: null, device: "cpu", steps: 8, inline: { steps: 4 }, serverCommand: ["x"] };
+  it("sends only the keys the user set, so the server keeps its own defaults (--model, --device)", () => {
+    const set = new Set(["steps", "inline", "serverCommand"]);
+    assert.deepEqual(
+      userSettings((k) => effective[k], (k) => set.has(k)),
+      { steps: 8, inline: { steps: 4 } },
+    );
+  });
+  it("sends nothing when nothing is set", () => assert.deepEqual(userSettings((k) => effective[k], () => false), {}));
+  it("normalizes what it sends", () => assert.deepEqual(userSettings(() => "", (k) => k === "model"), { model: null }));
+});
+
+describe("settingsUpdate", () => {
+  const defaults = toServerSettings((k) => props[`diffucode.${k}`]?.default);
+  it("sends the user's settings and remembers their keys", () => {
+    const { payload, sent } = settingsUpdate({ device: "cuda", steps: 8 }, [], defaults);
+    assert.deepEqual(payload, { device: "cuda", steps: 8 });
+    assert.deepEqual([...sent].sort(), ["device", "steps"]);
+  });
+  it("resets a key the user removed to its default, once", () => {
+    const first = settingsUpdate({ steps: 8 }, ["device", "steps"], defaults);
+    assert.deepEqual(first.payload, { device: "cpu", steps: 8 });
+    assert.deepEqual([...first.sent], ["steps"]);
+    const second = settingsUpdate({ steps: 8 }, first.sent, defaults);
+    assert.deepEqual(second.payload, { steps: 8 });
+  });
+  it("resets to null defaults too", () => assert.deepEqual(settingsUpdate({}, ["model", "topK"], defaults).payload, { model: null, topK: null }));
+  it("ignores remembered keys that are not server keys", () => assert.deepEqual(settingsUpdate({}, ["bogus"], defaults).payload, {}));
+});
+
 describe("needsRestart", () => {
   it("only for the server command", () => {
     assert.equal(needsRestart((k) => k === "serverCommand"), true);
@@ -56,6 +102,10 @@ describe("package.json", () => {
     const ids: string[] = pkg.contributes.commands.map((c: { command: string }) => c.command);
     for (const serverId of ["diffucode.infillSelection", "diffucode.rewriteSelection", "diffucode.repairSelection"]) assert.ok(!ids.includes(serverId), serverId);
     for (const id of ids) assert.match(id, /^diffucode\.client\./);
+  });
+  it("keeps a workspace's serverCommand out of untrusted workspaces", () => {
+    assert.equal(pkg.capabilities.untrustedWorkspaces.supported, "limited");
+    assert.deepEqual(pkg.capabilities.untrustedWorkspaces.restrictedConfigurations, ["diffucode.serverCommand"]);
   });
   it("activates on every contributed command", () => {
     for (const c of pkg.contributes.commands) assert.ok(pkg.activationEvents.includes(`onCommand:${c.command}`), c.command);
