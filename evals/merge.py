@@ -3,13 +3,16 @@
 ``--shard I/N`` (1 <= I <= N) keeps every N-th selected task, starting with the I-th (round-robin over the
 task set's order after ``--tasks``/``--limit``/``--category``), so shards are deterministic and balanced.
 Each shard is a normal run folder (``samples.jsonl``, and ``results.jsonl`` unless ``--generate-only``); its
-``run.json`` records the shard, its task ids, and a sha256 of the whole selection.
+``run.json`` records the shard, its task ids, and a sha256 of the whole selection (rewritten when the shard
+is resumed). A shard may be empty (``--limit 3 --shard 4/4``): it still writes its run folder, so that the
+merge finds all N.
 
 ``diffucode eval merge DIR... --out DIR`` checks that the shards come from one run (same identity apart from
 the shard, same selection, same samples per task), that they cover the selection exactly once and that every
-shard is complete; then it writes the merged ``samples.jsonl``, reuses each execution found in a shard's
+shard is complete (it only reads the shard folders); then it writes the merged ``samples.jsonl``, reuses each execution found in a shard's
 ``results.jsonl`` (same completion), executes the rest, and writes results, summary and report like an
-unsharded run. The merged run has the identity of the unsharded run, so its results are the same.
+unsharded run. The merged run has the identity of the unsharded run, so its results are the same. Merging
+into an ``--out`` that already holds samples or results with other completions is refused.
 """
 
 from __future__ import annotations
@@ -113,17 +116,25 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
     missing = [tid for tid in seen if tid not in by_id]
     if missing:
         raise MergeError(f"tasks not in the data: {missing[:5]}")
-    chosen = tuple(t for t in taskset.tasks if t.task_id in seen)
-    if selection_sha256([t.task_id for t in chosen]) != shards[0]["selection_sha256"]:
+    # The selection, in its order, is the shards interleaved: shard I holds positions I-1, I-1+N, ...
+    # (--tasks may list tasks in any order, so the data's order is not the selection's.)
+    by_index = {s["index"]: s["tasks"] for s in shards}
+    try:
+        selection = [by_index[j % count + 1][j // count] for j in range(len(seen))]
+    except IndexError:
+        raise MergeError("the shards' task lists are not a round-robin split of one selection") from None
+    if selection_sha256(selection) != shards[0]["selection_sha256"]:
         raise MergeError("the shards' tasks do not add up to the selection they were cut from")
+    chosen = tuple(by_id[tid] for tid in selection)
     merged_set = TaskSet(taskset.name, chosen, taskset.sources, taskset.fewshot, taskset.notes)
 
     n = shards[0]["n_samples"]
     samples: dict[tuple[str, int], dict] = {}
     results: dict[tuple[str, int], dict] = {}
     for d, s in zip(dirs, shards):
-        have = load_results(Path(d) / SAMPLES)
-        done = load_results(Path(d) / RESULTS)
+        # Read only: merging needs no write access to the shard folders (a torn last line is ignored).
+        have = load_results(Path(d) / SAMPLES, repair=False)
+        done = load_results(Path(d) / RESULTS, repair=False)
         lacking = [(tid, i) for tid in s["tasks"] for i in range(n) if (tid, i) not in have]
         if lacking:
             raise MergeError(f"shard {s['index']} ({d}) is incomplete: {len(lacking)} samples missing, e.g. "
@@ -148,6 +159,14 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
     config.overwrite = False
     have_out = load_results(out / SAMPLES)
     done_out = load_results(out / RESULTS)
+    # A folder merged into before (a resumed merge) must hold the same completions as the shards: else its
+    # results belong to other samples, and keeping them would mix two runs.
+    for key, sample in samples.items():
+        for name, existing in ((SAMPLES, have_out), (RESULTS, done_out)):
+            rec = existing.get(key)
+            if rec is not None and rec.get("completion") != sample.get("completion"):
+                raise MergeError(f"{out / name} holds a different completion for {key[0]} sample {key[1]} than "
+                                 "the shards; pass --overwrite to replace it, or merge into another --out")
     with_samples = _ResultWriter(out / SAMPLES)
     with_results = _ResultWriter(out / RESULTS)
     try:

@@ -179,16 +179,24 @@ def write_report(out_dir: str | Path, *, summary: dict | None = None,
         path = out_dir / "summary.json"
         if not path.is_file():
             raise DiffucodeError(f"{out_dir} has no summary.json (is it an eval run folder?)")
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise DiffucodeError(f"cannot read {path}: {e}; rerun the eval command to write it again") from None
+        if not isinstance(summary, dict):
+            raise DiffucodeError(f"{path} is not an eval summary (expected a JSON object)")
     if records is None:
         from .runner import RESULTS, load_results
 
-        records = load_results(out_dir / RESULTS)
+        records = load_results(out_dir / RESULTS, repair=False)
     rows = list(records.values()) if isinstance(records, dict) else list(records)
     ids = set(summary.get("per_task", {}))
     rows = [r for r in rows if r.get("task_id") in ids]
     chart = out_dir / CHART
-    note = _chart(chart, summary, Counter(outcome(r) for r in rows))
+    try:
+        note = _chart(chart, summary, Counter(outcome(r) for r in rows))
+    except Exception as e:  # a broken matplotlib (or font cache, backend...) never costs the report
+        note = f"drawing the chart failed ({type(e).__name__}: {e})"
     if note:
         chart.unlink(missing_ok=True)
     report = out_dir / REPORT

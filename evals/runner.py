@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol, TextIO
 
@@ -50,6 +50,36 @@ class Generator(Protocol):
 
 class ResumeMismatch(DiffucodeError):
     """The run folder holds results of a different run."""
+
+
+class SandboxError(DiffucodeError):
+    """The sandbox cannot run programs here (e.g. the uid drop fails): the run stops, nothing is recorded."""
+
+
+SANDBOX_CHECK = "import subprocess, socket, os\nprint(1)\n"
+_warned_read_search = False
+
+
+def check_sandbox(limits: Limits, log: Callable[[str], None] = lambda s: None) -> None:
+    """Run one trivial program with the run's limits; raise SandboxError when it does not pass, so that a
+    broken sandbox stops the run instead of filling results.jsonl with errors."""
+    global _warned_read_search
+    from .execution import _interpreter_hidden_from_others, sandbox_uid
+
+    r = run_program(SANDBOX_CHECK, replace(limits, timeout_s=max(limits.timeout_s, 30.0), tail_chars=500))
+    if r.status == "cancelled":
+        return
+    if not r.passed:
+        detail = r.reason or r.status
+        tail = r.stderr_tail.strip().splitlines()[-1:] if r.stderr_tail.strip() else []
+        raise SandboxError(f"the sandbox cannot run a trivial program here ({r.status}: {detail}"
+                           + (f"; {tail[0]}" if tail else "") + "); nothing was executed or recorded")
+    if (not _warned_read_search and sandbox_uid(limits.run_as) is not None
+            and _interpreter_hidden_from_others()):
+        _warned_read_search = True
+        log("warning: the Python interpreter is not readable by other users, so sandboxed programs keep "
+            "CAP_DAC_READ_SEARCH (they can read every file on this machine); install Python where all "
+            "users can read it to drop it (see docs/evals.md, Execution safety)")
 
 
 @dataclass
@@ -96,15 +126,18 @@ class CanonicalGenerator:
 # Results file
 
 
-def load_results(path: Path) -> dict[tuple[str, int], dict]:
-    """Records already in ``path`` keyed by (task_id, sample_id). A torn last line is cut off the file."""
+def load_results(path: Path, *, repair: bool = True) -> dict[tuple[str, int], dict]:
+    """Records already in ``path`` keyed by (task_id, sample_id). A torn last line is ignored, and with
+    ``repair`` also cut off the file (so appending goes on from a line start); ``repair=False`` only reads
+    (``eval merge`` reads shard folders it may not write to)."""
     if not path.exists():
         return {}
-    with open(path, "rb+") as f:
+    with open(path, "rb+" if repair else "rb") as f:
         data = f.read()
         if data and not data.endswith(b"\n"):
             keep = data.rfind(b"\n") + 1
-            f.truncate(keep)
+            if repair:
+                f.truncate(keep)
             data = data[:keep]
     done: dict[tuple[str, int], dict] = {}
     for line in data.splitlines():
@@ -139,9 +172,9 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_samples(path: Path) -> dict[tuple[str, int], dict]:
+def load_samples(path: Path, *, repair: bool = True) -> dict[tuple[str, int], dict]:
     """Generated samples already in ``path`` (samples.jsonl), keyed by (task_id, sample_id)."""
-    return load_results(path)
+    return load_results(path, repair=repair)
 
 
 def _check_identity(out_dir: Path, identity: dict, overwrite: bool, extra: dict | None = None) -> None:
@@ -158,6 +191,14 @@ def _check_identity(out_dir: Path, identity: dict, overwrite: bool, extra: dict 
                 f"{out_dir} holds results of a different run ({details}); "
                 "use another --out folder, or --overwrite to discard them"
             )
+        if extra:
+            # The same run, resumed: what is not compared (the shard record with its n_samples and task
+            # list, the data paths) is rewritten, so run.json describes the latest command, not the first.
+            record = json.loads(run_path.read_text(encoding="utf-8"))
+            if any(record.get(k) != v for k, v in extra.items()):
+                record.update(extra)
+                record["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                _write_json(run_path, record)
         return
     _write_json(run_path, {"identity": identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            **(extra or {})})
@@ -187,6 +228,10 @@ def calibrate_limits(tasks: list[Task], config: RunConfig, cancel: threading.Eve
                        for t in todo}
             for fut, task in futures.items():
                 r = fut.result()
+                if r.status == "sandbox_error":
+                    if cancel is not None:
+                        cancel.set()  # the other canonical runs stop at once
+                    raise SandboxError(f"sandbox failure while calibrating {task.task_id}: {r.reason}")
                 if r.status != "cancelled":
                     cache[task.task_id] = {"status": r.status, "duration_s": round(r.duration_s, 4),
                                            "reason": r.reason}
@@ -213,11 +258,15 @@ def _execute(task: Task, completion: str, limits: Limits, cancel: threading.Even
     base: ExecutionResult | None = None
     if task.base_test is not None:
         base = run_program(task.program(completion, base=True), limits, cancel=cancel)
+        if base.status == "sandbox_error":
+            raise SandboxError(f"sandbox failure on {task.task_id}: {base.reason}")
         if base.status == "cancelled":
             return None
         if not base.passed:
             return _fields(base, base_passed=False, reason_prefix="base tests: ")
     res = run_program(task.program(completion), limits, cancel=cancel)
+    if res.status == "sandbox_error":
+        raise SandboxError(f"sandbox failure on {task.task_id}: {res.reason}")
     if res.status == "cancelled":
         return None
     out = _fields(res, base_passed=None if base is None else True)
@@ -352,6 +401,9 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
 
     limits_by_task = {t.task_id: config.timeout_s for t in tasks}
     canonical_failures: list[str] = []
+    if pending and not config.generate_only:
+        check_sandbox(Limits(timeout_s=config.timeout_s, memory_bytes=config.memory_bytes, run_as=config.run_as),
+                      log)
     if config.calibrate and not config.generate_only:
         to_run = {t.task_id for t, _ in pending}  # canonical runs only for tasks that still execute
         limits_by_task, canonical_failures = calibrate_limits(tasks, config, cancel, log, only=to_run)
@@ -449,6 +501,8 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
         sample_writer.close()
         progress.close()
 
+    if isinstance(interrupted, SandboxError):
+        raise interrupted  # nothing of this run's execution is trustworthy: no summary either
     if config.generate_only:
         if interrupted is not None:
             raise interrupted
@@ -477,7 +531,8 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
 def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: RunConfig, identity: dict,
               *, timings: dict, canonical_failures: list[str], limits_by_task: dict[str, float]) -> dict:
     ids = {t.task_id for t in taskset.tasks}
-    rows = [r for (tid, _), r in sorted(records.items()) if tid in ids]
+    # Only this run's samples: a folder may hold more (a rerun with fewer --n-samples), they do not count.
+    rows = [r for (tid, i), r in sorted(records.items()) if tid in ids and i < config.n_for(tid)]
     counts = count_by_task(rows, "passed")
     base_counts = count_by_task(rows, "base_passed")
     expected = sum(config.n_for(t.task_id) for t in taskset.tasks)
@@ -544,6 +599,8 @@ __all__ = [
     "Generator",
     "ResumeMismatch",
     "RunConfig",
+    "SandboxError",
+    "check_sandbox",
     "calibrate_limits",
     "evaluate",
     "load_results",

@@ -8,8 +8,9 @@ Accepted formats (``.jsonl`` or ``.jsonl.gz``, one JSON object a line; see docs/
   tasks a solution that starts with the prompt has the prompt cut off; any other solution is executed after
   the prompt (the prompt's function, a docstring only, is simply redefined). MBPP: the whole program.
   Infilling tasks need ``completion``.
-- optional ``sample_id`` (or evalplus's ``completion_id``): integers 0..n-1 per task; without it, the samples of
-  a task are numbered in file order. ``generate_s`` (seconds) is kept when present.
+- optional ``sample_id`` (or evalplus's ``completion_id``): integers 0..n-1 per task, each once; if one record has
+  it, every record must. Without it, the samples of a task are numbered in file order. ``task_id`` is a string.
+  A UTF-8 byte order mark at the start of the file is accepted. ``generate_s`` (seconds) is kept when present.
 
 Task ids must belong to the task set (after ``--tasks``/``--limit``/``--category``); tasks without samples are
 left out of the run; tasks may have different numbers of samples (pass@k uses each task's own n).
@@ -35,7 +36,7 @@ def read_jsonl_records(path: Path) -> list[dict]:
     opener = gzip.open if path.name.endswith(".gz") else open
     records = []
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
+        with opener(path, "rt", encoding="utf-8-sig") as f:  # a UTF-8 byte order mark is allowed
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -99,12 +100,20 @@ def load_samples_file(path: str | Path, taskset: TaskSet) -> tuple[TaskSet, Samp
     records = read_jsonl_records(path)
     if not records:
         raise SamplesError(f"{path} holds no samples")
+    for n, r in enumerate(records, 1):
+        if not isinstance(r.get("task_id"), str):
+            raise SamplesError(f"{path}: record {n}: 'task_id' must be a string, got {r.get('task_id')!r}")
     unknown = sorted({str(r.get("task_id")) for r in records if r.get("task_id") not in by_id})
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise SamplesError(f"{path}: task ids not in {taskset.name} (as selected): {shown}")
     explicit = [r.get("sample_id", r.get("completion_id")) for r in records]
-    use_ids = all(isinstance(x, int) and not isinstance(x, bool) for x in explicit)
+    use_ids = any(x is not None for x in explicit)
+    if use_ids:  # numbered samples: every record numbered, with an integer (duplicates are refused below)
+        for n, x in enumerate(explicit, 1):
+            if not isinstance(x, int) or isinstance(x, bool):
+                raise SamplesError(f"{path}: record {n}: 'sample_id'/'completion_id' must be an integer in every "
+                                   f"record once one record has it, got {x!r}")
     per_task: dict[str, list[tuple[int, dict, int]]] = defaultdict(list)
     for n, (rec, sid) in enumerate(zip(records, explicit), 1):
         tid = rec["task_id"]

@@ -127,6 +127,41 @@ def test_status_channel_cannot_be_forged():
     assert not run(src).passed
 
 
+def test_sentinel_is_not_in_the_environment_or_command_line():
+    # The settings (sentinel, status fd) arrive on a pipe that is closed before the program runs: reading
+    # /proc/self/environ, the command line or the open descriptors gives nothing to forge an "ok" with.
+    src = """
+    import os, re
+    seen = b""
+    for name in ("environ", "cmdline"):
+        with open(f"/proc/self/{name}", "rb") as f:
+            seen += f.read() + b"\\n"
+    for fd in range(3, 64):
+        try:
+            os.lseek(fd, 0, 0)
+        except OSError:
+            pass
+        try:
+            os.set_blocking(fd, False)
+            seen += os.read(fd, 65536)
+        except OSError:
+            pass
+    assert b"sentinel" not in seen and b"status_fd" not in seen, seen
+    tokens = set(re.findall(rb"[0-9a-f]{32}", seen))
+    for token in tokens:
+        for fd in range(3, 64):
+            try:
+                os.write(fd, token + b" ok\\n")
+            except OSError:
+                pass
+    print(len(tokens), flush=True)
+    os._exit(0)
+    """
+    r = run(src)
+    assert not r.passed and r.status == "failed", r
+    assert r.stdout_tail.strip() == "0", r
+
+
 def test_closing_stdout_does_not_break_the_verdict():
     assert run("import os, sys\nsys.stdout.flush()\nos.close(1)\nassert 1 + 1 == 2\n").passed
 
@@ -268,6 +303,29 @@ def test_output_flood_is_bounded():
 def test_crash_by_signal_is_an_error():
     r = run("import ctypes\nctypes.string_at(0)\n")  # SIGSEGV; RLIMIT_CORE=0, so no core file
     assert r.status == "error" and not r.passed and r.exit_code == -11 and "SIGSEGV" in r.reason
+
+
+def test_no_core_file_even_when_the_harness_allows_them(tmp_path):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    if hard == 0:
+        pytest.skip("core files are off for this process already")
+    tmp_path.chmod(0o777)
+    src = f"""
+    import os, resource, ctypes
+    print(resource.getrlimit(resource.RLIMIT_CORE), flush=True)
+    os.chdir({str(tmp_path)!r})
+    ctypes.string_at(0)
+    """
+    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    try:
+        r = run(src, Limits(timeout_s=5, guard=False, run_as=None))  # as root too: root stays dumpable
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+    assert r.exit_code == -11 and "SIGSEGV" in r.reason, r
+    assert r.stdout_tail.strip() == "(0, 0)"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("core")] == []
 
 
 # ---------------------------------------------------------------- files, environment, network
@@ -440,15 +498,35 @@ def test_child_that_leaves_the_session_is_reaped(how):
 
 
 @as_root
-def test_without_the_pid_namespace_a_session_escapee_would_survive():
-    # The control for the test above: the same program, PID namespace off, leaves its child running.
+@pytest.mark.parametrize("how", ["popen", "setsid"])
+def test_without_the_pid_namespace_the_fresh_uid_is_killed(how):
+    # No PID namespace (switched off here; refused by the kernel elsewhere): the escapee leaves the session,
+    # but it runs as this run's fresh uid, and every process of that uid is killed when the run ends.
+    marker = f"64.{time.monotonic_ns() % 10**6:06d}"
+    if how == "popen":
+        src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+    else:
+        src = f"import os\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{marker}'])\n"
+    src += "import time\ntime.sleep(0.3)\n"
+    try:
+        r = run(src, Limits(timeout_s=5, guard=False, pid_namespace=False))
+        assert r.passed, r
+        assert procs_with(marker) == [], "a setsid() escapee of a fresh uid survived the run"
+    finally:
+        for pid in procs_with(marker):
+            os.kill(pid, 9)
+
+
+@as_root
+def test_without_namespace_or_uid_drop_a_session_escapee_would_survive():
+    # The control for the tests above: staying root, PID namespace off, leaves the escapee running.
     marker = f"62.{time.monotonic_ns() % 10**6:06d}"
     src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
     try:
-        r = run(src, Limits(timeout_s=5, guard=False, pid_namespace=False))
+        r = run(src, Limits(timeout_s=5, guard=False, pid_namespace=False, run_as=None))
         assert r.passed
         time.sleep(0.2)
-        assert procs_with(marker), "expected the escapee to survive without a PID namespace"
+        assert procs_with(marker), "expected the escapee to survive without a PID namespace and uid drop"
     finally:
         for pid in procs_with(marker):
             os.kill(pid, 9)
@@ -512,3 +590,35 @@ def test_fork_bomb_as_root_is_contained():
     # test's killed escapee that the machine's init has not reaped yet, are not this run's.)
     assert set(sandbox_uid_procs()) - before == set()
     assert run("assert sum(range(10)) == 45\n").passed  # the harness is fine afterwards
+
+
+@as_root
+@pytest.mark.parametrize("pidns", [True, False])
+def test_no_zombies_when_the_harness_is_a_subreaper(pidns):
+    # A harness that is PID 1 (a container's entry point) or a subreaper inherits the namespace's init and
+    # any orphan once the child's outer process is gone; run_program reaps those of its run.
+    import subprocess
+
+    script = textwrap.dedent(f"""
+    import ctypes, os, sys
+    sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+    from diffucode_evals.execution import Limits, run_program
+    assert ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    src = "import subprocess, time\\nsubprocess.Popen(['sleep', '30'], start_new_session=True)\\ntime.sleep(0.2)\\n"
+    for _ in range(3):
+        r = run_program(src, Limits(timeout_s=5, guard=False, pid_namespace={pidns}))
+        assert r.passed, r
+    me, zombies = os.getpid(), []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                stat = open(f"/proc/{{e}}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == me:
+                zombies.append((e, stat[0]))
+    print(zombies)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

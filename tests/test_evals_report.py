@@ -105,6 +105,26 @@ def test_eval_report_command_regenerates(tmp_path, capsys):
     assert "no summary.json" in capsys.readouterr().err
 
 
+def test_eval_report_on_a_corrupt_summary_exits_2(tmp_path, capsys):
+    (tmp_path / "summary.json").write_text('{"taskset": "humaneval", "per_')
+    assert cli.main(["eval", "report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "summary.json" in err
+
+
+def test_a_failing_chart_is_noted_and_the_run_succeeds(tmp_path, monkeypatch):
+    from diffucode_evals import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no usable font")
+
+    monkeypatch.setattr(report, "_chart", broken)
+    he = load_or_skip("humaneval").select(limit=1)
+    s = evaluate(he, CanonicalGenerator(), config(tmp_path))
+    assert s["pass@1"] == 1.0 and (tmp_path / "summary.json").is_file()
+    assert "Chart skipped: drawing the chart failed (RuntimeError: no usable font)" in (tmp_path / "report.md").read_text()
+
+
 # ---------------------------------------------------------------- progress
 
 

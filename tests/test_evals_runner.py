@@ -285,3 +285,17 @@ def test_generator_must_return_text(tmp_path):
     ts = _slow_task()
     with pytest.raises(TypeError, match="expected str"):
         evaluate(ts, lambda t, i: None, config(tmp_path))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() != 0,
+                    reason="the uid drop (and so the kept capability) applies as root")
+def test_keeping_cap_dac_read_search_is_warned_once(monkeypatch):
+    from diffucode_evals import execution, runner
+    from diffucode_evals.execution import Limits
+
+    monkeypatch.setattr(execution, "_interpreter_hidden_from_others", lambda: True)
+    monkeypatch.setattr(runner, "_warned_read_search", False)
+    said: list[str] = []
+    runner.check_sandbox(Limits(timeout_s=10), said.append)
+    runner.check_sandbox(Limits(timeout_s=10), said.append)
+    assert len(said) == 1 and "CAP_DAC_READ_SEARCH" in said[0]

@@ -79,6 +79,10 @@ def test_samples_with_sample_ids_keep_them(tmp_path):
     ([{"task_id": "HumanEval/0", "sample_id": 0, "completion": ""},
       {"task_id": "HumanEval/0", "sample_id": 0, "completion": ""}], "each once"),
     ([], "holds no samples"),
+    ([{"task_id": "HumanEval/0", "sample_id": 0, "completion": ""},
+      {"task_id": "HumanEval/0", "completion": ""}], "must be an integer in every record"),
+    ([{"task_id": "HumanEval/0", "sample_id": "0", "completion": ""}], "must be an integer"),
+    ([{"task_id": ["HumanEval/0"], "completion": ""}], "'task_id' must be a string"),
 ])
 def test_bad_samples_files_are_refused(tmp_path, records, message):
     he = load_or_skip("humaneval")
@@ -193,3 +197,93 @@ def test_shard_out_of_range_is_a_usage_error(capsys):
 def test_empty_taskset_select_keeps_type():
     ts = TaskSet("x", (), ())
     assert shard_taskset(ts, 1, 2)[0].tasks == ()
+
+
+def test_shards_of_tasks_in_any_order_merge(tmp_path):
+    # --tasks 5,3,1: the selection's order is not the data's; the merge rebuilds it from the shards.
+    need_humaneval()
+    base = ["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA), "--tasks", "5,3,1",
+            "--quiet", "--generate-only"]
+    for i in (1, 2):
+        assert cli.main([*base, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0
+    assert cli.main(["eval", "merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "m"),
+                     "--quiet"]) == 0
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert sorted(summary["per_task"]) == ["HumanEval/1", "HumanEval/3", "HumanEval/5"]
+    assert summary["pass@1"] == 1.0
+
+
+def test_an_empty_shard_is_a_run_folder_and_merges(tmp_path, capsys):
+    need_humaneval()
+    base = ["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA), "--limit", "3", "--quiet"]
+    for i in (1, 2, 3, 4):
+        assert cli.main([*base, "--shard", f"{i}/4", "--generate-only", "--out", str(tmp_path / f"s{i}")]) == 0
+    assert (tmp_path / "s4" / "run.json").is_file() and (tmp_path / "s4" / "samples.jsonl").read_text() == ""
+    assert "no tasks" in capsys.readouterr().err
+    assert cli.main(["eval", "merge", *(str(tmp_path / f"s{i}") for i in (1, 2, 3, 4)),
+                     "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "m" / "summary.json").read_text())["n_tasks"] == 3
+
+
+def test_merge_reads_shards_without_writing_them(tmp_path):
+    need_humaneval()
+    for i in (1, 2):
+        assert cli.main(shard_args(tmp_path, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}"))) == 0
+    results_file = tmp_path / "s2" / "results.jsonl"
+    with open(results_file, "a") as f:
+        f.write('{"task_id": "HumanEval/1", "sampl')  # a torn last line
+    before = results_file.read_bytes()
+    for d in (tmp_path / "s1", tmp_path / "s2"):
+        for p in d.iterdir():
+            p.chmod(0o444)
+    try:
+        assert cli.main(["eval", "merge", str(tmp_path / "s1"), str(tmp_path / "s2"),
+                         "--out", str(tmp_path / "m"), "--quiet"]) == 0
+    finally:
+        for d in (tmp_path / "s1", tmp_path / "s2"):
+            for p in d.iterdir():
+                p.chmod(0o644)
+    assert results_file.read_bytes() == before
+    assert len(results(tmp_path / "m")) == 5
+
+
+def test_merge_into_a_folder_with_other_completions_is_refused(tmp_path, capsys):
+    need_humaneval()
+    for i in (1, 2):
+        assert cli.main(shard_args(tmp_path, "--shard", f"{i}/2", "--generate-only",
+                                   "--out", str(tmp_path / f"s{i}"))) == 0
+    merge = ["eval", "merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "m"), "--quiet"]
+    assert cli.main(merge) == 0
+    assert cli.main(merge) == 0  # the same shards again: nothing to do
+    # the shard's sample changes (regenerated elsewhere); the merged folder still has the old one
+    samples = tmp_path / "s1" / "samples.jsonl"
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    rows[0]["completion"] = "    return None\n"
+    write_jsonl(samples, rows)
+    capsys.readouterr()
+    assert cli.main(merge) == 2
+    err = capsys.readouterr().err
+    assert "different completion" in err and "--overwrite" in err
+    assert cli.main([*merge, "--overwrite"]) == 0
+    merged = {(r[0], r[1]): r[2] for r in results(tmp_path / "m")}
+    assert merged[(rows[0]["task_id"], rows[0]["sample_id"])] == "    return None\n"
+
+
+def test_resumed_shard_rewrites_its_record_and_counts_only_its_samples(tmp_path):
+    need_humaneval()
+    out = tmp_path / "s1"
+    assert cli.main(shard_args(tmp_path, "--shard", "1/2", "--n-samples", "2", "--out", str(out))) == 0
+    assert cli.main(shard_args(tmp_path, "--shard", "1/2", "--n-samples", "1", "--out", str(out))) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["shard"]["n_samples"] == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 3 and all(v["n"] == 1 for v in summary["per_task"].values())
+
+
+def test_samples_file_with_a_byte_order_mark(tmp_path):
+    he = load_or_skip("humaneval").select(limit=1)
+    t = he.tasks[0]
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"task_id": t.task_id, "completion": "x"}).encode() + b"\n")
+    _, gen, counts, _ = load_samples_file(path, he)
+    assert counts == {t.task_id: 1} and gen(t, 0) == "x"
