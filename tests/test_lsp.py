@@ -25,7 +25,9 @@ from diffucode_lsp.protocol import converter_factory
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "total + 1"
-LONG = {"steps": 64, "lengthMode": "fixed", "length": 64, "maxNewTokens": 64}  # 64 forwards × 40 ms
+# One token per forward (the server runs with exact: true): the scripted model commits its script's ~6 tokens,
+# then a pad that fills the rest, so a LONG job makes ~7 forwards × 40 ms. Tests act on its first denoise step.
+LONG = {"steps": 64, "lengthMode": "fixed", "length": 64, "maxNewTokens": 64}
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
@@ -289,7 +291,7 @@ async def test_a_stale_version_is_refused(client: LanguageClient):
     job = asyncio.ensure_future(
         request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(1, 11, 1, 16), "apply": True, "options": LONG})
     )
-    await asyncio.sleep(0.3)
+    assert await until(lambda: any(p["uri"] == uri for _, p in client.steps))  # the job is running
     change(client, uri, 2, "def f(x):\n    return x + 2\n")
     reply = await job
     assert reply["applied"] is False and "changed" in reply["failureReason"]
