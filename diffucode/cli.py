@@ -183,7 +183,7 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffucode", description="Masked-diffusion code infilling and rewriting.")
-    parser.add_argument("--version", action="version", version=f"diffucode {_version()}")
+    parser.add_argument("--version", action="version", version=f"diffucode {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -235,7 +235,8 @@ def _plugins():
             print(f"diffucode: skipping command {ep.name!r}: {exc}", file=sys.stderr)
 
 
-def _version() -> str:
+def version() -> str:
+    """The installed diffucode's version ("unknown" when run from a tree that is not installed)."""
     try:
         return metadata.version("diffucode")
     except metadata.PackageNotFoundError:

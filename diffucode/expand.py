@@ -22,7 +22,7 @@ import torch
 
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
-from diffucode.sampler import NEG_INF, STRATEGIES, _choose
+from diffucode.sampler import NEG_INF, STRATEGIES, _choose, _suppress
 
 ExpandCallback = Callable[[int, list[int]], None]  # (forwards so far, hole ids with masks)
 
@@ -113,15 +113,3 @@ def sample_expanding(
         if callback is not None:
             callback(forwards, list(hole))
     return ExpandOutput(hole, lps, forwards, expansions, deletions)
-
-
-def _suppress(logits: torch.Tensor, denoiser: Denoiser, *, allow: tuple[int, ...]) -> torch.Tensor:
-    """Never sample ids past the vocabulary or forbidden specials, except the ids in `allow`."""
-    V = logits.size(-1)
-    bad = torch.zeros(V, dtype=torch.bool, device=logits.device)
-    if V > denoiser.vocab_size:
-        bad[denoiser.vocab_size :] = True
-    for i in denoiser.forbidden_ids:
-        if i < V and i not in allow:
-            bad[i] = True
-    return logits.masked_fill(bad, NEG_INF)

@@ -510,8 +510,8 @@ def _tail_ids(den) -> set[int]:
     return {i for i in (den.pad_id, den.eos_id) if i is not None}
 
 
-def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, den=None, tail_ids=None):
-    den = den or engine.denoiser
+def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, tail_ids=None, allow_ids=()):
+    den = engine.denoiser
     if settings.exact:
         settings = replace(settings, threshold=None, entropy_bound=None, early_stop=None, cache_refresh=None)
     if settings.cache_refresh and isinstance(den, NativeDenoiser):
@@ -544,6 +544,7 @@ def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, d
         block_length=settings.block_length,
         tail_ids=tail_ids if tail_ids is not None else sorted(_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad"
         else [t for t in [den.eos_id] if t is not None],
+        allow_ids=allow_ids,
         remask_below=settings.remask_below,
         generator=gen,
         callback=callback if (on_step or should_stop) else None,

@@ -69,11 +69,10 @@ def instruct(
                         f"{den.max_seq_len}-token context")
     stops = {i for i in (engine.tokenizer.token_id(t) for t in END_OF_TURN) if i is not None}
     tails = sorted(_tail_ids(den) | stops)
-    chat_den = _AllowIds(den, stops)
     layout = _Layout(prompt, [], [], [n])
     ids = torch.tensor(prompt + [den.mask_id] * n, device=den.device)[None].repeat(settings.candidates, 1)
     out = _sample(engine, ids, replace(settings, length_mode="pad"), on_step, should_stop, layout, [n],
-                  den=chat_den, tail_ids=tails)
+                  tail_ids=tails, allow_ids=sorted(stops))  # end-of-turn ids are control tokens
     cands: dict[str, Candidate] = {}
     P = len(prompt)
     old = source[s:e]
@@ -95,14 +94,3 @@ def answer_code(answer: str) -> str:
     m = _FENCE.search(answer)
     code = m.group(1) if m else answer
     return code.strip("\n")
-
-
-class _AllowIds:
-    """The denoiser, with end-of-turn ids sampleable (they are control tokens, forbidden in code holes)."""
-
-    def __init__(self, den, allow: set[int]):
-        self._den = den
-        self.forbidden_ids = frozenset(den.forbidden_ids - allow)
-
-    def __getattr__(self, name):
-        return getattr(self._den, name)

@@ -60,6 +60,7 @@ def sample(
     early_stop: float | None = None,
     block_length: int | None = None,
     tail_ids: Sequence[int] = (),
+    allow_ids: Sequence[int] = (),
     remask_below: float | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
@@ -80,6 +81,7 @@ def sample(
             has confidence ≥ this.
         block_length: generate the masked positions in blocks of this many, left to right (LLaDA).
         tail_ids: ids that may only form a contiguous tail of each hole (pad, eos).
+        allow_ids: forbidden ids that may be sampled in this call (e.g. a chat model's end-of-turn).
         remask_below: after each step, re-mask committed tokens whose commit-time probability was below
             this value so they are predicted again with more context; each position at most once.
         generator: torch.Generator for reproducible sampling and random ordering.
@@ -141,7 +143,7 @@ def sample(
 
         logits = denoiser.logits(ids, gen_pos).float()  # (B, G, V)
         forwards += 1
-        logits = _suppress(logits, denoiser)
+        logits = _suppress(logits, denoiser, allow=allow_ids)
         if tail.numel():
             logits = _forbid_tail_before_content(logits, ids, gen_pos, masked, generated, tail, seg_end)
         x0, conf, score, logp, ent = _choose(logits, strategy, temperature, top_k, top_p, generator)  # each (B, G)
@@ -204,14 +206,15 @@ def _segments(generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return starts, ends_rev
 
 
-def _suppress(logits: torch.Tensor, denoiser: Denoiser) -> torch.Tensor:
-    """Ids past the tokenizer's vocabulary and forbidden specials (mask, bos, ...) are never sampled."""
+def _suppress(logits: torch.Tensor, denoiser: Denoiser, *, allow: Sequence[int] = ()) -> torch.Tensor:
+    """Ids past the tokenizer's vocabulary and forbidden specials (mask, bos, ...) are never sampled,
+    except the forbidden ids in `allow`."""
     V = logits.size(-1)
     bad = torch.zeros(V, dtype=torch.bool, device=logits.device)
     if V > denoiser.vocab_size:
         bad[denoiser.vocab_size :] = True
     for i in denoiser.forbidden_ids:
-        if i < V:
+        if i < V and i not in allow:
             bad[i] = True
     return logits.masked_fill(bad, NEG_INF)
 

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-from importlib import metadata
 from typing import Any
 
 from lsprotocol import types as lsp
@@ -24,6 +23,7 @@ from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcReque
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
+from diffucode.cli import version
 from diffucode.errors import ConfigError, DiffucodeError, GenerationCancelled, SpanError
 from diffucode.infill import InfillResult, complete, infill, rewrite
 from diffucode.instruct import instruct
@@ -43,16 +43,9 @@ def auto_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def _version() -> str:
-    try:
-        return metadata.version("diffucode")
-    except metadata.PackageNotFoundError:
-        return "0"
-
-
 class DiffucodeServer(LanguageServer):
     def __init__(self, loader: Loader | None = None, defaults: ServerSettings | None = None):
-        super().__init__("diffucode", _version(), protocol_cls=P.DiffucodeProtocol, converter_factory=P.converter_factory)
+        super().__init__("diffucode", version(), protocol_cls=P.DiffucodeProtocol, converter_factory=P.converter_factory)
         self.settings = defaults or ServerSettings()
         self.worker = Worker(loader)
         self.worker.configure(self.settings.model, self.settings.device)

@@ -595,27 +595,11 @@ def test_continuations_are_cut_where_the_hole_ends():
 @pytest.mark.parametrize("family", ["dream", "llada", "diffusion_gemma"])
 def test_language_server_and_eval_harness_run_each_family(family, dream_dir, llada, gemma, tmp_path):
     """`model` in the server's settings and `--model` in `diffucode eval` take a family folder as they take ours."""
-    import socket
-    import subprocess
-    import time
-    import sys
-
     from tests.benchdata import DATA, load_or_skip
-    from tests.test_lsp_tcp import RawClient, free_port
+    from tests.test_lsp_tcp import tcp_server
 
     folder = {"dream": dream_dir, "llada": llada[0], "diffusion_gemma": gemma[0]}[family]
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "diffucode_lsp", "--tcp", f"127.0.0.1:{port}"],
-                            stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        sock.settimeout(None)
-        c = RawClient(sock)
+    with tcp_server(tmp_path / "server.log") as (_, c):
         c.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {},
                 "initializationOptions": {"model": str(folder), "validate": False, "steps": 2, "maxNewTokens": 6,
                                           "debounceMs": 0, "threads": 1}}})
@@ -637,10 +621,6 @@ def test_language_server_and_eval_harness_run_each_family(family, dream_dir, lla
         c.send({"jsonrpc": "2.0", "id": 4, "method": "diffucode/status"})
         st = c.response(4)["result"]
         assert st["loaded"] is True and st["loadError"] is None
-        sock.close()
-    finally:
-        proc.kill()
-        proc.wait()
 
     load_or_skip("humaneval")
     out = tmp_path / "run"

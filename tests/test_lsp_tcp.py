@@ -6,12 +6,14 @@ requests with params of the wrong shape, and the shutdown/exit handshake.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -67,10 +69,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def tcp_server(log: Path):
+    """A real `python -m diffucode_lsp --tcp` process and a RawClient connected to it; killed on exit."""
     port = free_port()
-    log = tmp_path_factory.mktemp("tcp") / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "diffucode_lsp", "--tcp", f"127.0.0.1:{port}", "--log-file", str(log)])
     end = time.monotonic() + 90
     while True:
@@ -83,11 +85,19 @@ def server(tmp_path_factory):
                 pytest.fail(f"server did not listen on {port}: {log.read_text() if log.exists() else ''}")
             time.sleep(0.1)
     sock.settimeout(None)
-    yield proc, RawClient(sock)
-    sock.close()
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    try:
+        yield proc, RawClient(sock)
+    finally:
+        sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with tcp_server(tmp_path_factory.mktemp("tcp") / "server.log") as (proc, client):
+        yield proc, client
 
 
 def test_tcp_session_with_garbage_malformed_params_and_a_real_model(server, tiny_model_dir):
