@@ -13,7 +13,8 @@ Reports, all measured in this run:
    hole of 16 tokens, for the reference decoder (one token per forward) and each speed-up, with
    forwards per generated token and how often the output equals the reference decoder's;
 4. editor defaults: single-line and 3-line holes (HumanEval-MultiLineInfilling) with the settings the
-   CLI and language server use (`InfillSettings()`) vs `exact=True`, the model choosing the length.
+   CLI and language server use (`InfillSettings()`) vs `exact=True`, the model choosing the length;
+5. with --compile: the editor defaults eager vs `torch.compile`d, and what compiling costs up front.
 Random weights give honest timings but not honest tokens-per-forward (confidence depends on
 training): the header says which model was used.
 """
@@ -112,16 +113,20 @@ def precision_table(eng, T: int = 256) -> None:
 
 
 def run_modes(eng, cases, modes: dict, *, tokens: int | None) -> None:
-    """One row per mode: latency, speed-up vs the first mode, forwards, and agreement with the first mode."""
+    """One row per mode: latency, speed-up vs the first mode, forwards, and agreement with the first mode.
+    A mode is InfillSettings for `eng`, or an (engine, InfillSettings) pair."""
     print("| decoding | p50 (ms) | p95 (ms) | speed-up (p50) | forwards/hole | forwards per token | same text as first row |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     base, ref = None, None
     for name, st in modes.items():
-        infill(eng, cases[0][0], [cases[0][1:]], st)  # warm
+        e = eng
+        if isinstance(st, tuple):
+            e, st = st
+        infill(e, cases[0][0], [cases[0][1:]], st)  # warm
         lat, fw, toks, texts = [], [], [], []
-        for src, s, e in cases:
+        for src, s, end in cases:
             t = time.perf_counter()
-            r = infill(eng, src, [(s, e)], st)
+            r = infill(e, src, [(s, end)], st)
             lat.append((time.perf_counter() - t) * 1e3)
             fw.append(r.forwards)
             c = r.candidates[0] if r.candidates else None
@@ -142,6 +147,7 @@ def main() -> None:
                                                    "model, else a random `small` one)")
     ap.add_argument("--holes", type=int, default=20, help="holes to time per table")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd decoding (compiles for a while first)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -181,6 +187,16 @@ def main() -> None:
         cases = holes(args.holes, lines)
         print(f"\neditor defaults, {lines}-line holes ({len(cases)}), hole length chosen automatically, validation on:\n")
         run_modes(eng, cases, {"exact=True": InfillSettings(exact=True), "defaults (CLI, language server)": InfillSettings()},
+                  tokens=None)
+
+    if args.compile:
+        t = time.perf_counter()
+        compiled = load_engine(folder, compile="default")
+        cost = time.perf_counter() - t - eng.load_seconds
+        cases = holes(args.holes)
+        print(f"\ntorch.compile (mode default, dynamic shapes): compilation and warm-up {cost:.1f} s, paid once per process; "
+              f"editor defaults, 1-line holes ({len(cases)}):\n")
+        run_modes(None, cases, {"defaults, eager": (eng, InfillSettings()), "defaults, compiled": (compiled, InfillSettings())},
                   tokens=None)
 
 

@@ -7,10 +7,12 @@ adapter, so sampling, infill and validation never depend on which family runs un
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol, runtime_checkable
 
 import torch
 
+from diffucode.errors import ConfigError
 from diffucode.model import DiffusionTransformer
 from diffucode.tokenizer import Tokenizer
 
@@ -30,10 +32,22 @@ class Denoiser(Protocol):
         ...
 
 
-class NativeDenoiser:
-    """diffucode's own DiffusionTransformer behind the Denoiser protocol."""
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
-    def __init__(self, model: DiffusionTransformer, tokenizer: Tokenizer):
+
+class NativeDenoiser:
+    """diffucode's own DiffusionTransformer behind the Denoiser protocol.
+
+    `compile`: a `torch.compile` mode for the model's three entry points (forward, prefill, cached
+    step), or "none". Shapes are dynamic, so one compilation serves every context length; on CUDA,
+    "reduce-overhead" also replays the step as a CUDA graph (one per shape seen). Compiling costs
+    seconds up front and pays only in long-lived processes (the language server, evals): see
+    benchmarks/bench_engine.py and bench_gpu.py for what it buys on a machine.
+    """
+
+    def __init__(self, model: DiffusionTransformer, tokenizer: Tokenizer, *, compile: str = "none"):
+        if compile not in COMPILE_MODES:
+            raise ConfigError(f"unknown compile mode {compile!r}; choose from {', '.join(COMPILE_MODES)}")
         self.model = model
         self.mask_id = tokenizer.mask_id
         self.pad_id = tokenizer.pad_id
@@ -41,14 +55,68 @@ class NativeDenoiser:
         self.vocab_size = tokenizer.vocab_size
         self.forbidden_ids = frozenset(i for i in (tokenizer.mask_id, tokenizer.bos_id, tokenizer.expand_id) if i is not None)
         self.max_seq_len = model.cfg.max_seq_len
+        self.compile = compile
+        self.forward, self.prefill, self.forward_cached = model.forward, model.prefill, model.forward_cached
+        if compile != "none":
+            wrap = functools.partial(_compiled, mode=None if compile == "default" else compile)
+            self.forward, self.prefill, self.forward_cached = wrap(self.forward), wrap(self.prefill), wrap(self.forward_cached)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: compiled graphs guard on it, and the callers' tensors are ordinary
     def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(ids, positions=positions)
+        return self.forward(ids, positions=_rows(positions, ids))
+
+    def warm_up(self) -> None:
+        """Run each entry point at batch 1 and 2 so that compilation happens now, not in a user's request.
+
+        The inputs are ordinary tensors under no_grad, as in real calls: dynamo guards on that."""
+        T = min(64, self.max_seq_len)
+        for batch in (1, 2):
+            ids = torch.full((batch, T), self.mask_id, dtype=torch.long, device=self.device)
+            pos = torch.arange(T // 2, T // 2 + 4, device=self.device).expand(batch, -1).contiguous()
+            with torch.no_grad():
+                self.forward(ids, positions=pos)
+                _, cache = self.prefill(ids, positions=pos)
+                self.forward_cached(ids, cache, pos)
+                if batch == 1:  # a single position (a one-token hole) is specialised too
+                    self.forward(ids, positions=pos[:, :1])
+                    self.prefill(ids, positions=pos[:, :1])
+
+
+def _rows(positions: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor | None:
+    """Positions as a (B, P) tensor."""
+    return None if positions is None else positions.expand(ids.size(0), -1)
+
+
+def _compiled(fn, *, mode: str | None):
+    """torch.compile `fn` so that one graph serves every context length, hole size and batch size.
+
+    Dynamo guards on shapes and strides: every tensor argument is passed with contiguous strides
+    (copied when it is a view) and with its sequence-like dimensions marked dynamic (batch too when > 1; size-1 dimensions are always
+    specialised, so batch 1, the editor's case, gets a graph of its own)."""
+    compiled = torch.compile(fn, mode=mode)
+
+    def norm(t):
+        if isinstance(t, (list, tuple)):
+            return type(t)(norm(x) for x in t)
+        if not isinstance(t, torch.Tensor):
+            return t
+        if t.stride() != torch.empty(t.shape, device="meta").stride():  # e.g. a slice, or an expanded view
+            t = t.clone(memory_format=torch.contiguous_format)
+        dims = (0, 1) if t.dim() == 2 else (0, 2)  # ids/positions (B, T|P); cached K/V (B, H, T, Dh)
+        for dim in dims:
+            if t.size(dim) > 1:
+                torch._dynamo.maybe_mark_dynamic(t, dim)
+        return t
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        return compiled(*(norm(a) for a in args), **{k: norm(v) for k, v in kwargs.items()})
+
+    return call
 
 
 class CachedDenoiser:
@@ -65,7 +133,6 @@ class CachedDenoiser:
         if refresh_every < 1:
             raise ValueError("refresh_every must be ≥ 1")
         self.base = base
-        self.model = base.model
         self.refresh_every = refresh_every
         for name in ("mask_id", "pad_id", "eos_id", "vocab_size", "forbidden_ids", "max_seq_len"):
             setattr(self, name, getattr(base, name))
@@ -78,17 +145,16 @@ class CachedDenoiser:
     def device(self) -> torch.device:
         return self.base.device
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         if positions is None:
             return self.base.logits(ids)
-        if positions.dim() == 1:
-            positions = positions.expand(ids.size(0), -1)
+        positions = _rows(positions, ids)
         refresh = self._cache is None or self._shape != tuple(ids.shape) or self._calls % self.refresh_every == 0
         self._calls += 1
         if refresh:
             self._shape = tuple(ids.shape)
-            self._cache = self.model.new_cache(*ids.shape)
             self.full_forwards += 1
-            return self.model.forward_cached(ids, self._cache, positions=positions)
-        return self.model.forward_cached(ids, self._cache, active=positions)
+            logits, self._cache = self.base.prefill(ids, positions=positions)
+            return logits
+        return self.base.forward_cached(ids, self._cache, positions)

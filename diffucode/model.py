@@ -99,24 +99,21 @@ class Attention(nn.Module):
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
     def forward(self, x, cos, sin, attn_mask=None, kv=None, where=None):
-        """x: (B, T, D). With `kv` = (K, V) of shape (B, H, S, Dh) and `where` (B, T) indices into S,
-        x holds only the rows at `where`: their fresh K/V are written into the cache in place and the
-        queries attend over the whole (partly stale) cache."""
+        """x: (B, T, D) -> (B, T, D) output and the (K, V) attended over, each (B, H, S, Dh).
+
+        With `kv` = cached (K, V) of the whole sequence and `where` (B, T) indices into it, x holds only
+        the rows at `where`: their fresh keys and values replace those rows in a copy of the cache (the
+        cache itself is never written, so a cached step is a pure function: compilable, graph-capturable)
+        and the queries attend over that partly stale copy."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3×(B,H,T,Dh)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv is not None:
             K, V = kv
-            if where is not None:
-                idx = where[:, None, :, None].expand(-1, K.size(1), -1, K.size(3))  # (B, H, T, Dh)
-                K.scatter_(2, idx, k)
-                V.scatter_(2, idx, v)
-            else:
-                K.copy_(k)
-                V.copy_(v)
-            k, v = K, V
+            idx = where[:, None, :, None].expand(-1, K.size(1), -1, K.size(3))  # (B, H, T, Dh)
+            k, v = K.scatter(2, idx, k), V.scatter(2, idx, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)  # full attention
-        return self.out(y.transpose(1, 2).reshape(B, T, D))
+        return self.out(y.transpose(1, 2).reshape(B, T, D)), (k, v)
 
 
 class MLP(nn.Module):
@@ -139,8 +136,10 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin, attn_mask=None, kv=None, where=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, attn_mask, kv, where)
-        return x + self.mlp(self.mlp_norm(x))
+        """(B, T, D) -> (B, T, D) and the layer's (K, V) (see Attention.forward)."""
+        a, kv = self.attn(self.attn_norm(x), cos, sin, attn_mask, kv, where)
+        x = x + a
+        return x + self.mlp(self.mlp_norm(x)), kv
 
 
 class DiffusionTransformer(nn.Module):
@@ -187,12 +186,7 @@ class DiffusionTransformer(nn.Module):
         Returns:
             (B, T, V) logits, or (B, P, V) when `positions` is given.
         """
-        x = self.hidden(ids, key_padding_mask)  # (B, T, D)
-        if positions is not None:
-            if positions.dim() == 1:
-                positions = positions.expand(ids.size(0), -1)
-            x = x.gather(1, positions[..., None].expand(-1, -1, x.size(-1)))  # (B, P, D)
-        return self.lm_head(x)
+        return self.lm_head(_gather_rows(self.hidden(ids, key_padding_mask), positions))
 
     def hidden(self, ids: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) ids -> (B, T, D) final normed hidden states (forward without the output projection;
@@ -204,47 +198,56 @@ class DiffusionTransformer(nn.Module):
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]  # (B, 1, 1, T)
         for block in self.blocks:
-            x = block(x, cos, sin, attn_mask)
+            x, _ = block(x, cos, sin, attn_mask)
         return self.norm(x)
 
-    # -- approximate K/V caching for denoising (Fast-dLLM-style; see sampler/infill) ---------------
-    def new_cache(self, batch: int, seq_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Empty per-layer (K, V) buffers of shape (B, H, T, Dh)."""
-        H = self.cfg.n_heads
-        shape = (batch, H, seq_len, self.cfg.d_model // H)
-        p = self.embed.weight
-        return [(p.new_zeros(shape), p.new_zeros(shape)) for _ in self.blocks]
+    # -- approximate K/V caching for denoising (Fast-dLLM-style; see denoiser.CachedDenoiser) --------
+    def prefill(
+        self, ids: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """A full forward that also returns every layer's keys and values, each (B, H, T, Dh), for
+        `forward_cached`. Logits at `positions` (B, P) or everywhere, as in `forward`."""
+        T = ids.size(1)
+        if T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.cfg.max_seq_len}")
+        x = self.embed(ids)
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        cache = []
+        for block in self.blocks:
+            x, kv = block(x, cos, sin)
+            cache.append(kv)
+        return self.lm_head(self.norm(_gather_rows(x, positions))), cache
 
     def forward_cached(
         self,
         ids: torch.Tensor,
         cache: list[tuple[torch.Tensor, torch.Tensor]],
-        active: torch.Tensor | None = None,
+        active: torch.Tensor,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Forward pass that fills (`active` None) or reuses (`active` given) a K/V cache.
+        """A forward over only the `active` (B, A) positions, the others read from `cache` (from `prefill`).
 
-        With `active` (B, A) position indices, only those positions are recomputed through every
-        layer; the other positions contribute the keys and values cached at the last full pass
-        (stale where the text they attended to has changed since: an approximation, refreshed by
-        calling again with `active=None`). Logits are returned at `positions` (indices into T when
-        filling, into A — i.e. a subset of `active` by rank — when reusing), or everywhere.
+        The active positions are recomputed through every layer; every other position contributes the
+        keys and values cached at the last prefill (stale where the text it attended to has changed
+        since: an approximation, refreshed by calling `prefill` again). Returns logits (B, A, V), or at
+        `positions` (B, P) — indices into `active` by rank. Pure: `cache` is not modified.
         """
-        B, T = ids.shape
-        if T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.cfg.max_seq_len}")
-        if active is None:
-            x = self.embed(ids)
-            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        else:
-            x = self.embed(ids.gather(1, active))  # (B, A, D)
-            cos, sin = self.rope_cos[active], self.rope_sin[active]  # (B, A, Dh/2)
-            cos, sin = cos[:, None], sin[:, None]  # broadcast over heads below
+        B = ids.size(0)
+        if ids.size(1) > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {ids.size(1)} tokens exceeds the model's context of {self.cfg.max_seq_len}")
+        if active.dim() == 1:
+            active = active.expand(B, -1)
+        x = self.embed(ids.gather(1, active))  # (B, A, D)
+        cos, sin = self.rope_cos[active][:, None], self.rope_sin[active][:, None]  # (B, 1, A, Dh/2)
         for block, kv in zip(self.blocks, cache):
-            x = block(x, cos, sin, kv=kv, where=active)
-        if positions is not None:
-            if positions.dim() == 1:
-                positions = positions.expand(B, -1)
-            x = x.gather(1, positions[..., None].expand(-1, -1, x.size(-1)))
-        return self.lm_head(self.norm(x))
+            x, _ = block(x, cos, sin, kv=kv, where=active)
+        return self.lm_head(self.norm(_gather_rows(x, positions)))
 
+
+def _gather_rows(x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, D) -> (B, P, D) at `positions` (B, P) or (P,); all rows when None."""
+    if positions is None:
+        return x
+    if positions.dim() == 1:
+        positions = positions.expand(x.size(0), -1)
+    return x.gather(1, positions[..., None].expand(-1, -1, x.size(-1)))

@@ -75,13 +75,15 @@ def load_engine(
     family: str | None = None,
     trust_remote_code: bool = False,
     quantize: str | None = None,
+    compile: str = "none",
 ) -> Engine:
     """Load a model for inference. Raises CheckpointError with the reason when it cannot.
 
     diffucode's own folders load here; public checkpoints of known families (Dream/DiffuCoder, LLaDA,
     DiffusionGemma; `family` overrides detection) load through diffucode.families (needs transformers).
     quantize="int8": dynamic int8 quantization of the linear layers (diffucode's own models on CPU;
-    benchmarks/bench_engine.py measures whether it pays on a machine).
+    benchmarks/bench_engine.py measures whether it pays on a machine). compile: a torch.compile mode
+    for diffucode's own models (see denoiser.NativeDenoiser); the compilation happens here, in a warm-up.
     """
     if quantize not in (None, "none", "int8"):
         raise ConfigError(f"unknown quantization {quantize!r}; choose from none, int8")
@@ -100,6 +102,8 @@ def load_engine(
 
         if quantize == "int8":
             raise ConfigError("int8 quantization applies to diffucode's own models only; use --dtype for public checkpoints")
+        if compile != "none":
+            raise ConfigError("compile applies to diffucode's own models only")
         return families.load(folder, config, device=device, dtype=dtype, family=family,
                              trust_remote_code=trust_remote_code, name=str(name_or_path or folder))
     if str(device) == "auto":
@@ -108,8 +112,11 @@ def load_engine(
     if quantize == "int8":
         ckpt.model = quantize_int8(ckpt.model)
     name = DEFAULT_NAME if folder == EMBEDDED else str(name_or_path)
+    denoiser = NativeDenoiser(ckpt.model, ckpt.tokenizer, compile=compile)
+    if compile != "none":
+        denoiser.warm_up()
     return Engine(
-        denoiser=NativeDenoiser(ckpt.model, ckpt.tokenizer),
+        denoiser=denoiser,
         tokenizer=ckpt.tokenizer,
         name=name,
         path=folder,

@@ -24,6 +24,8 @@ from .model_generator import MODEL_KNOBS, ModelGenerator
 from .prompts import PROMPT_STYLES
 from .runner import SUMMARY, CanonicalGenerator, RunConfig, evaluate
 
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # diffucode.denoiser's (not imported: torch)
+
 EPILOG = """task sets: {sets}
 examples:
   diffucode eval humaneval --generator canonical --data-file HumanEval.jsonl.gz   # check the harness
@@ -65,6 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write samples.jsonl and execute nothing (e.g. GPU shards; eval merge executes)")
     g.add_argument("--model", metavar="M", help="model folder or hub id (default: the embedded model)")
     g.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    g.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="int8: dynamic int8 linear layers (diffucode's own models on CPU; default none)")
+    g.add_argument("--compile", choices=COMPILE_MODES, default="none",
+                   help="torch.compile mode for diffucode's own models (default none; pays over long runs, "
+                        "reduce-overhead = CUDA graphs on a GPU)")
     g.add_argument("--n-samples", type=int, default=1, metavar="N", help="samples per task (default 1)")
     g.add_argument("--k", default="1", metavar="K,K", help="pass@k values to report (default 1)")
     g.add_argument("--prompt-style", choices=PROMPT_STYLES, default="bigcode",
@@ -283,10 +290,11 @@ def run(args: argparse.Namespace) -> int:
             knobs = {k: getattr(args, k) for k in MODEL_KNOBS}
             if args.n_samples > 1 and knobs.get("temperature") == 0:
                 print("warning: --temperature 0 with --n-samples > 1 gives identical samples", file=err)
+            load = {k: v for k in ("quantize", "compile") if (v := getattr(args, k)) != "none"}
             generator = ModelGenerator(args.model, device=args.device, prompt_style=args.prompt_style,
-                                       fewshot=taskset.fewshot, **knobs)
+                                       fewshot=taskset.fewshot, load_options=load, **knobs)
             identity = {"generator": "model", "model": args.model or "embedded",
-                        "prompt_style": args.prompt_style, **knobs}
+                        "prompt_style": args.prompt_style, **knobs, **load}
         if args.prompt_style == "3shot" and spec.fewshot and len(taskset.fewshot) != 3:
             raise DiffucodeError("--prompt-style 3shot needs MBPP tasks 2, 3 and 4 in the data file")
         if shard:

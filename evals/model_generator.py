@@ -49,9 +49,10 @@ class ModelGenerator:
     """
 
     def __init__(self, model: str | None = None, *, device: str = "cpu", prompt_style: PromptStyle = "bigcode",
-                 fewshot: Sequence[Task] = (), **knobs: Any):
+                 fewshot: Sequence[Task] = (), load_options: dict | None = None, **knobs: Any):
         self.model = model
         self.device = device
+        self.load_options = dict(load_options or {})  # load_engine's quantize / compile
         self.prompt_style = prompt_style
         self.fewshot = tuple(fewshot)
         self.knobs = {k: v for k, v in knobs.items() if v is not None}
@@ -68,7 +69,7 @@ class ModelGenerator:
             from diffucode.models import load_engine
 
             self._api = (InfillSettings, complete, infill)
-            self._engine = load_engine(self.model, device=self.device)
+            self._engine = load_engine(self.model, device=self.device, **self.load_options)
         return self._engine
 
     def seed_for(self, task: Task, sample_index: int) -> int:

@@ -48,7 +48,7 @@ class DiffucodeServer(LanguageServer):
         super().__init__("diffucode", version(), protocol_cls=P.DiffucodeProtocol, converter_factory=P.converter_factory)
         self.settings = defaults or ServerSettings()
         self.worker = Worker(loader)
-        self.worker.configure(self.settings.model, self.settings.device)
+        self.worker.configure(self.settings.model, self.settings.device, **self.settings.load_options())
         self.inline_jobs: dict[str, Job] = {}  # the live inline job per document
         self.jobs: dict[str, set[Job]] = {}  # every live job per document
         self.background: set[asyncio.Task] = set()  # command jobs (code actions)
@@ -76,7 +76,7 @@ class DiffucodeServer(LanguageServer):
             self.log_msg(lsp.MessageType.Warning, f"diffucode: {where}: {w}")
         self.settings = new
         self.worker.set_threads(new.threads or auto_threads())
-        if self.worker.configure(new.model, new.device):
+        if self.worker.configure(new.model, new.device, **new.load_options()):
             self.log_msg(lsp.MessageType.Info, f"diffucode: model set to {new.model or 'the embedded model'} on {new.device}")
 
     def show(self, kind: lsp.MessageType, text: str) -> None:

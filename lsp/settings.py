@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from diffucode.denoiser import COMPILE_MODES
 from diffucode.errors import ConfigError
 from diffucode.infill import SETTINGS_HELP, InfillSettings
 
@@ -21,6 +22,8 @@ SECTION = "diffucode"
 SERVER_HELP = {
     "model": "model folder, hub id, or null / \"default\" for the embedded model",
     "device": "torch device for inference: cpu, cuda, cuda:1, ...",
+    "quantize": "\"int8\": dynamic int8 linear layers (diffucode's own models on CPU), or null",
+    "compile": "torch.compile mode for diffucode's own models: \"none\", \"default\", \"reduce-overhead\" (CUDA graphs) or \"max-autotune\"; compiling happens while the model loads",
     "threads": "CPU threads torch may use for inference (null: half the cores, at least 1)",
     "debounce_ms": "wait this long after an inline-completion request before generating; a newer request for the same document supersedes it",
     "inline_enabled": "answer textDocument/inlineCompletion (false: always empty)",
@@ -39,6 +42,8 @@ SERVER_HELP = {
 class ServerSettings:
     model: str | None = None
     device: str = "cpu"
+    quantize: str | None = None
+    compile: str = "none"
     threads: int | None = None
     debounce_ms: int = 150
     inline_enabled: bool = True
@@ -67,6 +72,15 @@ class ServerSettings:
             s = replace(s, length_mode="fixed")
         s.check()
         return s
+
+    def load_options(self) -> dict:
+        """What load_engine needs beyond model and device (only non-default values)."""
+        out = {}
+        if self.quantize not in (None, "none"):
+            out["quantize"] = self.quantize
+        if self.compile != "none":
+            out["compile"] = self.compile
+        return out
 
     def to_json(self) -> dict:
         out = {_camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("generation", "inline")}
@@ -187,6 +201,10 @@ def _check(s: ServerSettings) -> None:
         raise ConfigError("setting 'rewriteFraction' must be in (0, 1]")
     if not 0 < s.repair_below < 1:
         raise ConfigError("setting 'repairBelow' must be in (0, 1)")
+    if s.quantize not in (None, "none", "int8"):
+        raise ConfigError("setting 'quantize' must be \"int8\" or null")
+    if s.compile not in COMPILE_MODES:
+        raise ConfigError(f"setting 'compile' must be one of {', '.join(COMPILE_MODES)}")
     if s.threads is not None and s.threads < 1:
         raise ConfigError("setting 'threads' must be ≥ 1 (or null)")
     if s.window_chars < 0 or s.max_file_chars < 1:

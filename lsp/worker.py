@@ -24,14 +24,14 @@ from diffucode.models import Engine
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[str | None, str], Engine]  # (model name/folder/hub id or None, device) -> Engine
+Loader = Callable[..., Engine]  # (model name/folder/hub id or None, device, **load options) -> Engine
 _ids = itertools.count(1)
 
 
-def default_loader(model: str | None, device: str) -> Engine:
+def default_loader(model: str | None, device: str, **options) -> Engine:
     from diffucode.models import load_engine
 
-    return load_engine(model, device=device)
+    return load_engine(model, device=device, **options)
 
 
 @dataclass(eq=False)  # identity semantics: jobs live in sets
@@ -68,7 +68,7 @@ class Worker:
     def __init__(self, loader: Loader | None = None):
         self._loader = loader or default_loader
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffucode-infer")
-        self._key: tuple[str | None, str] = (None, "cpu")
+        self._key: tuple = (None, "cpu", ())
         self._engine: Engine | None = None
         self._engine_key: tuple | None = None
         self._failure: tuple[tuple, DiffucodeError] | None = None
@@ -77,9 +77,10 @@ class Worker:
         self.stats = Stats()
 
     # -- the model ----------------------------------------------------------------------------------
-    def configure(self, model: str | None, device: str) -> bool:
-        """Choose the model; True when it differs from the current one (which is then dropped)."""
-        key = (model, device)
+    def configure(self, model: str | None, device: str, **options) -> bool:
+        """Choose the model and its load options (quantize, compile); True when that differs from the
+        current choice (whose engine is then dropped)."""
+        key = (model, device, tuple(sorted(options.items())))
         if key == self._key:
             return False
         self._key = key
@@ -110,13 +111,13 @@ class Worker:
         return await asyncio.shield(self._load_task)
 
     async def _load(self, key, announce) -> Engine:
-        model, device = key
+        model, device, options = key
         name = model or "the embedded model"
         loop = asyncio.get_running_loop()
         async with announce(name) if announce else _async_null():
             t0 = time.perf_counter()
             try:
-                engine = await loop.run_in_executor(self._pool, self._loader, model, device)
+                engine = await loop.run_in_executor(self._pool, lambda: self._loader(model, device, **dict(options)))
             except DiffucodeError as exc:
                 self._failure = (key, exc)
                 raise

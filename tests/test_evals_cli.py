@@ -120,7 +120,7 @@ def fake_engine(monkeypatch):
     infill_mod = types.ModuleType("diffucode.infill")
     infill_mod.InfillSettings, infill_mod.complete, infill_mod.infill = Settings, complete, infill
     models_mod = types.ModuleType("diffucode.models")
-    models_mod.load_engine = lambda name, device="cpu": calls.append(("load", name, device)) or "ENGINE"
+    models_mod.load_engine = lambda name, device="cpu", **opts: calls.append(("load", name, device, *opts.items())) or "ENGINE"
     monkeypatch.setitem(sys.modules, "diffucode.infill", infill_mod)
     monkeypatch.setitem(sys.modules, "diffucode.models", models_mod)
     return calls
@@ -156,6 +156,18 @@ def test_model_generator_seeds_differ_per_sample_and_no_candidate_is_empty(fake_
     assert gen.name == "embedded"
     novalid = Task("I/0", "infill", "NOVALID", "", "", entry_point="f")
     assert gen(novalid, 0) == ""
+
+
+def test_load_options_reach_load_engine(fake_engine):
+    gen = ModelGenerator(None, load_options={"compile": "reduce-overhead", "quantize": "int8"})
+    gen(Task("HumanEval/0", "complete", "def f():\n", "", "", entry_point="f"), 0)
+    assert fake_engine[0] == ("load", None, "cpu", ("compile", "reduce-overhead"), ("quantize", "int8"))
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "humaneval", "--compile", "reduce-overhead"])
+    assert args.compile == "reduce-overhead" and args.quantize == "none"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "humaneval", "--compile", "fastest"])
 
 
 def test_model_generator_rejects_unknown_knobs():

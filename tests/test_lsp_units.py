@@ -140,10 +140,29 @@ def test_settings_merge_camel_snake_nested_and_unknown():
 @pytest.mark.parametrize("raw", [
     {"steps": 0}, {"steps": "4"}, {"validate": 1}, {"temperature": True}, {"strategy": "random"}, {"debounceMs": -1},
     {"model": ""}, {"inline": {"nope": 1}}, {"inline": 3}, {"rewriteFraction": 0}, {"searchLengths": [1, "2"]}, [1, 2], "x",
+    {"compile": "fastest"}, {"compile": None}, {"quantize": "int4"},
 ])
 def test_bad_settings_raise_config_error(raw):
     with pytest.raises(ConfigError):
         merge(ServerSettings(), raw)
+
+
+def test_load_options_reach_the_loader_and_a_change_reloads():
+    import asyncio
+
+    from diffucode_lsp.worker import Worker
+
+    s, _ = merge(ServerSettings(), {"compile": "reduce-overhead", "quantize": "int8"})
+    assert s.load_options() == {"compile": "reduce-overhead", "quantize": "int8"}
+    assert ServerSettings().load_options() == {}  # defaults pass nothing: two-argument loaders keep working
+    calls = []
+    w = Worker(lambda model, device, **opts: calls.append((model, device, opts)) or object())
+    assert w.configure(None, "cpu", **s.load_options())
+    asyncio.run(w.get_engine())
+    assert calls == [(None, "cpu", {"compile": "reduce-overhead", "quantize": "int8"})]
+    assert not w.configure(None, "cpu", quantize="int8", compile="reduce-overhead")  # same choice, any order
+    assert w.configure(None, "cpu", quantize="int8")  # compile turned off: a new engine
+    assert w.engine is None
 
 
 def test_job_settings_language_inline_and_fixed_length():

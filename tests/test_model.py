@@ -144,14 +144,18 @@ def test_kv_cache_is_exact_when_nothing_changed_and_close_after_a_change():
     ids = torch.randint(5, 97, (2, 40))
     pos = torch.tensor([[10, 11, 12, 13], [20, 21, 22, 23]])
     with torch.inference_mode():
-        cache = m.new_cache(2, 40)
-        assert torch.allclose(m.forward_cached(ids, cache, positions=pos), m(ids, positions=pos), atol=1e-5)
-        assert torch.allclose(m.forward_cached(ids, cache, active=pos), m(ids, positions=pos), atol=1e-5)
+        logits, cache = m.prefill(ids, positions=pos)
+        assert torch.allclose(logits, m(ids, positions=pos), atol=1e-5)
+        assert torch.allclose(m.forward_cached(ids, cache, pos), m(ids, positions=pos), atol=1e-5)
+        assert torch.allclose(m.forward_cached(ids, cache, pos, positions=torch.tensor([[3], [0]])),
+                              m(ids, positions=torch.tensor([[13], [20]])), atol=1e-5)
+        before = [(k.clone(), v.clone()) for k, v in cache]
         changed = ids.clone()
         changed[0, 11] = 7  # a hole token changes: the cached context is now slightly stale
-        approx, exact = m.forward_cached(changed, cache, active=pos), m(changed, positions=pos)
+        approx, exact = m.forward_cached(changed, cache, pos), m(changed, positions=pos)
         moved = (exact - m(ids, positions=pos)).abs().max()
         assert (approx - exact).abs().max() < 0.2 * moved
+        assert all(torch.equal(k, k0) and torch.equal(v, v0) for (k, v), (k0, v0) in zip(cache, before))  # pure
 
 
 def test_cached_denoiser_with_refresh_every_step_matches_the_model():

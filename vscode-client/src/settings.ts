@@ -4,6 +4,8 @@
 export const SERVER_KEYS = [
   "model",
   "device",
+  "quantize",
+  "compile",
   "threads",
   "debounceMs",
   "inlineEnabled",

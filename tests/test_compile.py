@@ -1,0 +1,110 @@
+"""torch.compile of the denoiser: one graph per entry point and batch kind, no recompiles in real jobs,
+no graph breaks, and the same text as the eager model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffucode.denoiser import COMPILE_MODES, CachedDenoiser, NativeDenoiser
+from diffucode.errors import ConfigError
+from diffucode.infill import InfillSettings, infill
+from diffucode.models import load_engine
+from diffucode.testing import random_model
+
+SRC = "def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n"
+SPAN = (SRC.index("a + b"), SRC.index("a + b") + 5)
+JOBS = [
+    InfillSettings(),  # editor defaults: threshold, K/V cache, automatic length
+    InfillSettings(length_mode="fixed", length=8),
+    InfillSettings(length_mode="fixed", length=8, exact=True),  # the uncached reference path
+    InfillSettings(length_mode="fixed", length=5, candidates=3),  # another batch size and hole size
+    InfillSettings(length_mode="fixed", length=1),  # a one-token hole
+]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return random_model(tmp_path_factory.mktemp("m") / "tiny", preset_name="tiny", vocab_size=512)
+
+
+@pytest.fixture
+def graphs(monkeypatch):
+    """Compile with a backend that counts the graphs dynamo hands it and runs them eagerly (fast)."""
+    made = []
+    real = torch.compile
+
+    def counting(fn, *, mode=None, **kw):
+        def backend(gm, example_inputs):
+            made.append(getattr(fn, "__name__", "?"))
+            return gm.forward
+
+        return real(fn, backend=backend, **kw)
+
+    monkeypatch.setattr(torch, "compile", counting)
+    torch._dynamo.reset()
+    yield made
+    torch._dynamo.reset()
+
+
+def _texts(engine, settings):
+    r = infill(engine, SRC, [SPAN], settings)
+    return [c.edits[0].text for c in r.candidates]
+
+
+def test_after_warm_up_real_jobs_compile_nothing_new(folder, graphs):
+    eager = load_engine(folder)
+    compiled = load_engine(folder, compile="default")
+    assert isinstance(compiled.denoiser, NativeDenoiser) and compiled.denoiser.compile == "default"
+    warm = list(graphs)
+    # batch 1 and batch ≥ 2 graphs for each entry point, plus the one-position specialisations
+    assert sorted(set(warm)) == ["forward", "forward_cached", "prefill"] and len(warm) == 8
+    for settings in JOBS:
+        assert _texts(compiled, settings) == _texts(eager, settings)
+    assert graphs == warm, f"recompiled during jobs: {graphs[len(warm):]}"
+
+
+@pytest.mark.parametrize("entry", ["forward", "prefill", "forward_cached"])
+def test_entry_points_trace_without_graph_breaks(folder, entry):
+    model = load_engine(folder).denoiser.model
+    ids = torch.randint(5, 500, (2, 40))
+    pos = torch.tensor([[10, 11, 12], [20, 21, 22]])
+    args = {"forward": (ids, pos), "prefill": (ids, pos)}
+    if entry == "forward_cached":
+        with torch.no_grad():
+            _, cache = model.prefill(ids, pos)
+        args[entry] = (ids, cache, pos)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        report = torch._dynamo.explain(getattr(model, entry))(*args[entry])
+    assert report.graph_break_count == 0 and report.graph_count == 1
+
+
+def test_bad_compile_requests_are_config_errors(folder):
+    with pytest.raises(ConfigError, match="compile mode"):
+        load_engine(folder, compile="fastest")
+    assert COMPILE_MODES[0] == "none"
+
+
+def test_eval_cli_offers_the_same_compile_modes():
+    from diffucode_evals.cli import COMPILE_MODES as EVAL_MODES
+
+    assert EVAL_MODES == COMPILE_MODES
+
+
+@pytest.mark.slow
+def test_inductor_compiled_engine_matches_eager(folder):
+    """The real compiler (inductor, C++ on the CPU): same logits within float tolerance, same texts."""
+    torch._dynamo.reset()
+    eager = load_engine(folder)
+    compiled = load_engine(folder, compile="default")
+    ids = torch.randint(5, 500, (1, 50))
+    pos = torch.tensor([[20, 21, 22, 23, 24, 25]])
+    with torch.no_grad():
+        assert torch.allclose(compiled.denoiser.logits(ids, pos), eager.denoiser.logits(ids, pos), atol=1e-4)
+        a, b = CachedDenoiser(eager.denoiser), CachedDenoiser(compiled.denoiser)
+        for _ in range(3):  # a prefill, then cached steps
+            assert torch.allclose(a.logits(ids, pos), b.logits(ids, pos), atol=1e-4)
+    for settings in JOBS[:2]:
+        assert _texts(compiled, settings) == _texts(eager, settings)
+    torch._dynamo.reset()
