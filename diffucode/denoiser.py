@@ -96,7 +96,9 @@ def _compiled(fn, *, mode: str | None):
 
     Dynamo guards on shapes and strides: every tensor argument is passed with contiguous strides
     (copied when it is a view) and with its sequence-like dimensions marked dynamic (batch too when > 1; size-1 dimensions are always
-    specialised, so batch 1, the editor's case, gets a graph of its own)."""
+    specialised, so batch 1, the editor's case, gets a graph of its own). With CUDA graphs
+    ("reduce-overhead") the outputs are copied out, because the K/V cache a prefill returns is read by
+    the cached steps after it while each replay reuses its graph's output memory."""
     compiled = torch.compile(fn, mode=mode)
 
     def norm(t):
@@ -112,9 +114,15 @@ def _compiled(fn, *, mode: str | None):
                 torch._dynamo.maybe_mark_dynamic(t, dim)
         return t
 
+    def copy(t):  # outputs of a CUDA graph are overwritten by its next replay
+        return type(t)(copy(x) for x in t) if isinstance(t, (list, tuple)) else t.clone()
+
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        return compiled(*(norm(a) for a in args), **{k: norm(v) for k, v in kwargs.items()})
+        if mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # every call is a step of its own: no tree of graphs
+        out = compiled(*(norm(a) for a in args), **{k: norm(v) for k, v in kwargs.items()})
+        return copy(out) if mode == "reduce-overhead" else out
 
     return call
 

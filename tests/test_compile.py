@@ -52,10 +52,11 @@ def _texts(engine, settings):
     return [c.edits[0].text for c in r.candidates]
 
 
-def test_after_warm_up_real_jobs_compile_nothing_new(folder, graphs):
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_after_warm_up_real_jobs_compile_nothing_new(folder, graphs, mode):
     eager = load_engine(folder)
-    compiled = load_engine(folder, compile="default")
-    assert isinstance(compiled.denoiser, NativeDenoiser) and compiled.denoiser.compile == "default"
+    compiled = load_engine(folder, compile=mode)
+    assert isinstance(compiled.denoiser, NativeDenoiser) and compiled.denoiser.compile == mode
     warm = list(graphs)
     # batch 1 and batch ≥ 2 graphs for each entry point, plus the one-position specialisations
     assert sorted(set(warm)) == ["forward", "forward_cached", "prefill"] and len(warm) == 8
