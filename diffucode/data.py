@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -150,7 +151,14 @@ def list_files(sources: Iterable[str], exts: Iterable[str]) -> list[tuple[str, s
 
 
 def materialize_hf(dest: Path, cfg: DataConfig) -> Path:
-    """Write up to `hf_max_docs` records of a streamed HF dataset as files under `dest` (resumable)."""
+    """Write up to `hf_max_docs` records of a streamed HF dataset as files under `dest`: record i is
+    dest/{i // 1000:04d}/{i:07d}{ext} (no file when its `hf_field` is not text).
+
+    Resumable: files are written whole (a temporary name, then a rename), so one that exists is
+    complete, and a call after an interrupted one asks the stream to skip the records up to the last
+    file written instead of handing them out and writing them again. (A streamed dataset still reads
+    the skipped records from the network; what is saved is the writing.) A DONE file marks the end.
+    """
     try:
         import datasets  # noqa: PLC0415 — optional, heavy, needs a network
     except ImportError as exc:
@@ -160,18 +168,45 @@ def materialize_hf(dest: Path, cfg: DataConfig) -> Path:
     if done.is_file():
         return dest
     ext = cfg.exts[0] if cfg.exts else ".txt"
-    stream = datasets.load_dataset(cfg.hf_dataset, cfg.hf_config or None, split=cfg.hf_split, streaming=True)
-    for i, rec in enumerate(stream):
-        if i >= cfg.hf_max_docs:
-            break
-        path = dest / f"{i // 1000:04d}" / f"{i:07d}{ext}"
-        if not path.exists():
-            path.parent.mkdir(exist_ok=True)
+    start = _hf_records_done(dest, ext)
+    if start < cfg.hf_max_docs:
+        stream = datasets.load_dataset(cfg.hf_dataset, cfg.hf_config or None, split=cfg.hf_split, streaming=True)
+        for i, rec in enumerate(_skip(stream, start), start):
+            if i >= cfg.hf_max_docs:
+                break
             text = rec.get(cfg.hf_field)
             if isinstance(text, str):
-                path.write_text(text, encoding="utf-8")
+                _write_text(dest / f"{i // 1000:04d}" / f"{i:07d}{ext}", text)
     done.write_text("ok\n")
     return dest
+
+
+def _hf_records_done(dest: Path, ext: str) -> int:
+    """How many records an earlier call got through: one past the highest record index written."""
+    last = -1
+    for sub in dest.iterdir():
+        if sub.is_dir() and sub.name.isdigit():
+            for f in sub.iterdir():
+                stem = f.name[: -len(ext)] if f.name.endswith(ext) else ""
+                if stem.isdigit():
+                    last = max(last, int(stem))
+    return last + 1
+
+
+def _skip(stream, n: int):
+    """`stream` without its first n records (datasets' IterableDataset.skip, else by iterating)."""
+    if n == 0:
+        return stream
+    if hasattr(stream, "skip"):
+        return stream.skip(n)
+    return itertools.islice(stream, n, None)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # -- 2. filter, decontaminate, dedup, split ---------------------------------------------------------------
@@ -530,7 +565,7 @@ def doc_spans(text: str, toks: np.ndarray, byte_len: np.ndarray, cfg: DataConfig
     if node_spans is not None:
         try:
             nodes = node_spans(text, language="python", kinds=("expression", "condition"))
-        except Exception:  # a helper's failure on one odd file must not stop the whole build
+        except Exception:  # a failure of the span finder on one odd file must not stop the whole build
             nodes = []
         if nodes:
             c2b = _char_to_byte(text)
@@ -772,7 +807,7 @@ def _memmap(path: Path, dtype, shape) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", shape=(n,) + tuple(shape[1:])).view(np.ndarray)
 
 
-# -- helpers ------------------------------------------------------------------------------------------
+# -- pools, files, hashes -------------------------------------------------------------------------------
 def _map(fn, items: list, workers: int, init, initargs, *, chunksize: int):
     """fn over items, in a process pool when it pays, in order of completion."""
     if workers <= 1 or len(items) <= 1:

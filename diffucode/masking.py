@@ -10,12 +10,14 @@ mixed per batch by `p_uniform : p_infill : p_body`:
     Pads after a document's end are ordinary targets here: the model learns that after the end of the
     text come pads (the engine appends masks after a text and strips the pads it gets back).
 (b) infill: one or two spans — random whole lines, or syntax spans from data.py (statements, compound
-    statements, blocks; expressions and conditions from syntax.node_spans) — each replaced by a hole
-    of H ≥ span positions whose target is the span's tokens followed by <|pad|> up to H.
+    statements, blocks; expressions and conditions from syntax.node_spans; function bodies without
+    their docstring) — each replaced by a hole of H ≥ span positions whose target is the span's
+    tokens followed by <|pad|> up to H. A body hole here has code after it (the rest of the file):
+    the engine fills a body in the middle of a file, not only at its end as in (c).
 (c) body: a function's signature + docstring (and what precedes it) as the prefix, its body as a hole
     at the END of the row (an empty suffix: the engine's `complete`), target body + pads.
 
-Why the holes look like this (issue #4, "What is already known"): the prototype padded every span to
+Why the holes look like this (what the prototype showed): it padded every span to
 a bucket (8/16/32/48), so the hole size told the model the span's length range, and at inference a
 32-mask hole always produced 17–32 tokens whatever the truth. Here a hole's size is drawn either
   * as span + U{0 … max_extra_pad} (the engine's holes are ≈ 1.5 × old length + 8), or
@@ -40,6 +42,11 @@ from diffucode.data import SPAN_KINDS, TokenStore
 
 UNIFORM, INFILL, BODY = 0, 1, 2
 KIND_NAMES = ("uniform", "infill", "body")
+# Kinds of syntax spans an infill hole may replace: data.py's stored spans, then function bodies. Body
+# spans are not stored as spans: they are the (body start, body end) of the stored function bodies,
+# so data folders built before this kind existed have them too.
+HOLE_SPAN_KINDS = (*SPAN_KINDS, "body")
+BODY_SPAN = HOLE_SPAN_KINDS.index("body")
 
 
 def _h(help: str, **kw):
@@ -55,7 +62,8 @@ class MaskingConfig:
     p_body: float = _h("share of rows with a function body as a hole at the end (signature+docstring prefix)", default=0.15)
     eps: float = _h("smallest masking rate t; t ~ U(eps, 1) stratified over the batch", default=1e-3)
     p_syntax_span: float = _h("share of infill spans taken from syntax spans (else random whole lines)", default=0.6)
-    span_kind_weights: str = _h("weights of syntax span kinds, name=weight,...", default="stmt=3,compound=1.5,block=1.5,expression=3,condition=1")
+    span_kind_weights: str = _h("weights of syntax span kinds, name=weight,... (body: a function body without its docstring)",
+                                default="stmt=3,compound=1.5,block=1.5,expression=3,condition=1,body=1")
     p_single_line: float = _h("share of line spans that are one line (else 2..max_span_lines)", default=0.6)
     max_span_lines: int = _h("longest line span, in lines", default=8)
     max_span_tokens: int = _h("longest infill span, in tokens", default=128)
@@ -87,12 +95,13 @@ class MaskingConfig:
         return p / p.sum()
 
     def span_weights(self) -> np.ndarray:
-        w = np.zeros(len(SPAN_KINDS))
+        """(len(HOLE_SPAN_KINDS),) weights; a kind not named weighs 0."""
+        w = np.zeros(len(HOLE_SPAN_KINDS))
         for part in filter(None, (x.strip() for x in self.span_kind_weights.split(","))):
             name, _, val = part.partition("=")
-            if name.strip() not in SPAN_KINDS:
-                raise ValueError(f"unknown span kind {name!r}; choose from {', '.join(SPAN_KINDS)}")
-            w[SPAN_KINDS.index(name.strip())] = float(val)
+            if name.strip() not in HOLE_SPAN_KINDS:
+                raise ValueError(f"unknown span kind {name!r}; choose from {', '.join(HOLE_SPAN_KINDS)}")
+            w[HOLE_SPAN_KINDS.index(name.strip())] = float(val)
         return w
 
 
@@ -187,17 +196,27 @@ class RowBuilder:
                 return int(ls[i]), int(ls[i + k])
         return None
 
-    def syntax_span(self, spans: np.ndarray, p0: int, limit: int, rng) -> tuple[int, int, int] | None:
-        """A syntax span starting in [p0, p0 + T) of at most `limit` tokens: a kind first (weights over
-        the kinds present), then a span of that kind uniformly."""
-        if len(spans) == 0:
-            return None
-        lo, hi = np.searchsorted(spans[:, 0], [p0, p0 + self.T])
-        cand = np.asarray(spans[lo:hi])
-        if len(cand) == 0:
-            return None
+    def span_candidates(self, spans: np.ndarray, bodies: np.ndarray | None, p0: int, limit: int) -> np.ndarray:
+        """(n, 3) syntax spans (start, end, kind in HOLE_SPAN_KINDS) starting in [p0, p0 + T), 1 to
+        `limit` tokens long: the stored spans plus the function bodies as `body` spans (from the body
+        start, which is after the docstring, to the function's end)."""
+        parts = []
+        if len(spans):
+            lo, hi = np.searchsorted(spans[:, 0], [p0, p0 + self.T])
+            parts.append(np.asarray(spans[lo:hi], dtype=np.int64))
+        if bodies is not None and len(bodies) and self.span_w[BODY_SPAN] > 0:
+            bd = np.asarray(bodies, dtype=np.int64)
+            near = bd[(bd[:, 1] >= p0) & (bd[:, 1] < p0 + self.T)]
+            parts.append(np.stack([near[:, 1], near[:, 2], np.full(len(near), BODY_SPAN)], 1))
+        cand = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
         n = cand[:, 1] - cand[:, 0]
-        cand = cand[(n >= 1) & (n <= limit)]
+        return cand[(n >= 1) & (n <= limit)]
+
+    def syntax_span(self, spans: np.ndarray, p0: int, limit: int, rng,
+                    bodies: np.ndarray | None = None) -> tuple[int, int, int] | None:
+        """A syntax span starting in [p0, p0 + T) of at most `limit` tokens (function `bodies` count as
+        `body` spans): a kind first (weights over the kinds present), then a span of that kind uniformly."""
+        cand = self.span_candidates(spans, bodies, p0, limit)
         if len(cand) == 0:
             return None
         present = np.bincount(cand[:, 2], minlength=len(self.span_w))[: len(self.span_w)] > 0
@@ -265,8 +284,9 @@ class RowBuilder:
         ids = np.where(masked, self.sp.mask, toks)
         return ids, toks, masked.astype(np.float32) / (t * T)
 
-    def infill(self, d, spans: np.ndarray, p0: int, t: float, rng):
-        """An infill row near p0, or None (then the caller falls back to a uniform row)."""
+    def infill(self, d, spans: np.ndarray, p0: int, t: float, rng, bodies: np.ndarray | None = None):
+        """An infill row near p0, or None (then the caller falls back to a uniform row). `bodies`: the
+        document's function bodies, candidates for `body` spans."""
         cfg = self.cfg
         H = self.menu_size(rng)
         want_syntax = rng.random() < cfg.p_syntax_span
@@ -274,7 +294,7 @@ class RowBuilder:
         for size in ([H, None] if H is not None else [None]):  # no span fits the menu size: span + extra pads
             limit = min(cfg.max_span_tokens, size or cfg.max_span_tokens)
             if want_syntax:
-                got = self.syntax_span(spans, p0, limit, rng)
+                got = self.syntax_span(spans, p0, limit, rng, bodies)
                 if got is not None:
                     span, syntax = got[:2], True
             if span is None:
@@ -401,7 +421,7 @@ class BatchSource:
                 if row is None:
                     kinds[i] = INFILL
             if kinds[i] == INFILL:
-                row = self.builder.infill(d, self.store.spans(doc), s, float(ts[i]), rng)
+                row = self.builder.infill(d, self.store.spans(doc), s, float(ts[i]), rng, self.store.bodies(doc))
                 if row is None:
                     kinds[i] = UNIFORM
             if kinds[i] == UNIFORM:

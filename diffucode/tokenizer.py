@@ -1,9 +1,12 @@
 """Byte-level BPE tokenizer (HF `tokenizers`) with the special tokens masked diffusion needs.
 
 Special tokens come first in the vocabulary so their ids are stable across retrains:
-`<|mask|>` (the absorbing state of the forward process), `<|pad|>` (fills the tail of a hole whose
-content is shorter than the hole; see masking.py), `<|eos|>` (end of a file), `<|bos|>`, and
-`<|expand|>` (reserved for expand/delete variable-length decoding as in DreamOn).
+`<|mask|>` = 0 (the absorbing state of the forward process), `<|pad|>` = 1 (fills the tail of a hole
+whose content is shorter than the hole; see masking.py), `<|eos|>` = 2 (end of a file), `<|bos|>` = 3,
+and `<|expand|>` = 4 (reserved for expand/delete variable-length decoding as in DreamOn).
+
+Encoding text never produces them, not even for a file that contains the string "<|mask|>": only
+the engine places them, by id. (A user's file quoting the literal would otherwise turn into a hole.)
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Tokenizer:
         self.bos_id: int | None = ids["<|bos|>"]
         self.expand_id: int | None = ids["<|expand|>"]
         self.special_ids: frozenset[int] = frozenset(i for i in ids.values() if i is not None)
+        hf.encode_special_tokens = True  # "<|mask|>" in a text is text (split like any other), not the mask
 
     # -- construction -------------------------------------------------------------------------
     @classmethod

@@ -11,7 +11,8 @@ state.json for the optimizer, step, RNG and data position; no pickle) and metric
 Speed on a GPU: bf16 autocast, fused AdamW, `torch.compile` of the transformer trunk (static shapes)
 and of the output head (dynamic in the number of predicted positions: the vocabulary projection and
 cross-entropy run only where the loss is taken, ~half the tokens, which saves ~20 % of the FLOPs of a
-small model). Multi-GPU: `torchrun --nproc_per_node N -m diffucode.train ...` (DDP).
+small model). Multi-GPU: `torchrun --nproc_per_node N -m diffucode.train ...` (DDP; distributed.py keeps
+the ranks' decisions common).
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffucode import checkpoint
-from diffucode.data import DataConfig, TokenStore, prepare, token_tables
+from diffucode import checkpoint, distributed
+from diffucode.data import DataConfig, TokenStore, find_bench_data, prepare, token_tables
 from diffucode.errors import CheckpointError, ConfigError
 from diffucode.masking import KIND_NAMES, BatchSource, MaskingConfig, Specials, heldout_windows
 from diffucode.model import PRESETS, DiffusionTransformer, ModelConfig, preset
 from diffucode.tokenizer import Tokenizer
 
 STATE_VERSION = 1
+COMPILE_MODES = ("auto", "on", "off")
 # Dense bf16 peak FLOP/s by device name (first match wins); --peak-tflops overrides.
 PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0), ("A100", 312.0),
                ("L40S", 362.0), ("A10G", 125.0), ("L4", 121.0), ("4090", 165.0))
@@ -81,8 +83,29 @@ class TrainConfig:
     save_every: int = _h("save a checkpoint every N steps (and always when stopping)", default=2000)
     log_every: int = _h("log every N steps", default=20)
     num_workers: int = _h("DataLoader worker processes building batches", default=6)
-    compile: bool = _h("torch.compile the model (CUDA only)", default=True)
+    compile: str = _h("torch.compile the training step: auto (on with CUDA, off on the CPU), on, off; "
+                      "--compile alone means on, --no-compile means off", default="auto")
     peak_tflops: float = _h("peak bf16 TFLOP/s per GPU for MFU (0: from the device name)", default=0.0)
+
+    def __post_init__(self):
+        object.__setattr__(self, "compile", compile_mode(self.compile))
+
+
+def compile_mode(value) -> str:
+    """One of COMPILE_MODES. Runs started before the modes existed stored a bool: True meant "on with
+    CUDA" (auto), False off."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    if value not in COMPILE_MODES:
+        raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, not {value!r}")
+    return value
+
+
+def compile_enabled(mode: str, device: torch.device) -> bool:
+    """Whether the training step is compiled: `auto` only on CUDA, where it pays (on the CPU the
+    inductor build of a tiny model takes longer than a smoke run); `on` forces it anywhere, so the
+    compiled step can be tested without a GPU."""
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
 # Settings that shape the model or the data: fixed when a run starts, refused if changed later.
@@ -94,7 +117,7 @@ FIXED = {
 SECTIONS = {"data": DataConfig, "masking": MaskingConfig, "train": TrainConfig}
 SMOKE = {  # --smoke: a CPU-sized run (explicit flags still win)
     "train": dict(preset="tiny", seq_len=128, batch_size=16, lr=3e-3, warmup_steps=10, max_steps=60, eval_every=30,
-                  eval_rows=32, infill_rows=8, save_every=30, log_every=10, num_workers=0, compile=False),
+                  eval_rows=32, infill_rows=8, save_every=30, log_every=10, num_workers=0, compile="off"),
     "data": dict(vocab_size=1024, tokenizer_sample_mb=2.0, max_files=300, heldout_permille=50),
     "masking": dict(max_body_tokens=48, max_span_tokens=32, hole_menu=(8, 16, 32), max_extra_pad=16),
 }
@@ -145,9 +168,24 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
     return preset(cfg.preset, vocab_size=vocab_size, max_seq_len=cfg.seq_len, **over)
 
 
-def flops_per_token(mc: ModelConfig, seq_len: int, n_params: int) -> float:
-    """6 N (matmuls, forward + backward) + 12 L d T (attention scores and values): the usual MFU count."""
-    return 6.0 * n_params + 12.0 * mc.n_layers * mc.d_model * seq_len
+def train_flops(mc: ModelConfig, n_params: int, *, seq_len: int, tokens: float, head_positions: float) -> float:
+    """FLOPs of one training step (forward + backward) over `tokens` input tokens in rows of `seq_len`,
+    of which `head_positions` go through the output head.
+
+    The usual MFU count is 6·N per token plus attention, with N all parameters; here the output head
+    (the vocab × d_model projection, tied to the embedding) runs only where the loss is taken (about
+    half of the tokens), and the embedding lookup is no matmul, so counting 6·N for every token would
+    overstate MFU. Counted instead:
+      * 6 · (non-embedding parameters) per token: the transformer blocks' matmuls;
+      * 12 · n_layers · d_model · seq_len per token: attention scores and values (PaLM, Chowdhery et
+        al. 2022, appendix B: 2 matmuls of 2·T·d per layer, × 3 for forward + backward; bidirectional
+        attention, so no causal halving);
+      * 6 · vocab · d_model per head position: the output projection.
+    """
+    embed = mc.vocab_size * mc.d_model
+    trunk = n_params - embed * (1 if mc.tie_embeddings else 2)
+    attention = 12.0 * mc.n_layers * mc.d_model * seq_len
+    return (6.0 * trunk + attention) * tokens + 6.0 * embed * head_positions
 
 
 def peak_flops(device: torch.device, override: float) -> float | None:
@@ -372,6 +410,7 @@ class RunResult:
     stopped_by: str  # "max_steps", "time_budget", "steps"
     last_eval: dict
     tok_per_s: float
+    max_steps: int = 0  # the schedule's length (0: not planned yet)
 
 
 def _log_fn(out: Path, rank: int, quiet: bool):
@@ -389,34 +428,56 @@ def _log_fn(out: Path, rank: int, quiet: bool):
     return log
 
 
+def _device_sync(dev: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a wall-clock step time measures the step itself (CUDA
+    kernels run asynchronously: without it, a time is only how long the launches took)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def _commands(state: dict, out: Path, argv: list[str]) -> list[dict]:
+    """Every training call of the run so far plus this one: {"step": where it started, "argv": ...}.
+
+    The list starts with the call that created the run folder (run.json's command) when that is not
+    this call: a `--prepare-only` call whose data flags the training calls do not repeat, a call
+    stopped before its first checkpoint, or the calls of a checkpoint written before calls were
+    recorded (of those, only the first is known)."""
+    calls = list(state.get("commands") or [])
+    if not calls:
+        run = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+        if run.get("command") and run["command"] != list(argv):
+            calls.append({"step": 0, "argv": run["command"]})
+    return calls + [{"step": state["step"], "argv": list(argv)}]
+
+
 def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfig, *, time_budget: float = 0.0,
                t_start: float | None = None, device: str | None = None, init_from: str | None = None,
-               stop_after: int = 0, budget_margin: float = 15.0, quiet: bool = False) -> RunResult:
+               stop_after: int = 0, budget_margin: float = 15.0, quiet: bool = False,
+               command: list[str] | None = None) -> RunResult:
     """Train (or continue training) the run in `out`, whose data is already prepared.
 
     time_budget: seconds since `t_start` after which the process must have saved and returned; steps,
     evaluation and the final save are planned against measured durations. stop_after: stop after this
-    many steps in this call (tests). Returns where it stopped.
+    many steps in this call (tests). command: this call's command line, kept in the checkpoint's list
+    of calls (default: from sys.argv). Returns where it stopped.
+
+    Under torchrun every decision that ends the loop or shapes the schedule is common to all ranks
+    (distributed.py): the planned step count is rank 0's, and the time budget stops every rank as soon
+    as one must stop.
     """
     t_start = t_start or time.time()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    world, rank = distributed.world_size(), distributed.rank()
     ddp = world > 1
-    if ddp:
-        import torch.distributed as dist  # noqa: PLC0415
-
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl")
-        dev = torch.device("cuda", local)
-    else:
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = distributed.init(device) if ddp else torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = dev.type == "cuda"
     log = _log_fn(out, rank, quiet)
     threads = torch.get_num_threads()
     if dev.type == "cpu":  # small CPU runs: oversubscribed OpenMP threads are 5-10x slower on a busy machine
-        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2)))
+        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2 // world)))
     if cuda:
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls left outside autocast
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
@@ -456,9 +517,10 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
     elif not state["max_steps"] and not cfg.train_seconds:
         state["max_steps"] = max(1, int(cfg.total_tokens // (cfg.batch_size * cfg.seq_len)))
     state["calls"] = state.get("calls", 0) + 1
-    state["device"] = f"{world} x {torch.cuda.get_device_name(dev)}" if cuda else "cpu"
+    state["commands"] = _commands(state, out, command or _command_line())
+    state["device"] = f"{world} x {torch.cuda.get_device_name(dev)}" if cuda else (f"{world} x cpu" if ddp else "cpu")
 
-    use_compile = cfg.compile and cuda
+    use_compile = compile_enabled(cfg.compile, dev)
     if use_compile:  # compiled kernels are cached next to the run: a resumed call on the same machine compiles faster
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((out / "compile-cache").resolve()))
     net = LossNet(model, use_compile)
@@ -466,7 +528,7 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
     if ddp:
         from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: PLC0415
 
-        fwd = DDP(net, device_ids=[dev.index])
+        fwd = DDP(net, device_ids=[dev.index] if cuda else None)
 
     store = TokenStore(out / "data", "train")
     specials = Specials(tok.mask_id, tok.pad_id)
@@ -485,12 +547,12 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
             log(f"no evaluation: {exc}")
 
     peak = peak_flops(dev, cfg.peak_tflops)
-    fpt = flops_per_token(mc, cfg.seq_len, n_params)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     meta = _model_meta(out, mcfg, cfg)
     log(f"model: {n_params / 1e6:.1f} M parameters ({mc.d_model}d x {mc.n_layers}L, vocab {mc.vocab_size}, context {mc.max_seq_len}); "
         f"batch {cfg.batch_size} x {cfg.seq_len} = {tokens_per_step} tokens ({world} x {accum} x {micro} rows); "
-        f"{store.n_tokens / 1e6:.1f} M training tokens; device {dev}{' (compiled)' if use_compile else ''}")
+        f"{store.n_tokens / 1e6:.1f} M training tokens; device {dev}; "
+        f"torch.compile {'on' if use_compile else 'off'} (--compile {cfg.compile})")
 
     save_est = 0.5 + n_params * 16 / 300e6  # weights + 2 Adam moments, fp32, ~300 MB/s (then measured)
     eval_est = None
@@ -502,18 +564,15 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
     it = iter(loader)
     tok_s = 0.0
     loss_acc = torch.zeros(4, device=dev)  # Σ loss over rows of each kind (0..2) + total
-    cnt_acc = torch.zeros(4, device=dev)
+    cnt_acc = torch.zeros(5, device=dev)  # rows of each kind (0..2) + total, and [4] positions through the head
+    window_steps = 0  # steps since the last log line
 
     def remaining() -> float:
         return time_budget - (time.time() - t_start) if time_budget else float("inf")
 
     def should_stop(next_cost: float) -> bool:
-        stop = remaining() < next_cost + save_est + budget_margin
-        if ddp:
-            flag = torch.tensor([1.0 if stop else 0.0], device=dev)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            stop = bool(flag.item())
-        return stop
+        """Whether the budget leaves too little for `next_cost` + a save; common to all ranks."""
+        return distributed.any_rank(remaining() < next_cost + save_est + budget_margin, dev)
 
     def run_eval() -> dict:
         nonlocal eval_est
@@ -535,7 +594,7 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
         if state["step"] >= max_steps:
             stopped_by = "max_steps"
             break
-        est = (sorted(step_times)[len(step_times) // 2] * 1.5) if step_times else first_cost
+        est = _median(step_times) * 1.5 if step_times else first_cost
         if should_stop(est):
             stopped_by = "time_budget"
             break
@@ -558,6 +617,7 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
                 cnt_acc.index_add_(0, b["kind"], torch.ones_like(per_row))
                 loss_acc[3] += per_row.sum()
                 cnt_acc[3] += micro
+                cnt_acc[4] += b["sel"].numel()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -565,15 +625,18 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
         state["step"] += 1
         state["tokens"] += tokens_per_step
         steps_here += 1
-        if cuda and (state["step"] % cfg.log_every == 0 or steps_here <= 2):
-            torch.cuda.synchronize()
+        window_steps += 1
+        planning = bool(cfg.train_seconds) and not state["max_steps"]
+        if planning or state["step"] % cfg.log_every == 0 or steps_here <= 2:
+            _device_sync(dev)  # the steps that plan the schedule (and the logged speed) are measured whole
         dt = time.time() - t0
         if steps_here > 1 or not use_compile:
             step_times = (step_times + [dt])[-50:]
             state["train_seconds"] += dt
-        if cfg.train_seconds and not state["max_steps"] and len(step_times) >= 20:
-            per_step = sorted(step_times)[len(step_times) // 2]
-            state["max_steps"] = max(state["step"] + 1, int(cfg.train_seconds / per_step))
+        if planning and len(step_times) >= 20:
+            per_step = _median(step_times)
+            planned = max(state["step"] + 1, int(cfg.train_seconds / per_step))
+            state["max_steps"] = distributed.broadcast_int(planned, dev)  # rank 0's plan: one schedule for all
             log(f"schedule: {state['max_steps']} steps planned for {cfg.train_seconds:.0f} s at {per_step * 1e3:.0f} ms/step")
         if state["step"] % cfg.log_every == 0 or steps_here == 1:
             if ddp:
@@ -582,37 +645,36 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
             la, ca = loss_acc.tolist(), cnt_acc.tolist()
             loss_acc.zero_()
             cnt_acc.zero_()
-            med = sorted(step_times)[len(step_times) // 2] if step_times else dt
+            med = _median(step_times) if step_times else dt
             tok_s = tokens_per_step / med
-            mfu = fpt * tok_s / (peak * world) if peak else None
+            flops = train_flops(mc, n_params, seq_len=cfg.seq_len, tokens=tokens_per_step, head_positions=ca[4] / window_steps)
+            mfu = flops / med / (peak * world) if peak else None
+            window_steps = 0
             kinds = {KIND_NAMES[k]: la[k] / ca[k] for k in range(3) if ca[k]}
             log(f"step {state['step']}/{state['max_steps'] or '?'} | loss {la[3] / max(ca[3], 1):.4f} ("
                 + " ".join(f"{k[0]} {v:.3f}" for k, v in kinds.items()) + f") | lr {lr:.2e} | {tok_s / 1e3:.1f}k tok/s"
                 + (f" | MFU {100 * mfu:.1f}%" if mfu else "") + f" | {time.time() - t_start:.0f}s",
                 kind="train", step=state["step"], tokens=state["tokens"], loss=la[3] / max(ca[3], 1),
                 **{f"loss_{k}": v for k, v in kinds.items()}, lr=lr, tok_per_s=tok_s, mfu=mfu)
-        if cfg.eval_every and state["step"] % cfg.eval_every == 0 and (eval_est is None or not should_stop(eval_est + est)):
+        if cfg.eval_every and state["step"] % cfg.eval_every == 0 and not should_stop((eval_est or 0.0) + est):
             run_eval()
         if cfg.save_every and state["step"] % cfg.save_every == 0:
             if rank == 0:
                 save_est = max(save_est, 1.2 * save_checkpoint(out, model, opt, tok, _state_out(state, micro, accum, world), meta))
             last_saved = state["step"]
-            if ddp:
-                torch.distributed.barrier()
-    # Stop: measure (if there is time), save, report.
+            distributed.barrier()
+    # Stop: measure (if there is time), save, report. Only rank 0 evaluates and saves; the others wait.
     if state["step"] > 0 and remaining() > (eval_est if eval_est is not None else 20.0) + save_est + budget_margin / 2:
         if not state["last_eval"] or state["last_eval"].get("step") != state["step"]:
             run_eval()
-    if state["step"] != last_saved or _ckpt_dir(out) is None:
-        if rank == 0:
-            save_checkpoint(out, model, opt, tok, _state_out(state, micro, accum, world), meta)
-        if ddp:
-            torch.distributed.barrier()
+    if rank == 0 and (state["step"] != last_saved or _ckpt_dir(out) is None):
+        save_checkpoint(out, model, opt, tok, _state_out(state, micro, accum, world), meta)
+    distributed.barrier()
     log(f"stopped ({stopped_by}) at step {state['step']}, {state['tokens'] / 1e6:.1f} M tokens seen; "
         f"{time.time() - t_slice:.0f}s this call, {time.time() - t_start:.0f}s since start")
     del it, loader
     torch.set_num_threads(threads)
-    return RunResult(state["step"], stopped_by, state["last_eval"], tok_s)
+    return RunResult(state["step"], stopped_by, state["last_eval"], tok_s, state["max_steps"])
 
 
 def _state_out(state: dict, micro: int, accum: int, world: int) -> dict:
@@ -621,7 +683,8 @@ def _state_out(state: dict, micro: int, accum: int, world: int) -> dict:
 
 
 def _model_meta(out: Path, mcfg: MaskingConfig, cfg: TrainConfig) -> dict:
-    """config.json entries besides the model: the infill conventions the engine relies on."""
+    """config.json entries besides the model: the infill conventions the engine relies on, and how it
+    was trained ("command": the call that created the run; export adds "commands": every training call)."""
     run = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
     return {
         "infill": {"pad_tail": True, "pad_token": "<|pad|>", "eos_is_pad": True, "max_extra_pad": mcfg.max_extra_pad,
@@ -647,7 +710,8 @@ def export(run_dir: str | Path, dest: str | Path, *, dtype: torch.dtype = torch.
     meta = {k: v for k, v in ck.meta.items() if k not in ("format", "format_version", "model_type", "architecture", "torch_dtype")}
     meta.setdefault("training", {})
     meta["training"].update({"steps": state["step"], "tokens_seen": state["tokens"], "train_seconds": round(state.get("train_seconds", 0), 1),
-                             "eval": state.get("last_eval", {}), "data": index.get("stats", {})})
+                             "commands": state.get("commands", []), "eval": state.get("last_eval", {}),
+                             "data": index.get("stats", {})})
     dest.mkdir(parents=True, exist_ok=True)
     checkpoint.save(dest, ck.model, ck.tokenizer, meta=meta, dtype=dtype)
     (dest / "README.md").write_text(_model_card(ck, state, run, index), encoding="utf-8")
@@ -668,7 +732,6 @@ def _model_card(ck, state: dict, run: dict, index: dict) -> str:
     stats = index.get("stats", {})
     corpus = index.get("corpus", {})
     tr = stats.get("train", {})
-    cmd = " ".join(run.get("command") or ["diffucode", "train", "..."])
     rows = "\n".join(f"| {k} | {v} |" for k, v in ev.items())
     return f"""# diffucode default model
 
@@ -689,8 +752,8 @@ of L masks, and it writes the content followed by a contiguous tail of `<|pad|>`
 ## Data
 {tr.get('docs', '?')} training files, {tr.get('tokens', 0) / 1e6:.1f} M tokens, {tr.get('bytes', 0) / 1e6:.1f} MB of source from
 {', '.join(corpus.get('sources', [])) or 'the training machine'}; deduplicated by content, filtered (tiny, huge,
-minified, generated, non-UTF-8), decontaminated against HumanEval/MBPP(+) programs
-({corpus.get('decontamination_ngrams', 0)} line 3-grams; rejected: {corpus.get('rejected', {})}).
+minified, generated, non-UTF-8), {_decontamination(corpus)}
+(rejected: {corpus.get('rejected', {})}).
 Held out: {stats.get('heldout', {}).get('docs', '?')} files by a hash of their path.
 
 ## Training
@@ -709,10 +772,29 @@ masking rate t; infill_oracle_exact / infill_auto_exact: exact single-line infil
 length / a 32-position hole ending in pads; infill_auto_len_ok: share with exactly the right length.
 
 ## Reproduce
-```
-{cmd}
-```
+{_reproduce(state, run)}
 """
+
+
+def _decontamination(corpus: dict) -> str:
+    n = corpus.get("decontamination_ngrams", 0)
+    if not n:
+        return "NOT decontaminated against HumanEval/MBPP (decontamination was off when the data was built)"
+    return f"decontaminated against HumanEval/MBPP(+) programs ({n} line 3-grams)"
+
+
+def _reproduce(state: dict, run: dict) -> str:
+    """The card's list of training calls, in order, with the step each one started from."""
+    calls = state.get("commands") or ([{"step": 0, "argv": run["command"]}] if run.get("command") else [])
+    if not calls:
+        return "The training commands were not recorded."
+    lines = []
+    for n, c in enumerate(calls, 1):
+        lines += [f"# call {n} of {len(calls)}, from step {c['step']}", " ".join(c["argv"])]
+    missing = state.get("calls", len(calls)) - len(calls)
+    note = f"\n(At least {missing} more call(s) ran before calls were recorded; they are not listed.)" if missing > 0 else ""
+    return ("Every call of this run, in order, with the step it started from; each call resumed the run folder where "
+            "the previous one stopped (config.json `training.commands`):\n```\n" + "\n".join(lines) + "\n```" + note)
 
 
 # -- command line ---------------------------------------------------------------------------------------
@@ -722,6 +804,9 @@ def _flag(name: str) -> str:
 
 def _add_fields(group, cls) -> None:
     for f in fields(cls):
+        if f.name == "compile":
+            _add_compile_flags(group, f)
+            continue
         help = f.metadata.get("help", "") + f" (default: {f.default if not isinstance(f.default, tuple) else ' '.join(map(str, f.default)) or 'none'})"
         if f.type in ("bool", bool):
             group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help)
@@ -730,6 +815,13 @@ def _add_fields(group, cls) -> None:
                                type=int if f.default and isinstance(f.default[0], int) else str)
         else:
             group.add_argument(_flag(f.name), type=type(f.default), default=None, help=help)
+
+
+def _add_compile_flags(group, f) -> None:
+    """--compile {auto,on,off}; a bare --compile means on and --no-compile off, as before the modes."""
+    group.add_argument("--compile", choices=COMPILE_MODES, nargs="?", const="on", default=None,
+                       help=f.metadata["help"] + f" (default: {f.default})")
+    group.add_argument("--no-compile", dest="compile", action="store_const", const="off", help="the same as --compile off")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -789,9 +881,13 @@ def resolve(args: argparse.Namespace, stored: dict | None) -> tuple[DataConfig, 
     return out["data"], out["masking"], out["train"]
 
 
-def _command_line() -> list[str]:
-    argv = sys.argv[1:]
-    return ["diffucode", "train", *(argv[argv.index("train") + 1 :] if "train" in argv else argv)]
+def _command_line(argv: list[str] | None = None) -> list[str]:
+    """This call as `diffucode train FLAGS`: from the argv main() parsed, else from sys.argv (the
+    `diffucode train` entry point), where the flags follow the subcommand."""
+    if argv is None:
+        argv = sys.argv[1:]
+        argv = argv[argv.index("train") + 1 :] if "train" in argv else argv
+    return ["diffucode", "train", *argv]
 
 
 def _norm(v):
@@ -810,10 +906,35 @@ def _process_start() -> float:
         return time.time()
 
 
+def smoke_data(dcfg: DataConfig, log) -> DataConfig:
+    """--smoke must run on any machine: decontaminate when the HumanEval/MBPP data is found, else turn
+    decontamination off for this run and say so (run.json and the model card record it too)."""
+    if not dcfg.decontaminate:
+        return dcfg
+    try:
+        found = find_bench_data(dcfg.bench_data)
+    except ConfigError:  # --bench-data names a folder that is not there
+        found = None
+    if found is not None:
+        return dcfg
+    where = f" at {dcfg.bench_data}" if dcfg.bench_data else ""
+    log(f"smoke run: no HumanEval/MBPP data found{where}; decontamination is OFF for this run "
+        "(a run with --bench-data DIR is decontaminated)")
+    return dataclasses.replace(dcfg, decontaminate=False)
+
+
 def run(args: argparse.Namespace) -> int:
+    """`diffucode train`: prepare the data (rank 0), then train; leaves the DDP process group at exit."""
+    try:
+        return _run(args)
+    finally:
+        distributed.shutdown()
+
+
+def _run(args: argparse.Namespace) -> int:
     t_start = getattr(args, "t_start", None) or _process_start()
     out = Path(args.out)
-    rank = int(os.environ.get("RANK", "0"))
+    rank = distributed.rank()
     quiet = getattr(args, "quiet", False)
     say = (lambda msg: None) if quiet or rank != 0 else (lambda msg: print(msg, flush=True))
     if args.export_only:
@@ -824,33 +945,33 @@ def run(args: argparse.Namespace) -> int:
     dcfg, mcfg, tcfg = resolve(args, stored)
     if tcfg.preset not in PRESETS:
         raise ConfigError(f"unknown preset {tcfg.preset!r}; choose from {', '.join(PRESETS)}")
+    command = _command_line(getattr(args, "argv", None))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        if getattr(args, "smoke", False) and not stored and getattr(args, "decontaminate", None) is None:
+            dcfg = smoke_data(dcfg, say)
         if args.init_from and not (out / "tokenizer.json").exists():
             shutil.copyfile(Path(args.init_from) / "tokenizer.json", out / "tokenizer.json")
             src_cfg = checkpoint.read_config(args.init_from)["model"]
             tcfg = dataclasses.replace(tcfg, **{k: src_cfg[k] for k in ("d_model", "n_layers", "n_heads", "ffn_hidden")},
                                        seq_len=src_cfg["max_seq_len"])
         record = {"data": dcfg.to_dict(), "masking": mcfg.to_dict(), "train": asdict(tcfg),
-                  "command": stored["command"] if stored else _command_line(),
+                  "command": stored["command"] if stored else command,
                   "created": stored.get("created") if stored else time.strftime("%Y-%m-%d %H:%M:%S")}
         if stored:
-            record["last_command"] = sys.argv
+            record["last_command"] = command
         run_json.write_text(json.dumps(record, indent=1) + "\n")
         prepare(out / "data", dcfg, tokenizer_path=out / "tokenizer.json", workers=args.data_workers, log=say)
         say(f"data ready [{time.time() - t_start:.1f}s]")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch.distributed as dist  # noqa: PLC0415
-
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl")
-        dist.barrier()
+    if distributed.world_size() > 1:
+        distributed.init(args.device)  # the other ranks wait here (distributed.TIMEOUT) while rank 0 prepares
+        distributed.barrier()
         dcfg, mcfg, tcfg = resolve(args, json.loads(run_json.read_text()))
     if args.prepare_only:
         return 0
     margin = args.budget_margin + (5.0 if args.export else 0.0)  # the export after training needs a few seconds too
     train_loop(out, dcfg, mcfg, tcfg, time_budget=args.time_budget, t_start=t_start, device=args.device,
-               init_from=args.init_from, stop_after=args.steps, budget_margin=margin, quiet=quiet)
+               init_from=args.init_from, stop_after=args.steps, budget_margin=margin, quiet=quiet, command=command)
     if args.export and rank == 0:
         export(out, args.export, log=say)
     return 0
@@ -861,6 +982,7 @@ def main(argv: list[str] | None = None, *, t_start: float | None = None) -> int:
     p = argparse.ArgumentParser(prog="diffucode train")
     add_arguments(p)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     args.t_start = t_start or time.time()
     try:
         return run(args)

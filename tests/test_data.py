@@ -1,9 +1,11 @@
-"""Corpus → tokenizer → shards (diffucode/data.py) on small folders made by the tests."""
+"""Corpus → tokenizer → shards (diffucode/data.py) on small folders made by the tests; a streamed Hugging
+Face dataset through a stand-in `datasets` module; the tokenizer's special tokens."""
 
 import gzip
 import json
 import os
 import shutil
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -179,3 +181,86 @@ def test_missing_bench_data_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "a.py").write_text("def f(x):\n    return x + 1\n" * 10)
     with pytest.raises(data.ConfigError, match="no-decontaminate"):
         prepare(tmp_path / "d", DataConfig(sources=(str(tmp_path),)), workers=1, log=lambda m: None)
+
+
+class FakeStream:
+    """What `datasets.load_dataset(..., streaming=True)` returns, as far as materialize_hf uses it: an
+    iterable of dict records with `.skip(n)`. Counts the records it hands out; can fail midway."""
+
+    def __init__(self, records, fail_after=None):
+        self.records, self.fail_after, self.handed = records, fail_after, 0
+
+    def __iter__(self):
+        for rec in self.records:
+            if self.fail_after is not None and self.handed >= self.fail_after:
+                raise ConnectionError("stream interrupted")
+            self.handed += 1
+            yield rec
+
+    def skip(self, n):
+        return FakeStream(self.records[n:], self.fail_after)
+
+
+def fake_datasets(monkeypatch, stream: FakeStream) -> list:
+    """Install a `datasets` module whose load_dataset returns `stream`; returns the calls' arguments."""
+    calls = []
+    streams = [stream]
+
+    def load_dataset(name, config=None, *, split, streaming):
+        calls.append((name, config, split, streaming))
+        return streams[-1]
+
+    module = type(sys)("datasets")
+    module.load_dataset = load_dataset
+    module.streams = streams
+    monkeypatch.setitem(sys.modules, "datasets", module)
+    return calls
+
+
+HF_RECORDS = [{"content": f"def f{i}(x):\n    return x + {i}\n", "path": f"r{i}.py"} for i in range(2500)]
+HF_RECORDS[3] = {"content": None, "path": "binary.py"}  # no text: no file
+
+
+def test_materialize_hf_writes_records_up_to_the_limit(tmp_path, monkeypatch):
+    calls = fake_datasets(monkeypatch, FakeStream(HF_RECORDS))
+    cfg = DataConfig(hf_dataset="org/code", hf_config="python", hf_split="train", hf_max_docs=1200)
+    dest = data.materialize_hf(tmp_path / "hf", cfg)
+    assert calls == [("org/code", "python", "train", True)]
+    files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.py"))
+    assert len(files) == 1199  # records 0..1199 except record 3
+    assert files[0] == "0000/0000000.py" and files[-1] == "0001/0001199.py" and "0000/0000003.py" not in files
+    assert (dest / "0001" / "0001007.py").read_text() == HF_RECORDS[1007]["content"]
+    assert (dest / "DONE").is_file()
+    data.materialize_hf(dest, cfg)  # finished: the stream is not opened again
+    assert len(calls) == 1
+
+
+def test_materialize_hf_resumes_after_an_interruption(tmp_path, monkeypatch):
+    fake_datasets(monkeypatch, FakeStream(HF_RECORDS, fail_after=700))
+    cfg = DataConfig(hf_dataset="org/code", hf_max_docs=1000)
+    with pytest.raises(ConnectionError):
+        data.materialize_hf(tmp_path / "hf", cfg)
+    assert not (tmp_path / "hf" / "DONE").exists() and len(list((tmp_path / "hf").rglob("*.py"))) == 699
+    first = (tmp_path / "hf" / "0000" / "0000000.py").stat().st_mtime_ns
+    rest = FakeStream(HF_RECORDS)
+    sys.modules["datasets"].streams.append(rest)
+    data.materialize_hf(tmp_path / "hf", cfg)
+    assert rest.handed == 0  # the resumed stream was asked to skip the 700 records already written
+    assert len(list((tmp_path / "hf").rglob("*.py"))) == 999
+    assert (tmp_path / "hf" / "0000" / "0000000.py").stat().st_mtime_ns == first  # not written again
+    assert not list((tmp_path / "hf").rglob("*.tmp"))
+
+
+def test_special_tokens_have_fixed_ids_and_never_come_from_text(tmp_path):
+    texts = [(STDLIB / m).read_text() for m in ("textwrap.py", "string.py")]
+    tok = Tokenizer.train(texts, vocab_size=400)
+    assert (tok.mask_id, tok.pad_id, tok.eos_id, tok.bos_id, tok.expand_id) == (0, 1, 2, 3, 4)
+    assert [tok.hf.token_to_id(t) for t in data.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    quoting = 'MASK = "<|mask|>"\nPAD, EOS = "<|pad|>", "<|eos|>"  # <|bos|><|expand|>\n'
+    for text in [*texts, quoting, "<|mask|>"]:
+        for ids in (tok.encode(text), tok.encode_batch([text])[0]):
+            assert not set(ids) & tok.special_ids
+            assert tok.decode(ids) == text
+    tok.save(tmp_path / "tokenizer.json")
+    reloaded = Tokenizer.from_file(tmp_path / "tokenizer.json")
+    assert not set(reloaded.encode(quoting)) & reloaded.special_ids

@@ -238,3 +238,42 @@ def test_heldout_windows_are_fixed():
     assert np.array_equal(a, b) and ra.all()
     with pytest.raises(ValueError):
         MaskingConfig(span_kind_weights="nonsense=1").span_weights()
+
+
+def test_function_bodies_are_infill_spans_without_their_docstring():
+    """`body` spans: a function's statements after its docstring, as a hole with code after it."""
+    from diffucode.data import DataConfig, doc_spans, token_tables
+    from diffucode.tokenizer import Tokenizer
+
+    body = "    total = a + b * {i}\n    if total > {i}:\n        total -= 1\n    return total\n"
+    text = "".join(f'def func_{i}(a, b):\n    """Add b {i} times to a."""\n' + body.format(i=i)
+                   + f"\n\nVALUE_{i} = func_{i}(1, 2)\n\n\n" for i in range(12))
+    tok = Tokenizer.train([text], vocab_size=300)
+    byte_len, ends = token_tables(tok)
+    toks = np.array(tok.encode(text), dtype=np.int64)
+    spans, bodies = doc_spans(text, toks, byte_len, DataConfig(spans="ast"))
+    assert len(bodies) == 12
+
+    class One(FakeStore):
+        def __init__(self):
+            self.docs, self.sp, self.bd = [toks.astype(np.uint16)], [spans.astype(np.int32)], [bodies.astype(np.int32)]
+            self.doc_len = np.array([len(toks)])
+
+    assert "body=1" in MaskingConfig().span_kind_weights  # on by default
+    cfg = MaskingConfig(p_uniform=0, p_infill=1, p_body=0, p_syntax_span=1, span_kind_weights="body=1", p_hole_menu=0,
+                        p_hole_at_end=0, p_second_hole=0, p_hole_all_masked=1)
+    b = BatchSource(One(), cfg, 256, ends, Specials(tok.mask_id, tok.pad_id), rows=32).batch(0)
+    assert (b.kind == INFILL).all()
+    bodies_text = {body.format(i=i) for i in range(12)}
+    found = 0
+    for i in range(32):
+        hole = np.flatnonzero(b.ids[i] == tok.mask_id)
+        piece = tok.decode([x for x in b.targets[i, hole] if x != tok.pad_id])
+        assert '"""' not in piece  # no hole takes a docstring
+        if piece.rstrip("\n") + "\n" not in bodies_text:  # (a body ends at a token boundary: with the blank lines after it)
+            continue  # a window with no body starting in it: a line span instead
+        found += 1
+        before = tok.decode(b.targets[i, : hole[0]].tolist())
+        assert before == "" or before.endswith('times to a."""\n')  # the docstring is context (if any is kept)
+        assert "VALUE_" in tok.decode(b.targets[i, hole[-1] + 1 :].tolist())  # code after the hole
+    assert found >= 24

@@ -1,19 +1,25 @@
 """The training loop on CPU (diffucode/train.py): loss falls, resume is exact, the time budget is kept,
-export writes a loadable model folder. Everything runs the `tiny` preset on a few stdlib modules."""
+export writes a loadable model folder, every call is recorded, two DDP ranks (gloo) agree, the
+compiled step runs on the CPU. Everything runs the `tiny` preset on a few stdlib modules."""
 
 import argparse
 import json
+import math
+import os
 import shutil
+import socket
 import sysconfig
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from diffucode import checkpoint, train
-from diffucode.model import DiffusionTransformer, preset
+from diffucode.data import DataConfig
+from diffucode.errors import ConfigError
+from diffucode.model import DiffusionTransformer, ModelConfig, preset
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 MODULES = ["textwrap.py", "string.py", "bisect.py", "heapq.py", "fnmatch.py", "shlex.py", "colorsys.py", "glob.py",
@@ -169,3 +175,150 @@ def test_gpu_compiled_bf16_run_and_resume(prepared, tmp_path):
     assert records(out, "eval")[-1]["step"] == 8
     state = load_file(str(out / "ckpt" / "state.safetensors"))
     assert any(k.endswith(".exp_avg") for k in state)
+
+
+def test_train_flops_count_the_output_head_only_where_the_loss_is_taken():
+    mc = ModelConfig(vocab_size=10, d_model=4, n_layers=2, n_heads=2, ffn_hidden=8, max_seq_len=8)
+    # 380 parameters, 40 of them the tied embedding / head (10 x 4): 340 in the blocks.
+    # 6 * 340 * 16 tokens = 32640; attention 12 * 2 layers * 4 * 8 = 768 per token, * 16 = 12288;
+    # head 6 * 40 * 5 positions = 1200.
+    assert train.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=5) == 32640 + 12288 + 1200
+    # An untied head is a second 10 x 4 matrix among the parameters, not in the blocks.
+    untied = ModelConfig(vocab_size=10, d_model=4, n_layers=2, n_heads=2, ffn_hidden=8, max_seq_len=8, tie_embeddings=False)
+    assert train.train_flops(untied, 420, seq_len=8, tokens=16, head_positions=5) == 32640 + 12288 + 1200
+    # The usual 6 N per token overstates a step whose head runs on 5 of the 16 positions.
+    assert train.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=5) < (6 * 380 + 768) * 16
+    assert train.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=16) == (6 * 380 + 768) * 16
+
+
+def test_compile_modes():
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+
+    def flag(*argv):
+        return p.parse_args(["--out", "x", *argv]).compile
+
+    assert flag() is None and flag("--compile") == "on" and flag("--no-compile") == "off"
+    assert [flag("--compile", m) for m in ("auto", "on", "off")] == ["auto", "on", "off"]
+    assert train.TrainConfig().compile == "auto"
+    assert train.TrainConfig(compile=True).compile == "auto" and train.TrainConfig(compile=False).compile == "off"  # old run.json
+    with pytest.raises(ConfigError):
+        train.TrainConfig(compile="maybe")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [train.compile_enabled(m, cpu) for m in ("auto", "on", "off")] == [False, True, False]
+    assert [train.compile_enabled(m, cuda) for m in ("auto", "on", "off")] == [True, True, False]
+
+
+def test_steps_that_plan_the_schedule_are_synchronised(prepared, tmp_path, monkeypatch):
+    """The --train-seconds plan uses the first 20 step times: each of those steps waits for the device."""
+    out = fresh(prepared, tmp_path, "plan")
+    synced = []
+    monkeypatch.setattr(train, "_device_sync", lambda dev: synced.append(dev))
+    assert train.main(["--out", str(out), "--train-seconds", "600", "--steps", "25", "--log-every", "1000",
+                       "--eval-every", "0", *TRAIN, "--eval-rows", "0"]) == 0
+    state = json.loads((out / "ckpt" / "state.json").read_text())
+    assert state["step"] == 25 and state["max_steps"] > 25  # planned after step 20
+    assert len(synced) == 20  # steps 1-20 (planning), none after
+
+
+def test_smoke_runs_without_benchmark_data(prepared, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "no-such-folder"
+    monkeypatch.setenv("DIFFUCODE_EVAL_DATA", str(missing))
+    out = tmp_path / "smoke"
+    assert train.main(["--out", str(out), "--smoke", "--bench-data", str(missing), "--sources", str(prepared.parent / "src"),
+                       "--max-steps", "2", "--eval-rows", "0", "--data-workers", "1", "--device", "cpu"]) == 0
+    assert "decontamination is OFF" in capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["data"]["decontaminate"] is False
+    corpus = json.loads((out / "data" / "corpus.json").read_text())
+    assert corpus["bench_data"] is None and corpus["decontamination_ngrams"] == 0
+    assert json.loads((out / "ckpt" / "state.json").read_text())["step"] == 2
+    # With the data present, a smoke run still decontaminates.
+    (tmp_path / "bench" / "human-eval").mkdir(parents=True)
+    logs = []
+    cfg = DataConfig(bench_data=str(tmp_path / "bench"))
+    assert train.smoke_data(cfg, logs.append) == cfg and not logs
+
+
+def test_every_training_call_is_recorded_and_exported(prepared, tmp_path):
+    out = fresh(prepared, tmp_path, "calls")
+    dest = tmp_path / "export"
+    first = ["--out", str(out), "--max-steps", "4", "--steps", "2", "--eval-every", "0", *TRAIN, "--eval-rows", "0"]
+    second = ["--out", str(out), "--max-steps", "4", "--eval-every", "0", "--log-every", "1", *TRAIN, "--eval-rows", "0",
+              "--export", str(dest)]
+    assert train.main(first) == 0 and train.main(second) == 0
+    created = json.loads((out / "run.json").read_text())["command"]  # the fixture's --prepare-only call
+    assert "--prepare-only" in created and "--vocab-size" in created
+    want = [{"step": 0, "argv": created}, {"step": 0, "argv": ["diffucode", "train", *first]},
+            {"step": 2, "argv": ["diffucode", "train", *second]}]
+    assert json.loads((out / "ckpt" / "state.json").read_text())["commands"] == want
+    training = json.loads((dest / "config.json").read_text())["training"]
+    assert training["commands"] == want and training["command"] == created
+    card = (dest / "README.md").read_text()
+    for n, call in enumerate(want, 1):
+        assert f"# call {n} of 3, from step {call['step']}\n" + " ".join(call["argv"]) in card
+
+
+@pytest.mark.slow
+def test_compiled_cpu_run_and_resume(prepared, tmp_path, monkeypatch, capsys):
+    """--compile on forces the compiled training step on the CPU (inductor + gcc); ~40 s, mostly compiling."""
+    out = fresh(prepared, tmp_path, "compiled")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    cpu = [a for a in TRAIN if a not in ("--no-compile", "--quiet")] + ["--compile", "on", "--eval-rows", "0"]
+    common = ["--out", str(out), "--max-steps", "4", "--eval-every", "0", "--log-every", "1", *cpu]
+    assert train.main([*common, "--steps", "2"]) == 0
+    assert train.main(common) == 0
+    assert capsys.readouterr().out.count("torch.compile on (--compile on)") == 2
+    steps = records(out, "train")
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) and r["loss"] < 20 for r in steps)
+    assert any((tmp_path / "inductor").rglob("*.py"))  # inductor generated kernels: the step was compiled
+    assert json.loads((out / "ckpt" / "state.json").read_text())["step"] == 4
+
+
+def _ddp_rank(rank: int, out: str, port: int, argv: list[str]) -> None:
+    """One rank of a 2-process gloo DDP run: trains, then writes where it stopped and its weights."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    models, results = [], []
+
+    class Recorded(DiffusionTransformer):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            models.append(self)
+
+    loop = train.train_loop
+    train.DiffusionTransformer = Recorded
+    train.train_loop = lambda *a, **k: results.append(loop(*a, **k)) or results[-1]
+    assert train.main(argv) == 0
+    r = results[0]
+    save_file({n: p.detach().contiguous() for n, p in models[0].named_parameters()}, f"{out}/rank{rank}.safetensors")
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"step": r.step, "stopped_by": r.stopped_by, "max_steps": r.max_steps}))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_ranks_agree_on_the_schedule_and_the_time_budget(prepared, tmp_path):
+    """Two gloo ranks plan --train-seconds from their own step times and start their clocks apart; rank 0's
+    plan and a common budget stop must keep them in lockstep (else: different weights, or a hang)."""
+    out = fresh(prepared, tmp_path, "ddp")
+    argv = ["--out", str(out), "--train-seconds", "600", "--time-budget", "9", "--budget-margin", "1", "--eval-every", "0",
+            "--log-every", "5", *TRAIN, "--eval-rows", "8", "--infill-rows", "0"]
+    ctx = torch.multiprocessing.start_processes(_ddp_rank, args=(str(out), _free_port(), argv), nprocs=2, join=False,
+                                                start_method="spawn")
+    deadline = time.time() + 120
+    while not ctx.join(timeout=1):
+        if time.time() > deadline:
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail("a rank did not finish: the ranks left the loop at different steps")
+    r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1 and r0["stopped_by"] == "time_budget" and r0["step"] > 20  # past the planning steps
+    assert r0["max_steps"] > r0["step"]  # planned from the measured speed, not reached
+    w0, w1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert json.loads((out / "ckpt" / "state.json").read_text())["step"] == r0["step"]
