@@ -109,3 +109,16 @@ def test_inductor_compiled_engine_matches_eager(folder):
     for settings in JOBS[:2]:
         assert _texts(compiled, settings) == _texts(eager, settings)
     torch._dynamo.reset()
+
+
+def test_the_language_servers_inference_thread_compiles_and_generates(folder, graphs):
+    """The server loads and runs models on a worker thread: compiling there works the same."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from diffucode_lsp.worker import default_loader
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        engine = pool.submit(default_loader, str(folder), "cpu", compile="default").result()
+        warm = len(graphs)
+        texts = pool.submit(_texts, engine, InfillSettings()).result()
+    assert warm == 8 and len(graphs) == warm and texts == _texts(load_engine(folder), InfillSettings())
