@@ -55,6 +55,7 @@ class NativeDenoiser:
         self.vocab_size = tokenizer.vocab_size
         self.forbidden_ids = frozenset(i for i in (tokenizer.mask_id, tokenizer.bos_id, tokenizer.expand_id) if i is not None)
         self.max_seq_len = model.cfg.max_seq_len
+        self.cacheable = True  # has prefill / forward_cached (CachedDenoiser)
         self.compile = compile
         self.forward, self.prefill, self.forward_cached = model.forward, model.prefill, model.forward_cached
         if compile != "none":
@@ -135,9 +136,11 @@ class CachedDenoiser:
     and values come from the cache, stale only in how the context attended to the hole at the last
     refresh. The context never changes during a job, so its own tokens are exact as of that refresh.
     `refresh_every=1` is exactly the uncached model. Create one per job: it holds that job's cache.
+    `base` is any denoiser with `cacheable` true: diffucode's own (NativeDenoiser) or a public
+    checkpoint run through transformers (families.hf.HFDenoiser).
     """
 
-    def __init__(self, base: NativeDenoiser, *, refresh_every: int = 4):
+    def __init__(self, base, *, refresh_every: int = 4):
         if refresh_every < 1:
             raise ValueError("refresh_every must be ≥ 1")
         self.base = base

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from diffucode import syntax
-from diffucode.denoiser import CachedDenoiser, NativeDenoiser
+from diffucode.denoiser import CachedDenoiser
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
 from diffucode.expand import sample_expanding
 from diffucode.models import Engine
@@ -514,7 +514,7 @@ def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, t
     den = engine.denoiser
     if settings.exact:
         settings = replace(settings, threshold=None, entropy_bound=None, early_stop=None, cache_refresh=None)
-    if settings.cache_refresh and isinstance(den, NativeDenoiser):
+    if settings.cache_refresh and getattr(den, "cacheable", False):
         den = CachedDenoiser(den, refresh_every=settings.cache_refresh)
     n_masked = int((ids[0] == den.mask_id).sum())
     steps = settings.steps or max(1, math.ceil(n_masked / 2))

@@ -469,6 +469,8 @@ def test_dreamon_expand_and_delete_tokens_drive_auto_length(tmp_path, dream_engi
 class _Answer:
     """Wraps a chat model's denoiser: answers `text` in the masked answer, then <|im_end|>."""
 
+    cacheable = False  # scripted logits: the wrapped model's K/V cache would bypass them
+
     def __init__(self, den, tok, text: str):
         self._den, self.script, self.end = den, tok.encode(text), tok.token_id("<|im_end|>")
         self.prompts = []
@@ -629,3 +631,51 @@ def test_language_server_and_eval_harness_run_each_family(family, dream_dir, lla
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 1 and summary["complete"]
+
+
+# -- approximate K/V cache for public checkpoints ------------------------------------------------------
+@pytest.mark.parametrize("which", ["dream", "llada"])
+def test_kv_cache_of_transformers_models_is_exact_until_the_hole_changes(which, dream_engine, llada):
+    from diffucode.denoiser import CachedDenoiser
+    from diffucode.sampler import sample
+
+    den = (dream_engine if which == "dream" else llada[2]).denoiser
+    assert den.cacheable
+    ids = torch.randint(0, 250, (2, 24), generator=torch.Generator().manual_seed(3))
+    active = torch.tensor([[8, 9, 10, 11], [14, 15, 16, 17]])
+    with torch.no_grad():
+        full = den.logits(ids, active)
+        logits, cache = den.prefill(ids, active)
+        assert torch.allclose(logits, full, atol=1e-5)
+        assert torch.allclose(den.forward_cached(ids, cache, active), full, atol=1e-5)
+        picked = den.forward_cached(ids, cache, active, torch.tensor([[1], [3]]))  # ranks into `active`
+        assert torch.allclose(picked, torch.stack([full[0, 1], full[1, 3]])[:, None], atol=1e-5)
+        changed = ids.clone()
+        changed[0, 9] = 7  # a hole token changes: the context's cached keys are now slightly stale
+        approx, exact = den.forward_cached(changed, cache, active), den.logits(changed, active)
+        assert (approx - exact).abs().max() < 0.5 * (exact - full).abs().max()
+        assert torch.allclose(den.forward_cached(ids, cache, active), full, atol=1e-5)  # the cache was not changed
+
+    masked = ids.clone()
+    masked[:, 8:12] = den.mask_id
+    exact = sample(den, masked, steps=4)
+    assert torch.equal(sample(CachedDenoiser(den, refresh_every=1), masked, steps=4).ids, exact.ids)
+    approx = CachedDenoiser(den, refresh_every=3)
+    out = sample(approx, masked, steps=4)
+    assert not (out.ids == den.mask_id).any() and approx.full_forwards == 2
+
+
+def test_presets_decode_without_the_cache_and_defaults_use_it(dream_engine, monkeypatch):
+    assert families.preset_settings("diffucoder-instruct")["cache_refresh"] is None
+    calls = []
+    real = type(dream_engine.denoiser).forward_cached
+    monkeypatch.setattr(type(dream_engine.denoiser), "forward_cached",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    src = "def f(x):\n    return x\n"
+    infill.infill(dream_engine, src, [(src.index("x\n"), src.index("x\n") + 1)],
+                  infill.InfillSettings(length_mode="fixed", length=6))
+    assert calls, "the default settings did not use the K/V cache"
+    calls.clear()
+    infill.infill(dream_engine, src, [(src.index("x\n"), src.index("x\n") + 1)],
+                  infill.InfillSettings(**families.preset_settings("diffucoder-instruct", max_new_tokens=6, steps=6)))
+    assert not calls

@@ -67,8 +67,10 @@ def preset_settings(name: str, **given) -> dict:
     """InfillSettings keyword arguments: preset `name`, overridden by the fields the user gave."""
     if name not in FAMILY_PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(FAMILY_PRESETS)}")
-    # The authors decode without diffucode's threshold commits: a preset turns them off unless given.
-    return {"threshold": None, **FAMILY_PRESETS[name], **{k: v for k, v in given.items() if v is not None}}
+    # The authors decode without diffucode's threshold commits and K/V cache: a preset turns them off
+    # unless given.
+    return {"threshold": None, "cache_refresh": None, **FAMILY_PRESETS[name],
+            **{k: v for k, v in given.items() if v is not None}}
 
 
 def detect_family(config: dict, override: str | None = None) -> str:

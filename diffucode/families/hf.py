@@ -288,18 +288,81 @@ class HFDenoiser:
             raise ConfigError(f"{ids.size(1)} tokens exceed the model's {self.max_seq_len}-token context")
         if self._split:
             hidden = self.model.model(input_ids=ids, is_causal=False, use_cache=False).last_hidden_state  # (B, T, H)
-            if positions is None:
-                src = self._source_positions(torch.arange(ids.size(1), device=ids.device)).expand(ids.size(0), -1)
-            else:
-                src = self._source_positions(positions)
-            h = hidden.gather(1, src[..., None].expand(-1, -1, hidden.size(-1)))  # (B, P, H)
-            return self.model.lm_head(h)
+            return self._head(hidden, positions, ids)
         out = self.model(input_ids=ids).logits  # (B, T, V): remote code, full attention by construction
         if self.shift:
             out = torch.cat([out[:, :1], out[:, :-1]], dim=1)
         if positions is not None:
             out = out.gather(1, positions[..., None].expand(-1, -1, out.size(-1)))
         return out
+
+
+    # -- approximate K/V caching (denoiser.CachedDenoiser), as for diffucode's own models ----------------
+    @property
+    def cacheable(self) -> bool:
+        """Models run through transformers' own classes take a K/V cache; remote code is left alone."""
+        return self._split
+
+    @torch.no_grad()
+    def prefill(self, ids: torch.Tensor, positions: torch.Tensor | None = None):
+        """A full forward returning logits (as `logits`) and what `forward_cached` reuses: every layer's
+        keys and values and the last hidden states."""
+        if ids.size(1) > self.max_seq_len:
+            raise ConfigError(f"{ids.size(1)} tokens exceed the model's {self.max_seq_len}-token context")
+        out = self.model.model(input_ids=ids, use_cache=True)
+        cache = _KVCache(out.past_key_values, out.last_hidden_state)
+        return self._head(out.last_hidden_state, positions, ids), cache
+
+    @torch.no_grad()
+    def forward_cached(self, ids: torch.Tensor, cache: "_KVCache", active: torch.Tensor,
+                       positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Recompute only the `active` (B, A) positions; the other positions' keys and values, and their
+        hidden states (a shifted model reads position i-1's), come from the last prefill. Logits at
+        `positions` (indices into `active` by rank), or at every active position."""
+        active = active.expand(ids.size(0), -1)
+        context = cache.context(active)
+        out = self.model.model(input_ids=ids.gather(1, active), position_ids=active, past_key_values=context,
+                               use_cache=True)
+        context.crop(-active.size(1))  # drop the active rows it appended: the context stays as prefilled
+        fresh = out.last_hidden_state
+        hidden = cache.hidden.scatter(1, active[..., None].expand(-1, -1, fresh.size(-1)), fresh)
+        at = active if positions is None else active.gather(1, positions.expand(ids.size(0), -1))
+        return self._head(hidden, at, ids)
+
+    def _head(self, hidden: torch.Tensor, positions: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
+        """Output projection at `positions` (B, P) (all when None), reading the shifted row for Dream."""
+        if positions is None:
+            positions = torch.arange(ids.size(1), device=ids.device).expand(ids.size(0), -1)
+        src = self._source_positions(positions)
+        return self.model.lm_head(hidden.gather(1, src[..., None].expand(-1, -1, hidden.size(-1))))
+
+
+class _KVCache:
+    """One prefill's keys/values and hidden states, and the context-only cache derived from them.
+
+    Attention is bidirectional, so a query attends to a set of keys in any order: the context rows'
+    keys (gathered once per set of active positions) followed by the active rows' fresh ones is the
+    same attention as the full sequence's, stale only where the context attended to the hole."""
+
+    def __init__(self, full, hidden: torch.Tensor):
+        self.full = full  # transformers DynamicCache over all T positions
+        self.hidden = hidden  # (B, T, H)
+        self._active = None
+        self._context = None
+
+    def context(self, active: torch.Tensor):
+        if self._context is None or not torch.equal(self._active, active):
+            tf = transformers()
+            B, T = self.hidden.shape[:2]
+            keep = torch.ones(B, T, dtype=torch.bool, device=active.device).scatter(1, active, False)
+            idx = keep.nonzero()[:, 1].view(B, -1)  # (B, C) context positions, ascending
+            layers = []
+            for layer in self.full.layers:
+                k, v = layer.keys, layer.values  # (B, kv heads, T, head dim)
+                g = idx[:, None, :, None].expand(-1, k.size(1), -1, k.size(3))
+                layers.append((k.gather(2, g), v.gather(2, g)))
+            self._context, self._active = tf.DynamicCache(ddp_cache_data=layers), active.clone()
+        return self._context
 
 
 def make_bidirectional(model) -> None:
