@@ -322,3 +322,18 @@ def test_ddp_ranks_agree_on_the_schedule_and_the_time_budget(prepared, tmp_path)
     w0, w1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
     assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
     assert json.loads((out / "ckpt" / "state.json").read_text())["step"] == r0["step"]
+
+
+def test_objective_ablation_variants_are_valid_train_flags():
+    """benchmarks/ablate_objective.py passes these flags to `diffucode train`: they must parse and mix."""
+    import argparse
+
+    from benchmarks.ablate_objective import VARIANTS
+    from diffucode.masking import MaskingConfig
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    for flags in VARIANTS.values():
+        args = parser.parse_args(["--out", "x", *flags])
+        mix = MaskingConfig(p_uniform=args.p_uniform, p_infill=args.p_infill, p_body=args.p_body)
+        assert abs(mix.kind_probs().sum() - 1) < 1e-9
