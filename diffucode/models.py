@@ -114,7 +114,12 @@ def load_engine(
     name = DEFAULT_NAME if folder == EMBEDDED else str(name_or_path)
     denoiser = NativeDenoiser(ckpt.model, ckpt.tokenizer, compile=compile)
     if compile != "none":
-        denoiser.warm_up()
+        try:
+            denoiser.warm_up()
+        except Exception as exc:  # e.g. no C compiler for inductor's CPU kernels: one line, not a compiler trace
+            reason = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(f"torch.compile (mode {compile}) failed: {type(exc).__name__}: {reason}; "
+                              "use compile none") from exc
     return Engine(
         denoiser=denoiser,
         tokenizer=ckpt.tokenizer,

@@ -122,3 +122,15 @@ def test_the_language_servers_inference_thread_compiles_and_generates(folder, gr
         warm = len(graphs)
         texts = pool.submit(_texts, engine, InfillSettings()).result()
     assert warm == 8 and len(graphs) == warm and texts == _texts(load_engine(folder), InfillSettings())
+
+
+def test_a_failing_compiler_is_one_clear_error(folder, monkeypatch):
+    def broken(fn, **kw):
+        def call(*a, **k):
+            raise RuntimeError("InductorError: CppCompileError: C++ compile error\n<hundreds of lines>")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.raises(ConfigError, match=r"torch.compile \(mode default\) failed: RuntimeError: InductorError.*use compile none"):
+        load_engine(folder, compile="default")
