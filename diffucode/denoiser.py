@@ -31,6 +31,9 @@ class Denoiser(Protocol):
         """(B, T) ids -> (B, T, V) logits, or (B, P, V) at `positions` (B, P)."""
         ...
 
+    # Optional: a denoiser with `cacheable = True` also has `prefill(ids, positions) -> (logits, cache)`
+    # and `forward_cached(ids, cache, active, positions=None) -> logits`, and CachedDenoiser can wrap it.
+
 
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
@@ -41,7 +44,7 @@ class NativeDenoiser:
     `compile`: a `torch.compile` mode for the model's three entry points (forward, prefill, cached
     step), or "none". Shapes are dynamic, so one compilation serves every context length; on CUDA,
     "reduce-overhead" also replays the step as a CUDA graph (one per shape seen). Compiling costs
-    seconds up front and pays only in long-lived processes (the language server, evals): see
+    a minute or two up front on a small CPU and pays only in long-lived processes (the language server, evals): see
     benchmarks/bench_engine.py and bench_gpu.py for what it buys on a machine.
     """
 
@@ -96,8 +99,9 @@ def _compiled(fn, *, mode: str | None):
     """torch.compile `fn` so that one graph serves every context length, hole size and batch size.
 
     Dynamo guards on shapes and strides: every tensor argument is passed with contiguous strides
-    (copied when it is a view) and with its sequence-like dimensions marked dynamic (batch too when > 1; size-1 dimensions are always
-    specialised, so batch 1, the editor's case, gets a graph of its own). With CUDA graphs
+    (copied when it is a view) and with its sequence-like dimensions marked dynamic (batch too when
+    > 1; size-1 dimensions are always specialised, so batch 1, the editor's case, gets a graph of its
+    own). With CUDA graphs
     ("reduce-overhead") the outputs are copied out, because the K/V cache a prefill returns is read by
     the cached steps after it while each replay reuses its graph's output memory."""
     compiled = torch.compile(fn, mode=mode)
