@@ -18,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tcp", metavar="HOST:PORT", default=None, help="listen on TCP instead of stdio (e.g. 127.0.0.1:2087)")
     p.add_argument("--model", default=None, help="default model: folder or hub id (editor settings override it; default: the embedded model)")
     p.add_argument("--device", default=None, help="default torch device (default: cpu)")
+    p.add_argument("--compile", default=None, choices=["none", "default", "reduce-overhead", "max-autotune"],
+                   help="default torch.compile mode for diffucode's own models (default: none; see docs/lsp.md)")
+    p.add_argument("--quantize", default=None, choices=["none", "int8"],
+                   help="default quantization: int8 dynamic linear layers on CPU (default: none)")
     p.add_argument("--log-file", default=None, help="write the server log here (default: stderr)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
 
@@ -68,10 +72,11 @@ def run(args, *, loader=None) -> int:
     _setup_logging(args)
     tcp = parse_tcp(args.tcp) if args.tcp else None
     defaults = ServerSettings()
-    if args.model or args.device:
+    given = {k: getattr(args, k, None) for k in ("model", "device", "compile", "quantize")}
+    if any(v is not None for v in given.values()):
         from dataclasses import replace
 
-        defaults = replace(defaults, model=args.model or defaults.model, device=args.device or defaults.device)
+        defaults = replace(defaults, **{k: v for k, v in given.items() if v is not None})
     server = build_server(loader=loader, defaults=defaults)
     if tcp:
         logging.getLogger(__name__).info("listening on %s:%d", *tcp)

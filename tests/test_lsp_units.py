@@ -205,6 +205,27 @@ def test_cli_register_and_tcp_parsing():
             cli.parse_tcp(bad)
 
 
+def test_command_line_defaults_reach_the_server_settings(monkeypatch):
+    import diffucode_lsp.server as server_mod
+
+    seen = {}
+
+    class Fake:
+        def start_io(self):
+            seen["started"] = True
+
+    monkeypatch.setattr(server_mod, "build_server", lambda loader=None, defaults=None: seen.update(defaults=defaults) or Fake())
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["lsp", "--compile", "reduce-overhead", "--quantize", "int8", "--device", "cuda"])
+    assert cli.run(args) == 0 and seen["started"]
+    d = seen["defaults"]
+    assert (d.compile, d.quantize, d.device, d.model) == ("reduce-overhead", "int8", "cuda", None)
+    assert d.load_options() == {"compile": "reduce-overhead", "quantize": "int8"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["lsp", "--compile", "fastest"])
+
+
 def test_help_of_python_dash_m_and_of_diffucode_lsp():
     out = subprocess.run([sys.executable, "-m", "diffucode_lsp", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--tcp" in out.stdout and "--log-file" in out.stdout
