@@ -74,7 +74,8 @@ class NativeDenoiser:
         return self.forward(ids, positions=_rows(positions, ids))
 
     def warm_up(self) -> None:
-        """Run each entry point at batch 1 and 2 so that compilation happens now, not in a user's request.
+        """Run each entry point at batch 1 and 2, with several positions and with one, so that
+        compilation happens now, not in a user's request.
 
         The inputs are ordinary tensors under no_grad, as in real calls: dynamo guards on that."""
         T = min(64, self.max_seq_len)
@@ -85,9 +86,10 @@ class NativeDenoiser:
                 self.forward(ids, positions=pos)
                 _, cache = self.prefill(ids, positions=pos)
                 self.forward_cached(ids, cache, pos)
-                if batch == 1:  # a single position (a one-token hole) is specialised too
-                    self.forward(ids, positions=pos[:, :1])
-                    self.prefill(ids, positions=pos[:, :1])
+                # a single position (a one-token hole) is specialised too
+                self.forward(ids, positions=pos[:, :1])
+                _, cache = self.prefill(ids, positions=pos[:, :1])
+                self.forward_cached(ids, cache, pos[:, :1])
 
 
 def _rows(positions: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor | None:

@@ -606,7 +606,7 @@ def _validated(source: str, edits: list[Edit], score: float, n_tokens: int, sett
     return Candidate(tuple(fixed), score, valid, "; ".join(reasons), n_tokens)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: a compiled model's graphs guard on it (denoiser.py)
 def _pseudo_likelihood(den, ids: torch.Tensor, pos: torch.Tensor, stride: int = 4) -> torch.Tensor:
     """p(token_i | all others) for each position in `pos`, masking every `stride`-th one per forward. (n,)"""
     n = pos.numel()

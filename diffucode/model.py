@@ -214,8 +214,8 @@ class DiffusionTransformer(nn.Module):
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         cache = []
         for block in self.blocks:
-            x, kv = block(x, cos, sin)
-            cache.append(kv)
+            x, (k, v) = block(x, cos, sin)
+            cache.append((k, v.contiguous()))  # v is a view of the fused qkv output: copied once here, not per step
         return self.lm_head(self.norm(_gather_rows(x, positions))), cache
 
     def forward_cached(

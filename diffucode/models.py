@@ -87,6 +87,9 @@ def load_engine(
     """
     if quantize not in (None, "none", "int8"):
         raise ConfigError(f"unknown quantization {quantize!r}; choose from none, int8")
+    if quantize == "int8" and compile != "none":
+        raise ConfigError("compile and int8 quantization do not combine (dynamo splits the graph at every "
+                          "quantized layer); choose one")
     t0 = time.perf_counter()
     folder = resolve(name_or_path)
     config = checkpoint.read_config(folder)
@@ -114,6 +117,9 @@ def load_engine(
     name = DEFAULT_NAME if folder == EMBEDDED else str(name_or_path)
     denoiser = NativeDenoiser(ckpt.model, ckpt.tokenizer, compile=compile)
     if compile != "none":
+        # Compiled versions are kept per function, not per model, and dynamo stops compiling a function
+        # after 8: forget those of models loaded before (one compiled engine per process at a time).
+        torch._dynamo.reset()
         try:
             denoiser.warm_up()
         except Exception as exc:  # e.g. no C compiler for inductor's CPU kernels: one line, not a compiler trace

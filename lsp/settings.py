@@ -205,6 +205,8 @@ def _check(s: ServerSettings) -> None:
         raise ConfigError("setting 'quantize' must be \"int8\" or null")
     if s.compile not in COMPILE_MODES:
         raise ConfigError(f"setting 'compile' must be one of {', '.join(COMPILE_MODES)}")
+    if s.quantize == "int8" and s.compile != "none":
+        raise ConfigError("settings 'compile' and 'quantize' do not combine; choose one")
     if s.threads is not None and s.threads < 1:
         raise ConfigError("setting 'threads' must be ≥ 1 (or null)")
     if s.window_chars < 0 or s.max_file_chars < 1:

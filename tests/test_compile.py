@@ -8,7 +8,7 @@ import torch
 
 from diffucode.denoiser import COMPILE_MODES, CachedDenoiser, NativeDenoiser
 from diffucode.errors import ConfigError
-from diffucode.infill import InfillSettings, infill
+from diffucode.infill import InfillSettings, infill, rewrite
 from diffucode.models import load_engine
 from diffucode.testing import random_model
 
@@ -20,6 +20,7 @@ JOBS = [
     InfillSettings(length_mode="fixed", length=8, exact=True),  # the uncached reference path
     InfillSettings(length_mode="fixed", length=5, candidates=3),  # another batch size and hole size
     InfillSettings(length_mode="fixed", length=1),  # a one-token hole
+    InfillSettings(length_mode="fixed", length=1, candidates=2),  # ... in a batch
 ]
 
 
@@ -58,11 +59,21 @@ def test_after_warm_up_real_jobs_compile_nothing_new(folder, graphs, mode):
     compiled = load_engine(folder, compile=mode)
     assert isinstance(compiled.denoiser, NativeDenoiser) and compiled.denoiser.compile == mode
     warm = list(graphs)
-    # batch 1 and batch ≥ 2 graphs for each entry point, plus the one-position specialisations
-    assert sorted(set(warm)) == ["forward", "forward_cached", "prefill"] and len(warm) == 8
+    # batch 1 and batch ≥ 2 graphs for each entry point, each with several positions and with one
+    assert sorted(set(warm)) == ["forward", "forward_cached", "prefill"] and len(warm) == 12
     for settings in JOBS:
         assert _texts(compiled, settings) == _texts(eager, settings)
+    r = rewrite(compiled, SRC, SPAN, InfillSettings())  # pseudo-likelihood scoring: the plain forward at batch k
+    assert r.candidates == rewrite(eager, SRC, SPAN, InfillSettings()).candidates
     assert graphs == warm, f"recompiled during jobs: {graphs[len(warm):]}"
+
+
+def test_every_compiled_load_compiles_afresh(folder, graphs):
+    """Dynamo keeps compiled versions per function and gives up after 8: each load starts clean."""
+    for mode in ("default", "reduce-overhead", "default"):
+        before = len(graphs)
+        load_engine(folder, compile=mode)
+        assert len(graphs) - before == 12
 
 
 @pytest.mark.parametrize("entry", ["forward", "prefill", "forward_cached"])
@@ -84,6 +95,8 @@ def test_entry_points_trace_without_graph_breaks(folder, entry):
 def test_bad_compile_requests_are_config_errors(folder):
     with pytest.raises(ConfigError, match="compile mode"):
         load_engine(folder, compile="fastest")
+    with pytest.raises(ConfigError, match="do not combine"):
+        load_engine(folder, compile="default", quantize="int8")
     assert COMPILE_MODES[0] == "none"
 
 
@@ -121,7 +134,7 @@ def test_the_language_servers_inference_thread_compiles_and_generates(folder, gr
         engine = pool.submit(default_loader, str(folder), "cpu", compile="default").result()
         warm = len(graphs)
         texts = pool.submit(_texts, engine, InfillSettings()).result()
-    assert warm == 8 and len(graphs) == warm and texts == _texts(load_engine(folder), InfillSettings())
+    assert warm == 12 and len(graphs) == warm and texts == _texts(load_engine(folder), InfillSettings())
 
 
 def test_a_failing_compiler_is_one_clear_error(folder, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -140,7 +141,7 @@ def test_settings_merge_camel_snake_nested_and_unknown():
 @pytest.mark.parametrize("raw", [
     {"steps": 0}, {"steps": "4"}, {"validate": 1}, {"temperature": True}, {"strategy": "random"}, {"debounceMs": -1},
     {"model": ""}, {"inline": {"nope": 1}}, {"inline": 3}, {"rewriteFraction": 0}, {"searchLengths": [1, "2"]}, [1, 2], "x",
-    {"compile": "fastest"}, {"compile": None}, {"quantize": "int4"},
+    {"compile": "fastest"}, {"compile": None}, {"quantize": "int4"}, {"compile": "default", "quantize": "int8"},
 ])
 def test_bad_settings_raise_config_error(raw):
     with pytest.raises(ConfigError):
@@ -152,7 +153,9 @@ def test_load_options_reach_the_loader_and_a_change_reloads():
 
     from diffucode_lsp.worker import Worker
 
-    s, _ = merge(ServerSettings(), {"compile": "reduce-overhead", "quantize": "int8"})
+    s, _ = merge(ServerSettings(), {"compile": "reduce-overhead"})
+    assert s.load_options() == {"compile": "reduce-overhead"}
+    s = dataclasses.replace(s, quantize="int8")  # (the settings check refuses the pair; the worker passes anything)
     assert s.load_options() == {"compile": "reduce-overhead", "quantize": "int8"}
     assert ServerSettings().load_options() == {}  # defaults pass nothing: two-argument loaders keep working
     calls = []
@@ -217,11 +220,13 @@ def test_command_line_defaults_reach_the_server_settings(monkeypatch):
     monkeypatch.setattr(server_mod, "build_server", lambda loader=None, defaults=None: seen.update(defaults=defaults) or Fake())
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
-    args = parser.parse_args(["lsp", "--compile", "reduce-overhead", "--quantize", "int8", "--device", "cuda"])
+    args = parser.parse_args(["lsp", "--compile", "reduce-overhead", "--device", "cuda"])
     assert cli.run(args) == 0 and seen["started"]
     d = seen["defaults"]
-    assert (d.compile, d.quantize, d.device, d.model) == ("reduce-overhead", "int8", "cuda", None)
-    assert d.load_options() == {"compile": "reduce-overhead", "quantize": "int8"}
+    assert (d.compile, d.quantize, d.device, d.model) == ("reduce-overhead", None, "cuda", None)
+    assert d.load_options() == {"compile": "reduce-overhead"}
+    args = parser.parse_args(["lsp", "--quantize", "int8"])
+    assert cli.run(args) == 0 and seen["defaults"].load_options() == {"quantize": "int8"}
     with pytest.raises(SystemExit):
         parser.parse_args(["lsp", "--compile", "fastest"])
 

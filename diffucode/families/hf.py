@@ -316,14 +316,18 @@ class HFDenoiser:
     @torch.no_grad()
     def forward_cached(self, ids: torch.Tensor, cache: "_KVCache", active: torch.Tensor,
                        positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Recompute only the `active` (B, A) positions; the other positions' keys and values, and their
-        hidden states (a shifted model reads position i-1's), come from the last prefill. Logits at
-        `positions` (indices into `active` by rank), or at every active position."""
+        """Recompute only the `active` (B, A) positions (distinct within a row, as the sampler's are); the
+        other positions' keys and values, and their hidden states, come from the last prefill. A shifted
+        model (Dream) reads position i-1's hidden state for position i, so the first position of a hole
+        keeps its prefill logits until the next refresh. Logits at `positions` (indices into `active` by
+        rank), or at every active position."""
         active = active.expand(ids.size(0), -1)
         context = cache.context(active)
-        out = self.model.model(input_ids=ids.gather(1, active), position_ids=active, past_key_values=context,
-                               use_cache=True)
-        context.crop(-active.size(1))  # drop the active rows it appended: the context stays as prefilled
+        try:
+            out = self.model.model(input_ids=ids.gather(1, active), position_ids=active, past_key_values=context,
+                                   use_cache=True)
+        finally:
+            context.crop(-active.size(1))  # drop the active rows it appended: the context stays as prefilled
         fresh = out.last_hidden_state
         hidden = cache.hidden.scatter(1, active[..., None].expand(-1, -1, fresh.size(-1)), fresh)
         at = active if positions is None else active.gather(1, positions.expand(ids.size(0), -1))
