@@ -3,6 +3,7 @@
 Fork tests are bounded (a fixed number of sleepers), never exponential: this runs on shared machines.
 """
 
+import contextlib
 import os
 import socket
 import sys
@@ -438,6 +439,35 @@ def procs_with(marker: str) -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def escapee_marker(tag: int):
+    """A unique `sleep` length by which a test finds the escapee it starts; whatever is left of it when
+    the test ends (only if the test failed) is killed."""
+    marker = f"{tag}.{time.monotonic_ns() % 10**6:06d}"
+    try:
+        yield marker
+    finally:
+        for pid in procs_with(marker):
+            os.kill(pid, 9)
+
+
+def wait_gone(marker: str, seconds: float) -> None:
+    """Wait until no process carries `marker` (the sandbox reaps escapees asynchronously), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while procs_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def escapee_source(how: str, marker: str) -> str:
+    """A program that starts `sleep marker` outside its session (Popen's start_new_session, or fork +
+    setsid) and is still running for 0.3 s after."""
+    if how == "popen":
+        src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+    else:
+        src = f"import os\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{marker}'])\n"
+    return src + "import time\ntime.sleep(0.3)\n"
+
+
 def sandbox_uid_procs() -> list[int]:
     from diffucode_evals.execution import AUTO_UID_BASE, AUTO_UID_SPAN
 
@@ -479,22 +509,11 @@ def test_as_root_the_program_runs_unprivileged(tmp_path):
 def test_child_that_leaves_the_session_is_reaped(how):
     # start_new_session=True / setsid(): the child leaves the process group and the session, so neither the
     # group kill nor the watchdog sees it. It stays in the PID namespace, which dies with the program.
-    marker = f"61.{time.monotonic_ns() % 10**6:06d}"
-    if how == "popen":
-        src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
-    else:
-        src = f"import os\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{marker}'])\n"
-    src += "import time\ntime.sleep(0.3)\n"  # the escapee is running when the program ends
-    try:
-        r = run(src, Limits(timeout_s=5, guard=False))
+    with escapee_marker(61) as marker:
+        r = run(escapee_source(how, marker), Limits(timeout_s=5, guard=False))  # the escapee outlives the program
         assert r.passed, r
-        deadline = time.monotonic() + 3
-        while procs_with(marker) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_gone(marker, 3.0)
         assert procs_with(marker) == [], "a child outside the session survived the run"
-    finally:
-        for pid in procs_with(marker):  # only if the test failed: clean up what it started
-            os.kill(pid, 9)
 
 
 @as_root
@@ -502,50 +521,31 @@ def test_child_that_leaves_the_session_is_reaped(how):
 def test_without_the_pid_namespace_the_fresh_uid_is_killed(how):
     # No PID namespace (switched off here; refused by the kernel elsewhere): the escapee leaves the session,
     # but it runs as this run's fresh uid, and every process of that uid is killed when the run ends.
-    marker = f"64.{time.monotonic_ns() % 10**6:06d}"
-    if how == "popen":
-        src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
-    else:
-        src = f"import os\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{marker}'])\n"
-    src += "import time\ntime.sleep(0.3)\n"
-    try:
-        r = run(src, Limits(timeout_s=5, guard=False, pid_namespace=False))
+    with escapee_marker(64) as marker:
+        r = run(escapee_source(how, marker), Limits(timeout_s=5, guard=False, pid_namespace=False))
         assert r.passed, r
         assert procs_with(marker) == [], "a setsid() escapee of a fresh uid survived the run"
-    finally:
-        for pid in procs_with(marker):
-            os.kill(pid, 9)
 
 
 @as_root
 def test_without_namespace_or_uid_drop_a_session_escapee_would_survive():
     # The control for the tests above: staying root, PID namespace off, leaves the escapee running.
-    marker = f"62.{time.monotonic_ns() % 10**6:06d}"
-    src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
-    try:
+    with escapee_marker(62) as marker:
+        src = f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
         r = run(src, Limits(timeout_s=5, guard=False, pid_namespace=False, run_as=None))
         assert r.passed
         time.sleep(0.2)
         assert procs_with(marker), "expected the escapee to survive without a PID namespace and uid drop"
-    finally:
-        for pid in procs_with(marker):
-            os.kill(pid, 9)
 
 
 @as_root
 def test_escapee_after_a_timeout_is_reaped():
-    marker = f"63.{time.monotonic_ns() % 10**6:06d}"
-    src = f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\ntime.sleep(60)\n"
-    try:
+    with escapee_marker(63) as marker:
+        src = f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\ntime.sleep(60)\n"
         r = run(src, Limits(timeout_s=1, guard=False))
         assert r.status == "timeout"
-        deadline = time.monotonic() + 3
-        while procs_with(marker) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_gone(marker, 3.0)
         assert procs_with(marker) == []
-    finally:
-        for pid in procs_with(marker):
-            os.kill(pid, 9)
 
 
 @as_root
