@@ -97,6 +97,14 @@ def _rows(positions: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor | N
     return None if positions is None else positions.expand(ids.size(0), -1)
 
 
+def _contiguous_strides(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 def _compiled(fn, *, mode: str | None):
     """torch.compile `fn` so that one graph serves every context length, hole size and batch size.
 
@@ -113,7 +121,7 @@ def _compiled(fn, *, mode: str | None):
             return type(t)(norm(x) for x in t)
         if not isinstance(t, torch.Tensor):
             return t
-        if t.stride() != torch.empty(t.shape, device="meta").stride():  # e.g. a slice, or an expanded view
+        if t.stride() != _contiguous_strides(t.shape):  # e.g. a slice, or an expanded view
             t = t.clone(memory_format=torch.contiguous_format)
         dims = (0, 1) if t.dim() == 2 else (0, 2)  # ids/positions (B, T|P); cached K/V (B, H, T, Dh)
         for dim in dims:

@@ -192,14 +192,17 @@ class DiffusionTransformer(nn.Module):
         """(B, T) ids -> (B, T, D) final normed hidden states (forward without the output projection;
         training applies the projection only where the loss is taken)."""
         T = ids.size(1)
-        if T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.cfg.max_seq_len}")
+        self._check_length(T)
         x = self.embed(ids)  # (B, T, D)
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]  # (B, 1, 1, T)
         for block in self.blocks:
             x, _ = block(x, cos, sin, attn_mask)
         return self.norm(x)
+
+    def _check_length(self, T: int) -> None:
+        if T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.cfg.max_seq_len}")
 
     # -- approximate K/V caching for denoising (Fast-dLLM-style; see denoiser.CachedDenoiser) --------
     def prefill(
@@ -208,8 +211,7 @@ class DiffusionTransformer(nn.Module):
         """A full forward that also returns every layer's keys and values, each (B, H, T, Dh), for
         `forward_cached`. Logits at `positions` (B, P) or everywhere, as in `forward`."""
         T = ids.size(1)
-        if T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.cfg.max_seq_len}")
+        self._check_length(T)
         x = self.embed(ids)
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         cache = []
@@ -233,8 +235,7 @@ class DiffusionTransformer(nn.Module):
         `positions` (B, P) — indices into `active` by rank. Pure: `cache` is not modified.
         """
         B = ids.size(0)
-        if ids.size(1) > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {ids.size(1)} tokens exceeds the model's context of {self.cfg.max_seq_len}")
+        self._check_length(ids.size(1))
         if active.dim() == 1:
             active = active.expand(B, -1)
         x = self.embed(ids.gather(1, active))  # (B, A, D)
