@@ -43,12 +43,22 @@ class NativeDenoiser:
 
     `compile`: a `torch.compile` mode for the model's three entry points (forward, prefill, cached
     step), or "none". Shapes are dynamic, so one compilation serves every context length; on CUDA,
-    "reduce-overhead" also replays the step as a CUDA graph (one per shape seen). Compiling costs
+    "reduce-overhead" also replays the step as a CUDA graph, one recorded per shape seen.
+
+    `buckets` (on by default with "reduce-overhead"): calls are padded to a few shapes, so that a
+    long-lived process records a bounded set of CUDA graphs instead of one per context length and
+    hole size. The context is padded on the right to a multiple of `T_BUCKET` tokens (never past the
+    model's context) and the padding is hidden from attention by a key mask; the positions asked for
+    are padded to a multiple of `P_BUCKET` by repeating the last one. The logits at the real
+    positions are those of the unpadded call. Compiling costs
     a minute or two up front on a small CPU and pays only in long-lived processes (the language server, evals): see
     benchmarks/bench_engine.py and bench_gpu.py for what it buys on a machine.
     """
 
-    def __init__(self, model: DiffusionTransformer, tokenizer: Tokenizer, *, compile: str = "none"):
+    T_BUCKET = 64
+    P_BUCKET = 16
+
+    def __init__(self, model: DiffusionTransformer, tokenizer: Tokenizer, *, compile: str = "none", buckets: bool | None = None):
         if compile not in COMPILE_MODES:
             raise ConfigError(f"unknown compile mode {compile!r}; choose from {', '.join(COMPILE_MODES)}")
         self.model = model
@@ -64,6 +74,11 @@ class NativeDenoiser:
         if compile != "none":
             wrap = functools.partial(_compiled, mode=None if compile == "default" else compile)
             self.forward, self.prefill, self.forward_cached = wrap(self.forward), wrap(self.prefill), wrap(self.forward_cached)
+        self.buckets = compile == "reduce-overhead" if buckets is None else buckets
+        if self.buckets:
+            self.forward, self.prefill, self.forward_cached = _bucketed(
+                self.forward, self.prefill, self.forward_cached, t=self.T_BUCKET, p=self.P_BUCKET, limit=self.max_seq_len
+            )
 
     @property
     def device(self) -> torch.device:
@@ -95,6 +110,54 @@ class NativeDenoiser:
 def _rows(positions: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor | None:
     """Positions as a (B, P) tensor."""
     return None if positions is None else positions.expand(ids.size(0), -1)
+
+
+def _bucketed(forward, prefill, forward_cached, *, t: int, p: int, limit: int):
+    """The three entry points with the context padded to a multiple of `t` (at most `limit`) behind a
+    key mask, and positions padded to a multiple of `p` by repeating the last; outputs cut back."""
+
+    def up(n: int, multiple: int, cap: int | None = None) -> int:
+        n = -(-n // multiple) * multiple
+        return n if cap is None else min(n, cap)
+
+    def widen(x: torch.Tensor, width: int, value: int | None = None) -> torch.Tensor:
+        """(B, N) -> (B, width): right-padded with `value`, or with copies of the last column."""
+        extra = width - x.size(1)
+        if extra <= 0:
+            return x
+        fill = x[:, -1:].expand(-1, extra) if value is None else x.new_full((x.size(0), extra), value)
+        return torch.cat([x, fill], 1)
+
+    def context(ids: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = (torch.arange(width, device=ids.device) < ids.size(1)).expand(ids.size(0), -1)
+        return widen(ids, width, 0), keep
+
+    def rows(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else widen(x, up(x.size(1), p))
+
+    @functools.wraps(forward)
+    def forward_b(ids, positions=None):
+        T = ids.size(1)
+        padded, keep = context(ids, up(T, t, limit))
+        out = forward(padded, positions=rows(positions), key_padding_mask=keep)
+        return out[:, : T if positions is None else positions.size(1)]
+
+    @functools.wraps(prefill)
+    def prefill_b(ids, positions=None):
+        T = ids.size(1)
+        padded, keep = context(ids, up(T, t, limit))
+        logits, cache = prefill(padded, positions=rows(positions), key_padding_mask=keep)
+        return logits[:, : T if positions is None else positions.size(1)], cache
+
+    @functools.wraps(forward_cached)
+    def forward_cached_b(ids, cache, active, positions=None):
+        padded, keep = context(ids, cache[0][0].size(2))  # the width the cache was made at
+        if active.dim() == 1:
+            active = active.expand(ids.size(0), -1)
+        out = forward_cached(padded, cache, rows(active), positions=rows(positions), key_padding_mask=keep)
+        return out[:, : active.size(1) if positions is None else positions.size(1)]
+
+    return forward_b, prefill_b, forward_cached_b
 
 
 def _contiguous_strides(shape) -> tuple[int, ...]:

@@ -206,17 +206,21 @@ class DiffusionTransformer(nn.Module):
 
     # -- approximate K/V caching for denoising (Fast-dLLM-style; see denoiser.CachedDenoiser) --------
     def prefill(
-        self, ids: torch.Tensor, positions: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """A full forward that also returns every layer's keys and values, each (B, H, T, Dh), for
-        `forward_cached`. Logits at `positions` (B, P) or everywhere, as in `forward`."""
+        `forward_cached`. Logits at `positions` (B, P) or everywhere, and `key_padding_mask`, as in `forward`."""
         T = ids.size(1)
         self._check_length(T)
         x = self.embed(ids)
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
         cache = []
         for block in self.blocks:
-            x, (k, v) = block(x, cos, sin)
+            x, (k, v) = block(x, cos, sin, attn_mask)
             cache.append((k, v.contiguous()))  # v is a view of the fused qkv output: copied once here, not per step
         return self.lm_head(self.norm(_gather_rows(x, positions))), cache
 
@@ -226,6 +230,7 @@ class DiffusionTransformer(nn.Module):
         cache: list[tuple[torch.Tensor, torch.Tensor]],
         active: torch.Tensor,
         positions: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """A forward over only the `active` (B, A) positions, the others read from `cache` (from `prefill`).
 
@@ -233,6 +238,7 @@ class DiffusionTransformer(nn.Module):
         keys and values cached at the last prefill (stale where the text it attended to has changed
         since: an approximation, refreshed by calling `prefill` again). Returns logits (B, A, V), or at
         `positions` (B, P) — indices into `active` by rank. Pure: `cache` is not modified.
+        `key_padding_mask` (B, T), True for real tokens, as in `forward`.
         """
         B = ids.size(0)
         self._check_length(ids.size(1))
@@ -240,8 +246,9 @@ class DiffusionTransformer(nn.Module):
             active = active.expand(B, -1)
         x = self.embed(ids.gather(1, active))  # (B, A, D)
         cos, sin = self.rope_cos[active][:, None], self.rope_sin[active][:, None]  # (B, 1, A, Dh/2)
+        attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
         for block, kv in zip(self.blocks, cache):
-            x, _ = block(x, cos, sin, kv=kv, where=active)
+            x, _ = block(x, cos, sin, attn_mask, kv=kv, where=active)
         return self.lm_head(self.norm(_gather_rows(x, positions)))
 
 

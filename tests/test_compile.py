@@ -23,6 +23,8 @@ JOBS = [
     InfillSettings(length_mode="fixed", length=1, candidates=2),  # ... in a batch
 ]
 
+WARM_GRAPHS = {"default": 12, "reduce-overhead": 6}
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
@@ -60,7 +62,8 @@ def test_after_warm_up_real_jobs_compile_nothing_new(folder, graphs, mode):
     assert isinstance(compiled.denoiser, NativeDenoiser) and compiled.denoiser.compile == mode
     warm = list(graphs)
     # batch 1 and batch ≥ 2 graphs for each entry point, each with several positions and with one
-    assert sorted(set(warm)) == ["forward", "forward_cached", "prefill"] and len(warm) == 12
+    # (with reduce-overhead's buckets one position is padded to the bucket: no graph of its own)
+    assert sorted(set(warm)) == ["forward", "forward_cached", "prefill"] and len(warm) == WARM_GRAPHS[mode]
     for settings in JOBS:
         assert _texts(compiled, settings) == _texts(eager, settings)
     r = rewrite(compiled, SRC, SPAN, InfillSettings())  # pseudo-likelihood scoring: the plain forward at batch k
@@ -73,7 +76,7 @@ def test_every_compiled_load_compiles_afresh(folder, graphs):
     for mode in ("default", "reduce-overhead", "default"):
         before = len(graphs)
         load_engine(folder, compile=mode)
-        assert len(graphs) - before == 12
+        assert len(graphs) - before == WARM_GRAPHS[mode]
 
 
 @pytest.mark.parametrize("entry", ["forward", "prefill", "forward_cached"])
@@ -147,3 +150,63 @@ def test_a_failing_compiler_is_one_clear_error(folder, monkeypatch):
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.raises(ConfigError, match=r"torch.compile \(mode default\) failed: RuntimeError: InductorError.*use compile none"):
         load_engine(folder, compile="default")
+
+
+def _bucket_jobs():
+    """Infill jobs over contexts of many lengths and holes of many sizes."""
+    for n in range(1, 40, 3):
+        body = "".join(f"    x{i} = x{i - 1} + {i}\n" for i in range(1, n))
+        src = f"def f(x0):\n{body}    return x0\n"
+        span = (src.index("return"), src.index("return") + 6)
+        yield src, span, InfillSettings(length_mode="fixed", length=1 + n % 21, candidates=1 + n % 3)
+
+
+def test_buckets_bound_the_shapes_and_keep_the_logits(folder):
+    """reduce-overhead pads calls to a few shapes (one CUDA graph each): every context is a multiple
+    of T_BUCKET tokens or the model's whole context, every position list a multiple of P_BUCKET, and
+    the padded calls give the unpadded logits."""
+    plain = load_engine(folder)
+    engine = load_engine(folder)
+    model = engine.denoiser.model
+    seen = []
+
+    def recording(fn):
+        def call(ids, *args, **kwargs):
+            rows = [a for a in (*args[1:], *kwargs.values()) if isinstance(a, torch.Tensor) and a.dtype == torch.long]
+            seen.append((ids.size(1), *(r.size(1) for r in rows)))
+            return fn(ids, *args, **kwargs)
+
+        return call
+
+    for name in ("forward", "prefill", "forward_cached"):
+        setattr(model, name, recording(getattr(model, name)))
+    engine.denoiser = NativeDenoiser(model, engine.tokenizer, buckets=True)
+    assert NativeDenoiser(model, engine.tokenizer, compile="reduce-overhead").buckets
+    assert not NativeDenoiser(model, engine.tokenizer, compile="default").buckets
+
+    limit = model.cfg.max_seq_len
+    for src, span, settings in _bucket_jobs():
+        a = infill(engine, src, [span], settings)
+        b = infill(plain, src, [span], settings)
+        assert [c.edits[0].text for c in a.candidates] == [c.edits[0].text for c in b.candidates]
+    widths = {s[0] for s in seen}
+    rows = {r for s in seen for r in s[1:]}
+    assert widths <= {w for w in range(64, limit + 1, 64)} | {limit} and len(widths) >= 2
+    assert all(r % 16 == 0 for r in rows) and len(seen) > 20
+
+    den = NativeDenoiser(model, engine.tokenizer, buckets=True)
+    ref = NativeDenoiser(model, engine.tokenizer)
+    for T, P in ((10, 1), (64, 5), (70, 17)):
+        ids = torch.randint(5, 500, (2, T))
+        pos = torch.stack([torch.randperm(T)[:P], torch.randperm(T)[:P]])
+        with torch.no_grad():
+            assert torch.allclose(den.logits(ids, pos), ref.logits(ids, pos), atol=1e-5)
+            assert torch.allclose(den.logits(ids), ref.logits(ids), atol=1e-5)
+            la, ca = den.prefill(ids, positions=pos)
+            lb, cb = ref.prefill(ids, positions=pos)
+            assert torch.allclose(la, lb, atol=1e-5) and ca[0][0].size(2) % 64 == 0
+            changed = ids.clone()
+            changed[:, pos[0, 0]] = 7
+            assert torch.allclose(den.forward_cached(changed, ca, pos), ref.forward_cached(changed, cb, pos), atol=1e-5)
+            assert torch.allclose(den.forward_cached(changed, ca, pos, positions=pos[:, :1] * 0),
+                                  ref.forward_cached(changed, cb, pos, positions=pos[:, :1] * 0), atol=1e-5)
