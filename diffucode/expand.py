@@ -22,7 +22,7 @@ import torch
 
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
-from diffucode.sampler import NEG_INF, STRATEGIES, _choose, _suppress
+from diffucode.sampler import NEG_INF, STRATEGIES, _choose, _suppress_
 
 ExpandCallback = Callable[[int, list[int]], None]  # (forwards so far, hole ids with masks)
 
@@ -79,19 +79,21 @@ def sample_expanding(
     hole, lps = [mask] * initial, [0.0] * initial
     forwards = expansions = deletions = 0
     device = denoiser.device
+    banned = torch.tensor(sorted(denoiser.forbidden_ids - {expand_id, delete_id}), dtype=torch.long, device=device)
     while mask in hole:
         open_ = [i for i, t in enumerate(hole) if t == mask]
         ids = torch.tensor(prefix + hole + suffix, device=device)[None]
         pos = torch.tensor([len(prefix) + i for i in open_], device=device)[None]
-        logits = denoiser.logits(ids, pos).float()  # (1, M, V)
+        logits = denoiser.logits(ids, pos).to(torch.float32, copy=True)  # (1, M, V), edited in place below
         forwards += 1
         last = forwards >= cap
-        logits = _suppress(logits, denoiser, allow=(expand_id, delete_id))
+        _suppress_(logits, banned, denoiser.vocab_size)
         if len(hole) >= max_length or last:
             logits[..., expand_id] = NEG_INF
         if last:
             logits[..., delete_id] = NEG_INF
-        x0, conf, score, logp, _ = (t[0] for t in _choose(logits, strategy, temperature, top_k, top_p, generator))
+        x0, conf, score, logp, _ = _choose(logits, strategy, temperature, top_k, top_p, generator, entropy=False)
+        x0, conf, score, logp = x0[0], conf[0], score[0], logp[0]
         if last:
             commit = list(range(len(open_)))
         elif threshold is not None:

@@ -130,6 +130,7 @@ def sample(
     seg_start, seg_end = _segments(generated)
     tail = torch.tensor(sorted(set(tail_ids)), dtype=torch.long, device=device)
     remasked = torch.zeros_like(generated)
+    banned = torch.tensor(sorted(i for i in denoiser.forbidden_ids if i not in allow_ids), dtype=torch.long, device=device)
     prev_x0 = None  # last forward's predictions, for early_stop
 
     forwards = 0
@@ -141,12 +142,13 @@ def sample(
         current = new_current
         eligible = masked & (block == current[:, None])  # (B, T)
 
-        logits = denoiser.logits(ids, gen_pos).float()  # (B, G, V)
+        logits = denoiser.logits(ids, gen_pos).to(torch.float32, copy=True)  # (B, G, V), ours to edit in place
         forwards += 1
-        logits = _suppress(logits, denoiser, allow=allow_ids)
+        _suppress_(logits, banned, denoiser.vocab_size)
         if tail.numel():
-            logits = _forbid_tail_before_content(logits, ids, gen_pos, masked, generated, tail, seg_end)
-        x0, conf, score, logp, ent = _choose(logits, strategy, temperature, top_k, top_p, generator)  # each (B, G)
+            _forbid_tail_before_content_(logits, ids, gen_pos, masked, generated, tail, seg_end)
+        x0, conf, score, logp, ent = _choose(logits, strategy, temperature, top_k, top_p, generator,
+                                             entropy=entropy_bound is not None)  # each (B, G)
 
         # Scatter per-generated-position results back to (B, T).
         x0_t = ids.clone().scatter(1, gen_pos, torch.where(gen_valid, x0, ids.gather(1, gen_pos)))
@@ -206,17 +208,14 @@ def _segments(generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return starts, ends_rev
 
 
-def _suppress(logits: torch.Tensor, denoiser: Denoiser, *, allow: Sequence[int] = ()) -> torch.Tensor:
-    """Ids past the tokenizer's vocabulary and forbidden specials (mask, bos, ...) are never sampled,
-    except the forbidden ids in `allow`."""
+def _suppress_(logits: torch.Tensor, banned: torch.Tensor, vocab_size: int) -> None:
+    """In place: ids past the tokenizer's vocabulary and the `banned` ids (forbidden specials such as
+    mask and bos, less those a call allows) are never sampled."""
     V = logits.size(-1)
-    bad = torch.zeros(V, dtype=torch.bool, device=logits.device)
-    if V > denoiser.vocab_size:
-        bad[denoiser.vocab_size :] = True
-    for i in denoiser.forbidden_ids:
-        if i < V and i not in allow:
-            bad[i] = True
-    return logits.masked_fill(bad, NEG_INF)
+    if V > vocab_size:
+        logits[..., vocab_size:] = NEG_INF
+    if banned.numel():
+        logits.index_fill_(-1, banned[banned < V], NEG_INF)
 
 
 def _content_after(content: torch.Tensor, seg_end: torch.Tensor) -> torch.Tensor:
@@ -227,13 +226,12 @@ def _content_after(content: torch.Tensor, seg_end: torch.Tensor) -> torch.Tensor
     return (rc[:, 1:] - rc.gather(1, seg_end.clamp(max=T - 1) + 1)) > 0
 
 
-def _forbid_tail_before_content(logits, ids, gen_pos, masked, generated, tail, seg_end):
-    """A tail id may not be placed where committed content follows later in the same hole."""
+def _forbid_tail_before_content_(logits, ids, gen_pos, masked, generated, tail, seg_end) -> None:
+    """In place: a tail id may not be placed where committed content follows later in the same hole."""
     content = generated & ~masked & ~torch.isin(ids, tail)  # (B, T)
     blocked = _content_after(content, seg_end).gather(1, gen_pos)  # (B, G)
-    cols = torch.zeros(logits.size(-1), dtype=torch.bool, device=logits.device)
-    cols[tail] = True
-    return logits.masked_fill(blocked[..., None] & cols, NEG_INF)
+    if blocked.any():
+        logits[..., tail] = logits[..., tail].masked_fill(blocked[..., None], NEG_INF)
 
 
 def _pad_after_tail(ids, masked, generated, tail, seg_start):
@@ -262,9 +260,9 @@ def _entropy_bounded(ent: torch.Tensor, bound: float) -> torch.Tensor:
     return torch.zeros_like(take).scatter(1, idx, take)
 
 
-def _choose(logits, strategy, temperature, top_k, top_p, generator):
+def _choose(logits, strategy, temperature, top_k, top_p, generator, *, entropy: bool = True):
     """Per position: the token to commit, its confidence, the ordering score, its log-prob and the
-    distribution's entropy (nats). (B, G) each."""
+    distribution's entropy (nats; None unless `entropy` or the entropy strategy asks for it). (B, G) each."""
     if top_k is not None and top_k > 0 and top_k < logits.size(-1):
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, NEG_INF)
@@ -278,7 +276,7 @@ def _choose(logits, strategy, temperature, top_k, top_p, generator):
         x0 = probs.argmax(-1)
     p_x0 = probs.gather(-1, x0[..., None]).squeeze(-1)
     logp = torch.log(p_x0.clamp_min(1e-30))
-    ent = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
+    ent = torch.special.entr(probs).sum(-1) if entropy or strategy == "entropy" else None  # −Σ p log p
     if strategy == "confidence":
         score = p_x0
     elif strategy == "margin":
