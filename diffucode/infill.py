@@ -80,6 +80,22 @@ class InfillSettings:
             raise ConfigError("early_stop must be in (0, 1]")
         if self.length_mode == "fixed" and not self.length:
             raise ConfigError("length_mode 'fixed' needs length ≥ 1")
+        if self.length is not None and self.length < 1:
+            raise ConfigError("length must be ≥ 1")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError("top_k must be ≥ 1")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ConfigError("top_p must be in (0, 1]")
+        if self.block_length is not None and self.block_length < 1:
+            raise ConfigError("block_length must be ≥ 1")
+        if self.remask_below is not None and not 0.0 < self.remask_below <= 1.0:
+            raise ConfigError("remask_below must be in (0, 1]")
+        if self.context_tokens is not None and self.context_tokens < 1:
+            raise ConfigError("context_tokens must be ≥ 1")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError("seed must be in [0, 2^63)")
+        if self.search_lengths is not None and (not self.search_lengths or min(self.search_lengths) < 1):
+            raise ConfigError("search_lengths must be one or more lengths ≥ 1")
 
 
 # One line of help per setting: the CLI builds its flags from these, the LSP documents its options with them.

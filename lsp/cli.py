@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 from diffucode.errors import ConfigError
@@ -82,8 +83,26 @@ def run(args, *, loader=None) -> int:
         logging.getLogger(__name__).info("listening on %s:%d", *tcp)
         server.start_tcp(*tcp)
     else:
-        server.start_io()
-    return 0
+        server.start_io(stdin=_LspStdin(sys.stdin.buffer))
+    return 0 if server.protocol._shutdown else 1  # LSP: exit without shutdown -> 1
+
+
+class _LspStdin:
+    """stdin for pygls: a Content-Length header matched case-insensitively and anywhere in its line, so a
+    body of the wrong length (or a lowercase header) costs a message or two instead of the whole session."""
+
+    _CL = re.compile(rb"content-length:\s*(\d+)\s*$", re.I)
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def read(self, n):
+        return self.raw.read(n)
+
+    def readline(self):
+        line = self.raw.readline()
+        m = self._CL.search(line.rstrip(b"\r\n"))
+        return b"Content-Length: %s\r\n" % m.group(1) if m else line
 
 
 def main(argv: list[str] | None = None, *, loader=None) -> int:

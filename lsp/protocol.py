@@ -15,7 +15,7 @@ from lsprotocol import types as lsp
 
 import attrs
 from lsprotocol import converters
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcServerNotInitialized
 from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage, LanguageServerProtocol
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,20 @@ class DiffucodeProtocol(LanguageServerProtocol):
             else:
                 self._send_response(message.id, error=message.error.to_response_error())
             return
+        method, msg_id = getattr(message, "method", None), getattr(message, "id", None)
+        if method is not None and msg_id is not None:  # a request: LSP's lifecycle rules
+            err = None
+            if self._shutdown:
+                err = JsonRpcInvalidRequest(message=f"{method}: the server is shutting down")
+            elif method == lsp.INITIALIZE and self._workspace is not None:
+                err = JsonRpcInvalidRequest(message="initialize may be sent only once")
+            elif method != lsp.INITIALIZE and self._workspace is None:
+                err = JsonRpcServerNotInitialized(message=f"{method}: the server is not initialized")
+            if err is not None:
+                self._send_response(msg_id, error=err.to_response_error())
+                return
+        elif method is not None and method != lsp.EXIT and self._workspace is None:
+            return  # notifications before initialize are dropped (LSP)
         super().handle_message(message)
 
 

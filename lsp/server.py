@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 from typing import Any
 
 from lsprotocol import types as lsp
-from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcRequestCancelled
+from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcParseError, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
@@ -94,8 +95,17 @@ class DiffucodeServer(LanguageServer):
             log.info("request failed: %s", error)
             return
         log.error("%s: %s", getattr(source, "__name__", source), error)
-        with contextlib.suppress(Exception):
-            self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=f"diffucode: {error}"))
+        if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):  # JSON-RPC: a parse error is answered
+            with contextlib.suppress(Exception):
+                self.protocol._send_response(None, error=JsonRpcParseError(message=f"parse error: {error}").to_response_error())
+        if getattr(self, "_reporting", False):  # the report itself failed (e.g. stdout closed by exit): stop here
+            return
+        self._reporting = True
+        try:
+            with contextlib.suppress(Exception):
+                self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=f"diffucode: {error}"))
+        finally:
+            self._reporting = False
 
     # -- jobs ---------------------------------------------------------------------------------------
     def track(self, job: Job) -> None:
@@ -297,7 +307,7 @@ class DiffucodeServer(LanguageServer):
             if reply["edit"] is None:
                 reply["applied"], reply["failureReason"] = False, "no valid candidate"
             else:
-                reply["applied"], reply["failureReason"] = await self.apply_edit(uri, version0, reply["edit"], mode)
+                reply["applied"], reply["failureReason"] = await self.apply_edit(uri, version0, reply["edit"], mode, doc)
         return reply
 
     def _reply(self, snapshot: TextDocument, win: Window, result: InfillResult, mode: str) -> dict:
@@ -319,10 +329,11 @@ class DiffucodeServer(LanguageServer):
                 "edit": conv.unstructure(edit) if edit else None, "applied": None, "failureReason": None,
                 "forwards": result.forwards, "elapsedMs": round(result.elapsed_ms, 1), "invalid": result.n_invalid}
 
-    async def apply_edit(self, uri: str, version0: int, edit: dict, mode: str) -> tuple[bool, str | None]:
-        """Send a versioned edit, unless the document moved on since `version0` (then refuse it here)."""
+    async def apply_edit(self, uri: str, version0: int, edit: dict, mode: str, doc0: TextDocument) -> tuple[bool, str | None]:
+        """Send a versioned edit, unless the document moved on since `version0` (then refuse it here).
+        `doc0` is the document the job read: one closed and reopened is another object (its versions restart)."""
         doc = self.open_doc(uri)
-        if doc is None:
+        if doc is None or doc is not doc0:
             return False, "the document was closed while generating"
         if doc.version != version0:
             return False, f"the document changed while generating (version {version0} → {doc.version}); edit discarded"

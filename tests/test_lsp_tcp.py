@@ -1,7 +1,8 @@
-"""The real server over TCP with a real (tiny, random) model, spoken to byte by byte.
+"""The real server over TCP and stdio with a real (tiny, random) model, spoken to byte by byte.
 
 Covers what a well-behaved client library cannot send: bodies that are not JSON or not UTF-8,
-requests with params of the wrong shape, and the shutdown/exit handshake.
+headers with a wrong length, requests with params of the wrong shape, requests outside the
+initialize → shutdown window, and the shutdown/exit handshake.
 """
 
 from __future__ import annotations
@@ -19,18 +20,29 @@ import pytest
 
 
 class RawClient:
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
+    """JSON-RPC by hand over a socket, or over a process's pipes (`RawClient.stdio(proc)`)."""
+
+    def __init__(self, sock: socket.socket | None = None, *, recv=None, sendall=None):
+        self.recv = recv or sock.recv
+        self.sendall = sendall or sock.sendall
         self.messages: list[dict] = []
         self.cond = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
+
+    @classmethod
+    def stdio(cls, proc: subprocess.Popen) -> "RawClient":
+        def sendall(data: bytes) -> None:
+            proc.stdin.write(data)
+            proc.stdin.flush()
+
+        return cls(recv=proc.stdout.read1, sendall=sendall)
 
     def _read(self) -> None:
         buf = b""
         while True:
             try:
-                chunk = self.sock.recv(65536)
-            except OSError:
+                chunk = self.recv(65536)
+            except (OSError, ValueError):
                 return
             if not chunk:
                 return
@@ -45,8 +57,8 @@ class RawClient:
                     self.messages.append(json.loads(body))
                     self.cond.notify_all()
 
-    def send_bytes(self, body: bytes) -> None:
-        self.sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    def send_bytes(self, body: bytes, header: bytes | None = None) -> None:
+        self.sendall((header or b"Content-Length: %d\r\n\r\n" % len(body)) + body)
 
     def send(self, msg: dict) -> None:
         self.send_bytes(json.dumps(msg).encode("utf-8"))
@@ -138,3 +150,95 @@ def test_tcp_session_with_garbage_malformed_params_and_a_real_model(server, tiny
     assert c.response(6).get("result", "missing") is None
     c.send({"jsonrpc": "2.0", "method": "exit"})
     assert proc.wait(timeout=30) == 0
+
+
+def _init(c: RawClient, msg_id) -> dict:
+    c.send({"jsonrpc": "2.0", "id": msg_id, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {},
+                                                                              "initializationOptions": {"debounceMs": 0}}})
+    return c.response(msg_id)
+
+
+def test_lifecycle_rules_and_parse_errors_are_answered(tmp_path):
+    """Requests before initialize, a second initialize, requests after shutdown and unparsable bodies
+    each get their JSON-RPC error; none of them changes the server's state."""
+    with tcp_server(tmp_path / "server.log") as (proc, c):
+        c.send({"jsonrpc": "2.0", "id": 1, "method": "diffucode/status"})
+        assert c.response(1)["error"]["code"] == -32002  # not initialized
+        c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": "file:///early.py", "languageId": "python", "version": 1, "text": "x = 1\n"}}})  # dropped
+        assert "capabilities" in _init(c, 2)["result"]
+        c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        uri = "file:///tmp/tcp/kept.py"
+        c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": "x = 1\n"}}})
+        c.send({"jsonrpc": "2.0", "id": 3, "method": "diffucode/status"})
+        assert c.response(3)["result"]["openDocuments"] == 1  # the early didOpen was not taken
+        assert _init(c, 4)["error"]["code"] == -32600  # initialize twice
+        c.send({"jsonrpc": "2.0", "id": 5, "method": "diffucode/status"})
+        assert c.response(5)["result"]["openDocuments"] == 1  # ... and nothing was forgotten
+
+        n = len(c.messages)
+        c.send_bytes(b"{this is not json")
+        end = time.monotonic() + 30
+        while not any(m.get("error", {}).get("code") == -32700 and m.get("id") is None for m in c.messages[n:]):
+            assert time.monotonic() < end, c.messages[n:]
+            time.sleep(0.05)
+
+        c.send({"jsonrpc": "2.0", "id": 6, "method": "shutdown"})
+        assert c.response(6).get("result", "missing") is None
+        c.send({"jsonrpc": "2.0", "id": 7, "method": "diffucode/status"})
+        assert c.response(7)["error"]["code"] == -32600  # shutting down
+        c.send({"jsonrpc": "2.0", "method": "exit"})
+        assert proc.wait(timeout=30) == 0
+
+
+def _stdio_server(tmp_path, *argv):
+    return subprocess.Popen([sys.executable, *argv, "--log-file", str(tmp_path / "server.log")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def test_a_wrong_content_length_costs_a_message_not_the_session(tmp_path):
+    proc = _stdio_server(tmp_path, "-m", "diffucode_lsp")
+    try:
+        c = RawClient.stdio(proc)
+        assert "capabilities" in _init(c, 1)["result"]
+        status = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "diffucode/status"}).encode()
+        c.send_bytes(status, b"Content-Length: %d\r\n\r\n" % (len(status) - 5))  # too short: this one is lost
+        for i, header in enumerate([b"content-length: %d\r\n\r\n", b"Content-Length:%d\r\n\r\n", None], start=3):
+            body = json.dumps({"jsonrpc": "2.0", "id": i, "method": "diffucode/status"}).encode()
+            c.send_bytes(body, header and header % len(body))
+        assert c.response(5, timeout=30)["result"]["loaded"] is False  # in step again
+        assert "result" in c.response(4, timeout=5)  # "Content-Length:N" without a space is a header too
+        c.send({"jsonrpc": "2.0", "id": 6, "method": "shutdown"})
+        c.response(6)
+        c.send({"jsonrpc": "2.0", "method": "exit"})
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+def test_exit_without_shutdown_during_a_job_is_prompt_and_exits_1(tmp_path, tiny_model_dir):
+    """LSP: exit before shutdown → exit code 1. A job in flight must not delay it or flood the log."""
+    script = Path(__file__).parent / "e2e" / "lsp_scripted.py"
+    proc = _stdio_server(tmp_path, str(script), "--script", "total + 1", "--delay", "0.2", "--", "--model", str(tiny_model_dir))
+    try:
+        c = RawClient.stdio(proc)
+        _init(c, 1)
+        c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        uri = "file:///tmp/stdio/a.py"
+        c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": "def f(total):\n    return total\n"}}})
+        c.send({"jsonrpc": "2.0", "id": 2, "method": "diffucode/infill", "params": {
+            "textDocument": {"uri": uri}, "range": {"start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 16}},
+            "options": {"steps": 64, "lengthMode": "fixed", "length": 64, "maxNewTokens": 64}}})
+        end = time.monotonic() + 120
+        while not any(m.get("method") == "diffucode/denoiseStep" for m in c.messages):  # the job is running
+            assert time.monotonic() < end and proc.poll() is None, c.messages[-3:]
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        c.send({"jsonrpc": "2.0", "method": "exit"})
+        assert proc.wait(timeout=30) == 1
+        assert time.monotonic() - t0 < 10
+        assert (tmp_path / "server.log").stat().st_size < 200_000
+    finally:
+        proc.kill()

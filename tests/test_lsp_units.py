@@ -214,7 +214,10 @@ def test_command_line_defaults_reach_the_server_settings(monkeypatch):
     seen = {}
 
     class Fake:
-        def start_io(self):
+        class protocol:
+            _shutdown = True
+
+        def start_io(self, stdin=None):
             seen["started"] = True
 
     monkeypatch.setattr(server_mod, "build_server", lambda loader=None, defaults=None: seen.update(defaults=defaults) or Fake())
@@ -251,3 +254,27 @@ def test_undecodable_requests_become_invalid_params_responses():
     note = server.protocol.structure_message({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {}})
     server.protocol.handle_message(note)  # dropped with a log line, no response
     assert len(sent) == 1
+
+
+def test_a_position_inside_a_surrogate_pair_is_refused():
+    doc = TextDocument("file:///t.py", source="s = '😀😀' + x\n")
+    assert offset_at(doc, lsp.Position(line=0, character=5)) == 5  # before the first emoji
+    assert offset_at(doc, lsp.Position(line=0, character=7)) == 6  # between the two
+    for ch in (6, 8):  # between the halves of each
+        with pytest.raises(SpanError, match="surrogate pair"):
+            offset_at(doc, lsp.Position(line=0, character=ch))
+
+
+@pytest.mark.asyncio
+async def test_an_edit_is_never_applied_to_a_reopened_document(monkeypatch):
+    """Versions restart when a document is closed and reopened: the same number is another text."""
+    from diffucode_lsp.server import build_server
+
+    server = build_server()
+    before = TextDocument("file:///t.py", source="x = 1\n", version=1)
+    after = TextDocument("file:///t.py", source="y = 2\n", version=1)
+    monkeypatch.setattr(server, "open_doc", lambda uri: after)
+    sent = []
+    monkeypatch.setattr(server, "workspace_apply_edit_async", lambda params: sent.append(params))
+    applied, why = await server.apply_edit("file:///t.py", 1, {"documentChanges": []}, "infill", before)
+    assert applied is False and "closed" in why and not sent
