@@ -293,6 +293,9 @@ def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | No
         return EXIT_NO_CANDIDATE
     if args.json:
         return EXIT_OK
+    if not args.quiet and all(not ed.text.strip() for ed in best.edits) and src.text[span[0] : span[1]].strip():
+        print("diffucode: the model filled the span with nothing: it is removed (try --candidates 4, "
+              "--length-mode search, or --model)", file=sys.stderr)
     if args.in_place:
         atomic_write(src.path, new_text.encode("utf-8"), expect=src.raw)
         print(f"diffucode: wrote {src.path}", file=sys.stderr) if not args.quiet else None

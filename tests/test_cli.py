@@ -224,3 +224,17 @@ def test_models_command(capsysbinary, tiny_model_dir, monkeypatch):
 def test_python_dash_m_and_exit_code(tmp_path):
     r = subprocess.run([sys.executable, "-m", "diffucode", "infill", f"{tmp_path}/none.py:1"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("diffucode: ") and "no such file" in r.stderr
+
+
+def test_an_empty_infill_is_pointed_out(tmp_path, monkeypatch, capsysbinary):
+    tok = sample_tokenizer(512)
+    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, ""))
+    p = write(tmp_path, SRC)
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
+    assert code == 0 and "-    y = x + 1" in out
+    assert "filled the span with nothing" in err
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff", "--quiet")
+    assert code == 0 and err == ""
+    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "    y = x * 2\n"))
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
+    assert code == 0 and "nothing" not in err
