@@ -93,13 +93,16 @@ def save(
 def read_config(folder: str | Path) -> dict:
     """config.json of a model folder, with clear errors for a missing folder or file."""
     folder = Path(folder)
-    if not folder.exists():
-        raise CheckpointError(f"model folder not found: {folder}")
-    if not folder.is_dir():
-        raise CheckpointError(f"model path is not a folder: {folder}")
     path = folder / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{folder} has no config.json: not a model folder")
+    try:
+        if not folder.exists():
+            raise CheckpointError(f"model folder not found: {folder}")
+        if not folder.is_dir():
+            raise CheckpointError(f"model path is not a folder: {folder}")
+        if not path.is_file():
+            raise CheckpointError(f"{folder} has no config.json: not a model folder")
+    except OSError as exc:  # e.g. a folder without read permission
+        raise CheckpointError(f"cannot read model folder {folder}: {exc.strerror or exc}") from exc
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

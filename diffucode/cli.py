@@ -18,7 +18,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from diffucode.errors import DiffucodeError, InputFileError, NoValidCandidate, SpanError
+from diffucode.errors import ConfigError, DiffucodeError, InputFileError, NoValidCandidate, SpanError
 
 EXIT_OK, EXIT_NO_CANDIDATE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -27,17 +27,18 @@ EXIT_OK, EXIT_NO_CANDIDATE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 @dataclasses.dataclass(frozen=True)
 class SourceFile:
     path: Path
-    text: str
+    text: str  # the file's text without its byte-order mark: lines, columns and offsets count from here
     raw: bytes
+    bom: str = ""  # "\ufeff" when the file starts with a UTF-8 byte-order mark; written back in front of the output
 
     @classmethod
     def read(cls, path: str | Path) -> "SourceFile":
         p = Path(path)
-        if not p.exists():
-            raise InputFileError(f"{p}: no such file")
-        if p.is_dir():
-            raise InputFileError(f"{p}: is a directory")
         try:
+            if not p.exists():
+                raise InputFileError(f"{p}: no such file")
+            if p.is_dir():
+                raise InputFileError(f"{p}: is a directory")
             raw = p.read_bytes()
         except OSError as exc:
             raise InputFileError(f"{p}: cannot read: {exc.strerror or exc}") from exc
@@ -47,7 +48,12 @@ class SourceFile:
             text = raw.decode("utf-8")  # no newline translation: offsets see \r\n as two characters
         except UnicodeDecodeError as exc:
             raise InputFileError(f"{p}: not UTF-8 (invalid byte 0x{raw[exc.start]:02x} at offset {exc.start})") from exc
-        return cls(p, text, raw)
+        bom = "\ufeff" if text.startswith("\ufeff") else ""
+        return cls(p, text[len(bom) :], raw, bom)
+
+    def encode(self, text: str) -> bytes:
+        """The file's bytes for a new `text`: the byte-order mark, if it had one, then UTF-8."""
+        return (self.bom + text).encode("utf-8")
 
 
 def line_starts(text: str) -> list[int]:
@@ -88,10 +94,21 @@ def parse_target(target: str, *, with_column: bool = False) -> tuple[str, int, i
     return m[1], int(m[2]), int(m[3] or m[2])
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as `patch` sees them: ended by \n only (str.splitlines also splits at \r, \f, U+2028, ...)."""
+    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
+
+
+def _diff_name(path: str) -> tuple[str, str]:
+    """Header names for `patch -p1` run from the current folder; an outside file keeps its own path."""
+    rel = os.path.relpath(path)
+    return (f"a/{rel}", f"b/{rel}") if not rel.startswith("..") else (path, path)
+
+
 def unified_diff(path: str, old: str, new: str) -> str:
     """A diff that `patch` applies byte-exactly, including CRLF lines and a missing final newline."""
     out = []
-    for line in difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"):
+    for line in difflib.unified_diff(_lines(old), _lines(new), *_diff_name(path)):
         out.append(line)
         if not line.endswith("\n"):
             out.append("\n\\ No newline at end of file\n")
@@ -99,15 +116,22 @@ def unified_diff(path: str, old: str, new: str) -> str:
 
 
 def atomic_write(path: Path, data: bytes, *, expect: bytes) -> None:
-    """Replace `path` with `data` via a temp file + rename, keeping its mode. Refuses if the file changed since read."""
+    """Replace `path` with `data` via a temp file + rename, keeping its mode. Refuses if the file changed
+    since read, or is read-only. A symbolic link is followed: its target is rewritten, the link kept."""
+    path = Path(os.path.realpath(path))
     try:
         current = path.read_bytes()
     except OSError as exc:
-        raise InputFileError(f"{path}: cannot re-read before writing: {exc}") from exc
+        raise InputFileError(f"{path}: cannot re-read before writing: {exc.strerror or exc}") from exc
     if current != expect:
         raise InputFileError(f"{path}: changed on disk while generating; not overwritten")
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:  # root may write anything: keep the user's lock
+        raise InputFileError(f"{path}: the file is read-only; not overwritten")
+    try:
+        mode = path.stat().st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot write next to it: {exc.strerror or exc}; not overwritten") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -115,8 +139,10 @@ def atomic_write(path: Path, data: bytes, *, expect: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InputFileError(f"{path}: cannot write: {exc.strerror or exc}; not overwritten") from exc
         raise
 
 
@@ -297,12 +323,13 @@ def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | No
         print("diffucode: the model filled the span with nothing: it is removed (try --candidates 4, "
               "--length-mode search, or --model)", file=sys.stderr)
     if args.in_place:
-        atomic_write(src.path, new_text.encode("utf-8"), expect=src.raw)
+        atomic_write(src.path, src.encode(new_text), expect=src.raw)
         print(f"diffucode: wrote {src.path}", file=sys.stderr) if not args.quiet else None
     elif args.diff:
-        sys.stdout.write(unified_diff(str(src.path), src.text, new_text))
+        sys.stdout.write(unified_diff(str(src.path), src.bom + src.text, src.bom + new_text))
+        sys.stdout.flush()
     else:
-        sys.stdout.buffer.write(new_text.encode("utf-8"))
+        sys.stdout.buffer.write(src.encode(new_text))
         sys.stdout.flush()
     return EXIT_OK
 
@@ -335,6 +362,9 @@ def cmd_rewrite(args) -> int:
     from diffucode import infill, syntax
 
     path, a, b = parse_target(args.target)
+    for flag, value in (("--fraction", args.fraction), ("--below", args.below)):
+        if value is not None and not 0.0 < value <= 1.0:  # checked before the model loads
+            raise ConfigError(f"{flag} must be in (0, 1], got {value}")
     src = SourceFile.read(path)
     span = lines_to_span(src.text, a, b)
     engine = _load(args)
@@ -355,7 +385,9 @@ def cmd_complete(args) -> int:
     path, line, col = parse_target(args.target, with_column=True)
     src = SourceFile.read(path)
     starts = line_starts(src.text) or [0]
-    if line < 1 or line > len(starts) + (1 if src.text.endswith("\n") else 0):
+    if line < 1 or col < 1:
+        raise SpanError(f"bad position {line}:{col}: lines and columns are 1-based")
+    if line > len(starts) + (1 if src.text.endswith("\n") else 0):
         raise SpanError(f"line {line} is past the end of the file ({len(starts)} lines)")
     start = starts[line - 1] if line <= len(starts) else len(src.text)
     end = src.text.find("\n", start)
@@ -380,10 +412,10 @@ def cmd_models(args) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     for r in rows:
-        if not r["present"]:
-            print(f"{r['name']:<12} (not installed)  {r['path']}")
-        elif "error" in r:
+        if "error" in r:
             print(f"{r['name']:<12} unreadable: {r['error']}")
+        elif not r["present"]:
+            print(f"{r['name']:<12} (not installed)  {r['path']}")
         else:
             print(f"{r['name']:<12} {r['size_bytes'] / 2**20:6.1f} MiB  {r['dtype']:<8} d={r['d_model']} layers={r['n_layers']} "
                   f"context={r['context']}  {r['path']}")
@@ -407,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # writing the output failed (disk full, closed stdout, ...)
+        print(f"diffucode: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -68,13 +68,13 @@ class InfillSettings:
             raise ConfigError("candidates must be ≥ 1")
         if self.max_new_tokens < 1:
             raise ConfigError("max_new_tokens must be ≥ 1")
-        if self.temperature < 0:
-            raise ConfigError("temperature must be ≥ 0")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ConfigError("temperature must be a finite number ≥ 0")
         if self.cache_refresh is not None and self.cache_refresh < 1:
             raise ConfigError("cache_refresh must be ≥ 1")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise ConfigError("threshold must be in (0, 1]")
-        if self.entropy_bound is not None and self.entropy_bound < 0:
+        if self.entropy_bound is not None and not self.entropy_bound >= 0:  # NaN too
             raise ConfigError("entropy_bound must be ≥ 0")
         if self.early_stop is not None and not 0.0 < self.early_stop <= 1.0:
             raise ConfigError("early_stop must be in (0, 1]")
@@ -234,7 +234,8 @@ def complete(
         if limit is None:
             return text
         lines = text.split("\n")
-        return "\n".join(lines[:limit]) if len(lines) > limit else text
+        # the text has the file's newlines: a CRLF line split at \n keeps its \r, which goes with the cut
+        return "\n".join(lines[:limit]).removesuffix("\r") if len(lines) > limit else text
 
     return _generate(engine, source, [(hole.start, hole.end)], settings, post=cut, on_step=on_step, should_stop=should_stop)
 
@@ -257,14 +258,18 @@ def rewrite(
     otherwise the lowest `fraction`. Only candidates that differ from the original are returned.
     """
     settings.check()
+    if fraction is not None and not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
+    if below is not None and not 0.0 < below <= 1.0:
+        raise ConfigError(f"below must be in (0, 1], got {below}")
     (s, e), = check_spans(source, [span])
     if s == e:
         raise SpanError("rewrite needs a non-empty span")
     t0 = time.perf_counter()
-    layout = _Layout.build(engine, source, [(s, e)], [0], settings)
     orig = engine.tokenizer.encode(_model_text(source[s:e]))
     if not orig:
         raise SpanError("the span has no tokens to rewrite")
+    layout = _Layout.build(engine, source, [(s, e)], [len(orig)], settings)  # the context makes room for the span
     den = engine.denoiser
     base = torch.tensor(layout.ids_with([orig]), device=den.device)[None]  # (1, T)
     lo = len(layout.prefix_ids)
@@ -273,7 +278,7 @@ def rewrite(
     if below is not None:
         chosen = (conf < below).nonzero().flatten()
     else:
-        k = max(1, round((fraction or 0.3) * len(orig)))
+        k = max(1, round((0.3 if fraction is None else fraction) * len(orig)))
         chosen = conf.argsort()[:k]
     if chosen.numel() == 0:
         return InfillResult([], 0, (time.perf_counter() - t0) * 1e3, (len(orig),))

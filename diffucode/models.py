@@ -64,7 +64,26 @@ def _from_hub(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.py", "*.md"]))
     except Exception as exc:  # offline, unknown repo, gated: one clear line
-        raise CheckpointError(f"cannot get {repo_id!r} from the hub (offline or unknown id?): {type(exc).__name__}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise CheckpointError(f"{repo_id!r} is not a local folder, and the hub cannot give it (offline or unknown id?): "
+                              f"{type(exc).__name__}: {first}") from exc
+
+
+def check_device(device: str | torch.device) -> None:
+    """ConfigError for a device name torch does not know, or a GPU this machine does not have."""
+    if str(device) == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA GPU here (or torch was built without CUDA); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r}: MPS is not available here; use --device cpu")
 
 
 def load_engine(
@@ -90,6 +109,7 @@ def load_engine(
     if quantize == "int8" and compile != "none":
         raise ConfigError("compile and int8 quantization do not combine (dynamo splits the graph at every "
                           "quantized layer); choose one")
+    check_device(device)
     t0 = time.perf_counter()
     folder = resolve(name_or_path)
     config = checkpoint.read_config(folder)
@@ -136,6 +156,13 @@ def load_engine(
     )
 
 
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
+
+
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call); CPU only."""
     import warnings
@@ -152,10 +179,18 @@ def available() -> list[dict]:
     rows = []
     candidates = [(DEFAULT_NAME, EMBEDDED)]
     root = os.environ.get("DIFFUCODE_MODELS")
-    if root and Path(root).is_dir():
-        candidates += [(str(p), p) for p in sorted(Path(root).iterdir()) if p.is_dir()]
+    try:
+        if root and Path(root).is_dir():
+            candidates += [(str(p), p) for p in sorted(Path(root).iterdir()) if _is_dir(p)]
+    except OSError as exc:
+        raise CheckpointError(f"cannot list DIFFUCODE_MODELS={root}: {exc.strerror or exc}") from exc
     for name, folder in candidates:
-        row = {"name": name, "path": str(folder), "present": (folder / "config.json").is_file()}
+        try:
+            present = (folder / "config.json").is_file()
+        except OSError as exc:  # e.g. a folder without read permission
+            rows.append({"name": name, "path": str(folder), "present": False, "error": f"cannot read: {exc.strerror or exc}"})
+            continue
+        row = {"name": name, "path": str(folder), "present": present}
         if row["present"]:
             try:
                 cfg = checkpoint.read_config(folder)

@@ -434,7 +434,8 @@ def resolve_file(spec: TaskSetSpec, *, data_file: str | os.PathLike | None = Non
     if data_file is not None:
         p = Path(data_file).expanduser()
         if not p.is_file():
-            raise DataNotFoundError(f"--data-file {p} does not exist (task set {spec.name} expects "
+            what = "is a folder, not a file (use --data-dir for a folder)" if p.is_dir() else "does not exist"
+            raise DataNotFoundError(f"--data-file {p} {what} (task set {spec.name} expects "
                                     f"{Path(spec.filename).name}, from {spec.upstream})")
         return p, "data-file", tried
     dirs = [(Path(data_dir).expanduser(), "--data-dir")] if data_dir is not None else []

@@ -52,12 +52,17 @@ def test_lines_outside_the_range_are_byte_identical_with_a_random_model(tmp_path
     assert new[:2] == old[:2] and new[-2:] == old[-2:]
 
 
-def test_diff_applies_with_patch(tmp_path, scripted, capsysbinary):
-    for text in [SRC, SRC.replace("\n", "\r\n"), SRC.rstrip("\n")]:
+LINE_BREAKS_PATCH_IGNORES = 'import os\n\x0c\nsep = "a\u2028b\x85c\rd\x1ce"\n'
+
+
+def test_diff_applies_with_patch(tmp_path, scripted, capsysbinary, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    texts = [SRC, SRC.replace("\n", "\r\n"), SRC.rstrip("\n"), LINE_BREAKS_PATCH_IGNORES + SRC[len("import os\n"):]]
+    for text in texts:
         p = write(tmp_path, text)
-        code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
+        code, out, err = run(capsysbinary, "infill", "a.py:" + str(text.count("\n", 0, text.index("y = x + 1")) + 1), "--diff")
         assert code == 0, err
-        assert out.startswith(f"--- a/{p}")
+        assert out.startswith("--- a/a.py\n+++ b/a.py\n")  # relative to the current folder: `patch -p1` finds it
         expected = cli.SourceFile.read(p).text
         patch = tmp_path / "change.diff"
         patch.write_bytes(out.encode())
@@ -121,8 +126,8 @@ def test_in_place_failure_while_writing_keeps_the_file(tmp_path, scripted, monke
         raise OSError("disk full")
 
     monkeypatch.setattr(cli.os, "replace", bad_replace)
-    with pytest.raises(OSError):
-        cli.main(["infill", f"{p}:4", "--in-place"])
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--in-place")
+    assert code == 2 and "cannot write: disk full; not overwritten" in err and err.count("\n") == 1
     assert p.read_text() == SRC
     assert sorted(x.name for x in tmp_path.iterdir()) == ["a.py"]
 
@@ -198,6 +203,8 @@ def test_rewrite_command(tmp_path, tiny_model_dir, capsysbinary):
 
 def test_complete_coordinates(tmp_path, capsysbinary):
     p = write(tmp_path, SRC)
+    code, _, err = run(capsysbinary, "complete", f"{p}:0:1", "--model", tmp_path / "m")
+    assert code == 2 and "1-based" in err
     code, _, err = run(capsysbinary, "complete", f"{p}:4:99", "--model", tmp_path / "m")
     assert code == 2 and "column 99 is past the end of line 4" in err
     code, _, err = run(capsysbinary, "complete", f"{p}:40:1", "--model", tmp_path / "m")
@@ -238,3 +245,115 @@ def test_an_empty_infill_is_pointed_out(tmp_path, monkeypatch, capsysbinary):
     monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "    y = x * 2\n"))
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
     assert code == 0 and "nothing" not in err
+
+
+def test_diff_of_a_file_outside_the_current_folder_names_it_whole(tmp_path, scripted, capsysbinary, monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    p = write(tmp_path, SRC)
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
+    assert code == 0 and out.startswith(f"--- {p}\n+++ {p}\n")
+
+
+def test_a_byte_order_mark_is_kept_and_not_counted(tmp_path, scripted, capsysbinary):
+    p = write(tmp_path, "", binary=b"\xef\xbb\xbf" + SRC.replace("\n", "\r\n").encode())
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--quiet")
+    assert code == 0, err
+    assert out.encode() == b"\xef\xbb\xbf" + SRC.replace("y = x + 1", "y = x * 2").replace("\n", "\r\n").encode()
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--in-place", "--quiet")
+    assert code == 0 and p.read_bytes().startswith(b"\xef\xbb\xbfimport os\r\n") and b"x * 2" in p.read_bytes()
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
+    assert code == 0 and out.count("\ufeff") == 0  # the first line is not in the hunk; the BOM is not content
+
+
+def test_in_place_through_a_symlink_rewrites_the_target(tmp_path, scripted, capsysbinary):
+    (tmp_path / "real").mkdir()
+    target = write(tmp_path / "real", SRC, name="t.py")
+    link = tmp_path / "link.py"
+    link.symlink_to(target)
+    code, out, err = run(capsysbinary, "infill", f"{link}:4", "--in-place", "--quiet")
+    assert code == 0, err
+    assert link.is_symlink() and "y = x * 2" in target.read_text()
+
+
+def test_in_place_refuses_a_read_only_file_and_folder(tmp_path, scripted, capsysbinary):
+    p = write(tmp_path, SRC)
+    p.chmod(0o444)
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--in-place")
+    assert code == 2 and "read-only; not overwritten" in err and p.read_text() == SRC
+    p.chmod(0o644)
+    if os.geteuid() != 0:  # root writes into read-only folders
+        tmp_path.chmod(0o555)
+        try:
+            code, out, err = run(capsysbinary, "infill", f"{p}:4", "--in-place")
+            assert code == 2 and "not overwritten" in err and err.count("\n") == 1
+        finally:
+            tmp_path.chmod(0o755)
+
+
+def test_output_that_cannot_be_written_is_one_line(tmp_path, scripted):
+    p = write(tmp_path, SRC)
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-c", "import sys; from diffucode import cli; from tests.test_cli import _scripted_main; "
+                            "sys.exit(_scripted_main(sys.argv[1:]))", "infill", f"{p}:4"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    assert r.returncode == 2 and r.stderr.startswith("diffucode: cannot write the output") and "Traceback" not in r.stderr
+
+
+def _scripted_main(argv):
+    cli._load = lambda args: scripted_engine(sample_tokenizer(512), "    y = x * 2\n")
+    return cli.main(argv)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "bogus"], "unknown device"),
+    (["--device", "cuda:7"], "cuda:7"),
+    (["--temperature", "inf"], "temperature"),
+    (["--temperature", "nan"], "temperature"),
+])
+def test_bad_device_and_temperature_exit_2(tmp_path, capsysbinary, tiny_model_dir, argv, message):
+    p = write(tmp_path, SRC)
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--model", tiny_model_dir, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("flag, value", [("--fraction", "0"), ("--fraction", "5"), ("--fraction", "-1"), ("--below", "2")])
+def test_rewrite_fraction_and_below_are_checked(tmp_path, capsysbinary, flag, value):
+    p = write(tmp_path, SRC)
+    code, out, err = run(capsysbinary, "rewrite", f"{p}:4", flag, value, "--model", tmp_path / "not-loaded")
+    assert code == 2 and flag in err
+
+
+def test_rewrite_of_a_line_in_a_file_longer_than_the_context(tmp_path, capsysbinary, tiny_model_dir):
+    body = "".join(f"    x{i} = x{i - 1} * {i} + len('{'abc' * (i % 5)}')\n" for i in range(1, 200))
+    p = write(tmp_path, f"def f(x0):\n{body}    return x0\n")
+    code, out, err = run(capsysbinary, "rewrite", f"{p}:100", "--model", tiny_model_dir, "--no-validate", "--json")
+    assert code in (0, 1) and "Traceback" not in err, err
+    assert json.loads(out)["span"]["start_line"] == 100
+
+
+def test_unreadable_folders_are_one_line_errors(tmp_path, capsysbinary, monkeypatch):
+    if os.geteuid() == 0:
+        pytest.skip("root reads every folder")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    write(locked, SRC)
+    locked.chmod(0)
+    try:
+        code, out, err = run(capsysbinary, "infill", f"{locked}/a.py:1")
+        assert code == 2 and "cannot read" in err
+        code, out, err = run(capsysbinary, "infill", f"{tmp_path}/a.py:1", "--model", locked)
+        assert code == 2 and "cannot read model folder" in err
+    finally:
+        locked.chmod(0o755)
+
+
+def test_complete_in_a_crlf_file_adds_no_stray_carriage_return(tmp_path, monkeypatch, capsysbinary):
+    tok = sample_tokenizer(512)
+    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "x + 1\nprint(2)\n"))
+    text = "def f(x):\r\n    return \r\n\r\nprint(f(1))\r\n"
+    p = write(tmp_path, text)
+    code, out, err = run(capsysbinary, "complete", f"{p}:2:12", "--no-validate", "--quiet")
+    assert code == 0, err
+    assert "\r\r" not in out and out.count("\r") == out.count("\r\n"), repr(out)
+    assert out.startswith("def f(x):\r\n    return x + 1")

@@ -55,6 +55,7 @@ def test_fail_under_gives_exit_1(tmp_path):
     (["eval", "humaneval", "--k", "x"], "comma-separated"),
     (["eval", "humaneval", "--n-samples", "0"], "--n-samples"),
     (["eval", "humaneval", "--data-file", "/nonexistent/HumanEval.jsonl.gz"], "does not exist"),
+    (["eval", "humaneval", "--data-file", "/"], "is a folder, not a file"),
 ])
 def test_usage_and_data_errors_exit_2(argv, message, capsys):
     assert cli.main(argv) == 2
