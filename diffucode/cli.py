@@ -102,7 +102,8 @@ def _lines(text: str) -> list[str]:
 def _diff_name(path: str) -> tuple[str, str]:
     """Header names for `patch -p1` run from the current folder; an outside file keeps its own path."""
     rel = os.path.relpath(path)
-    return (f"a/{rel}", f"b/{rel}") if not rel.startswith("..") else (path, path)
+    inside = rel != ".." and not rel.startswith(".." + os.sep)
+    return (f"a/{rel}", f"b/{rel}") if inside else (path, path)
 
 
 def unified_diff(path: str, old: str, new: str) -> str:
@@ -312,7 +313,7 @@ def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | No
             "invalid": result.n_invalid,
             "elapsed_ms": round(result.elapsed_ms, 1),
         }
-        print(json.dumps(doc, ensure_ascii=False))
+        _write_stdout((json.dumps(doc, ensure_ascii=False) + "\n").encode("utf-8"))
     if best is None:
         why = result.candidates[0].reason if result.candidates else "the model produced no candidate"
         print(f"diffucode: no valid candidate ({len(result.candidates)} tried): {why}", file=sys.stderr)
@@ -325,13 +326,20 @@ def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | No
     if args.in_place:
         atomic_write(src.path, src.encode(new_text), expect=src.raw)
         print(f"diffucode: wrote {src.path}", file=sys.stderr) if not args.quiet else None
-    elif args.diff:
-        sys.stdout.write(unified_diff(str(src.path), src.bom + src.text, src.bom + new_text))
-        sys.stdout.flush()
     else:
-        sys.stdout.buffer.write(src.encode(new_text))
-        sys.stdout.flush()
+        _write_stdout(unified_diff(str(src.path), src.bom + src.text, src.bom + new_text).encode("utf-8") if args.diff
+                      else src.encode(new_text))
     return EXIT_OK
+
+
+def _write_stdout(data: bytes) -> None:
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # disk full, a closed descriptor, ...
+        raise InputFileError(f"cannot write the output: {exc.strerror or exc}") from exc
 
 
 def cmd_infill(args) -> int:
@@ -439,9 +447,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
-    except OSError as exc:  # writing the output failed (disk full, closed stdout, ...)
-        print(f"diffucode: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
 
 
 if __name__ == "__main__":

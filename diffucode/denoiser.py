@@ -132,32 +132,45 @@ def _bucketed(forward, prefill, forward_cached, *, t: int, p: int, limit: int):
         keep = (torch.arange(width, device=ids.device) < ids.size(1)).expand(ids.size(0), -1)
         return widen(ids, width, 0), keep
 
-    def rows(x: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None else widen(x, up(x.size(1), p))
+    def rows(x: torch.Tensor | None, B: int) -> torch.Tensor | None:
+        """(B, N) or (N,) -> (B, N') with N' the bucket of N."""
+        return None if x is None else widen(x.expand(B, -1) if x.dim() == 1 else x, up(x.size(-1), p))
+
+    def cut(out: torch.Tensor, n: int) -> torch.Tensor:
+        return out[:, :n]
 
     @functools.wraps(forward)
     def forward_b(ids, positions=None):
         T = ids.size(1)
         padded, keep = context(ids, up(T, t, limit))
-        out = forward(padded, positions=rows(positions), key_padding_mask=keep)
-        return out[:, : T if positions is None else positions.size(1)]
+        out = forward(padded, positions=rows(positions, ids.size(0)), key_padding_mask=keep)
+        return cut(out, T if positions is None else positions.size(-1))
 
     @functools.wraps(prefill)
     def prefill_b(ids, positions=None):
         T = ids.size(1)
         padded, keep = context(ids, up(T, t, limit))
-        logits, cache = prefill(padded, positions=rows(positions), key_padding_mask=keep)
-        return logits[:, : T if positions is None else positions.size(1)], cache
+        logits, cache = prefill(padded, positions=rows(positions, ids.size(0)), key_padding_mask=keep)
+        return cut(logits, T if positions is None else positions.size(-1)), _PaddedCache(cache, length=T)
 
     @functools.wraps(forward_cached)
     def forward_cached_b(ids, cache, active, positions=None):
+        if ids.size(1) != getattr(cache, "length", None):
+            raise ValueError(f"a cache made for {getattr(cache, 'length', '?')} tokens used with {ids.size(1)}: prefill again")
         padded, keep = context(ids, cache[0][0].size(2))  # the width the cache was made at
-        if active.dim() == 1:
-            active = active.expand(ids.size(0), -1)
-        out = forward_cached(padded, cache, rows(active), positions=rows(positions), key_padding_mask=keep)
-        return out[:, : active.size(1) if positions is None else positions.size(1)]
+        out = forward_cached(padded, list(cache), rows(active, ids.size(0)), positions=rows(positions, ids.size(0)),
+                             key_padding_mask=keep)
+        return cut(out, active.size(-1) if positions is None else positions.size(-1))
 
     return forward_b, prefill_b, forward_cached_b
+
+
+class _PaddedCache(list):
+    """A bucketed prefill's per-layer (K, V), padded past `length`, the real number of tokens."""
+
+    def __init__(self, layers, *, length: int):
+        super().__init__(layers)
+        self.length = length
 
 
 def _contiguous_strides(shape) -> tuple[int, ...]:

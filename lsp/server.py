@@ -96,8 +96,9 @@ class DiffucodeServer(LanguageServer):
             return
         log.error("%s: %s", getattr(source, "__name__", source), error)
         if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):  # JSON-RPC: a parse error is answered
-            with contextlib.suppress(Exception):
-                self.protocol._send_response(None, error=JsonRpcParseError(message=f"parse error: {error}").to_response_error())
+            with contextlib.suppress(Exception):  # raw: the converter would drop the id, which must be null
+                self.protocol._send_data({"jsonrpc": "2.0", "id": None,
+                                          "error": {"code": JsonRpcParseError.CODE, "message": f"parse error: {error}"}})
         if getattr(self, "_reporting", False):  # the report itself failed (e.g. stdout closed by exit): stop here
             return
         self._reporting = True

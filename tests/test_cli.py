@@ -255,15 +255,29 @@ def test_diff_of_a_file_outside_the_current_folder_names_it_whole(tmp_path, scri
     assert code == 0 and out.startswith(f"--- {p}\n+++ {p}\n")
 
 
-def test_a_byte_order_mark_is_kept_and_not_counted(tmp_path, scripted, capsysbinary):
-    p = write(tmp_path, "", binary=b"\xef\xbb\xbf" + SRC.replace("\n", "\r\n").encode())
-    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--quiet")
+def test_a_byte_order_mark_is_kept_and_not_counted(tmp_path, scripted, capsysbinary, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    crlf = SRC.replace("\n", "\r\n")
+    bom_file = b"\xef\xbb\xbf" + crlf.encode()
+    p = write(tmp_path, "", binary=bom_file)
+    code, out, err = run(capsysbinary, "infill", "a.py:4", "--quiet")
     assert code == 0, err
-    assert out.encode() == b"\xef\xbb\xbf" + SRC.replace("y = x + 1", "y = x * 2").replace("\n", "\r\n").encode()
-    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--in-place", "--quiet")
-    assert code == 0 and p.read_bytes().startswith(b"\xef\xbb\xbfimport os\r\n") and b"x * 2" in p.read_bytes()
-    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
-    assert code == 0 and out.count("\ufeff") == 0  # the first line is not in the hunk; the BOM is not content
+    assert out.encode() == b"\xef\xbb\xbf" + crlf.replace("y = x + 1", "y = x * 2").encode()
+    code, out, err = run(capsysbinary, "infill", "a.py:4", "--json")
+    doc = json.loads(out)
+    assert doc["span"]["start"] == crlf.index("    y")  # offsets in the text without the mark
+    code, out, err = run(capsysbinary, "infill", "a.py:4", "--diff")
+    assert code == 0 and out.count("\ufeff") == 1  # line 1 is context in the hunk, with its mark
+    (tmp_path / "change.diff").write_bytes(out.encode())
+    subprocess.run(["patch", "-s", "-p1", "--binary", "-i", "change.diff"], check=True, cwd=tmp_path)
+    assert p.read_bytes() == bom_file.replace(b"x + 1", b"x * 2")
+    p.write_bytes(bom_file)
+    code, out, err = run(capsysbinary, "infill", "a.py:4", "--in-place", "--quiet")
+    assert code == 0 and p.read_bytes() == bom_file.replace(b"x + 1", b"x * 2")
+    # columns do not count the mark: 1:1 is the start of the text, after it
+    q = write(tmp_path, "", name="b.py", binary=b"\xef\xbb\xbf\r\nprint(1)\r\n")
+    code, out, err = run(capsysbinary, "complete", "b.py:1:1", "--no-validate", "--json")
+    assert code == 0 and json.loads(out)["edits"][0]["start"] == 0
 
 
 def test_in_place_through_a_symlink_rewrites_the_target(tmp_path, scripted, capsysbinary):

@@ -173,7 +173,7 @@ def test_buckets_bound_the_shapes_and_keep_the_logits(folder):
     def recording(fn):
         def call(ids, *args, **kwargs):
             rows = [a for a in (*args[1:], *kwargs.values()) if isinstance(a, torch.Tensor) and a.dtype == torch.long]
-            seen.append((ids.size(1), *(r.size(1) for r in rows)))
+            seen.append((ids.size(1), *(r.size(-1) for r in rows)))
             return fn(ids, *args, **kwargs)
 
         return call
@@ -210,3 +210,8 @@ def test_buckets_bound_the_shapes_and_keep_the_logits(folder):
             assert torch.allclose(den.forward_cached(changed, ca, pos), ref.forward_cached(changed, cb, pos), atol=1e-5)
             assert torch.allclose(den.forward_cached(changed, ca, pos, positions=pos[:, :1] * 0),
                                   ref.forward_cached(changed, cb, pos, positions=pos[:, :1] * 0), atol=1e-5)
+            flat = pos[0]  # (P,) positions, as the model accepts them
+            assert torch.allclose(den.logits(ids, flat), ref.logits(ids, flat), atol=1e-5)
+            assert torch.allclose(den.forward_cached(changed, ca, flat), ref.forward_cached(changed, cb, flat), atol=1e-5)
+            with pytest.raises(ValueError, match="prefill again"):  # a cache is for the length it was made at
+                den.forward_cached(changed[:, :-1], ca, pos)

@@ -180,7 +180,7 @@ def test_lifecycle_rules_and_parse_errors_are_answered(tmp_path):
         n = len(c.messages)
         c.send_bytes(b"{this is not json")
         end = time.monotonic() + 30
-        while not any(m.get("error", {}).get("code") == -32700 and m.get("id") is None for m in c.messages[n:]):
+        while not any(m.get("error", {}).get("code") == -32700 and "id" in m and m["id"] is None for m in c.messages[n:]):
             assert time.monotonic() < end, c.messages[n:]
             time.sleep(0.05)
 
