@@ -16,11 +16,15 @@ from tests.scripted import scripted_engine
 SRC = "import os\n\ndef f(x):\n    y = x + 1\n    return y\n\nprint(f(2))\n"
 
 
+def use_script(monkeypatch, text: str) -> None:
+    """Make the CLI use a denoiser that writes `text` into the hole."""
+    tok = sample_tokenizer(512)
+    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, text))
+
+
 @pytest.fixture
 def scripted(monkeypatch):
-    """Make the CLI use a denoiser that writes `    y = x * 2\\n` into the hole."""
-    tok = sample_tokenizer(512)
-    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "    y = x * 2\n"))
+    use_script(monkeypatch, "    y = x * 2\n")
 
 
 def run(capsysbinary, *argv):
@@ -96,8 +100,7 @@ def test_in_place_leaves_the_file_untouched_when_generation_fails(tmp_path, monk
     def boom(*a, **k):
         raise RuntimeError("simulated failure in the middle of generation")
 
-    tok = sample_tokenizer(512)
-    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "x"))
+    use_script(monkeypatch, "x")
     monkeypatch.setattr("diffucode.infill.infill", boom)
     with pytest.raises(RuntimeError):
         cli.main(["infill", f"{p}:4", "--in-place"])
@@ -133,8 +136,7 @@ def test_in_place_failure_while_writing_keeps_the_file(tmp_path, scripted, monke
 
 
 def test_no_valid_candidate_exits_1(tmp_path, monkeypatch, capsysbinary):
-    tok = sample_tokenizer(512)
-    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "    def f(:\n"))
+    use_script(monkeypatch, "    def f(:\n")
     p = write(tmp_path, SRC)
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--in-place")
     assert code == 1 and "no valid candidate" in err
@@ -234,15 +236,14 @@ def test_python_dash_m_and_exit_code(tmp_path):
 
 
 def test_an_empty_infill_is_pointed_out(tmp_path, monkeypatch, capsysbinary):
-    tok = sample_tokenizer(512)
-    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, ""))
+    use_script(monkeypatch, "")
     p = write(tmp_path, SRC)
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
     assert code == 0 and "-    y = x + 1" in out
     assert "filled the span with nothing" in err
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff", "--quiet")
     assert code == 0 and err == ""
-    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "    y = x * 2\n"))
+    use_script(monkeypatch, "    y = x * 2\n")
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
     assert code == 0 and "nothing" not in err
 
@@ -363,8 +364,7 @@ def test_unreadable_folders_are_one_line_errors(tmp_path, capsysbinary, monkeypa
 
 
 def test_complete_in_a_crlf_file_adds_no_stray_carriage_return(tmp_path, monkeypatch, capsysbinary):
-    tok = sample_tokenizer(512)
-    monkeypatch.setattr(cli, "_load", lambda args: scripted_engine(tok, "x + 1\nprint(2)\n"))
+    use_script(monkeypatch, "x + 1\nprint(2)\n")
     text = "def f(x):\r\n    return \r\n\r\nprint(f(1))\r\n"
     p = write(tmp_path, text)
     code, out, err = run(capsysbinary, "complete", f"{p}:2:12", "--no-validate", "--quiet")
