@@ -15,6 +15,7 @@ from typing import Protocol
 import torch
 
 from diffucode import checkpoint
+from diffucode.devices import resolve_device
 from diffucode.denoiser import Denoiser, NativeDenoiser
 from diffucode.errors import CheckpointError, ConfigError
 
@@ -69,23 +70,6 @@ def _from_hub(repo_id: str) -> Path:
                               f"{type(exc).__name__}: {first}") from exc
 
 
-def check_device(device: str | torch.device) -> None:
-    """ConfigError for a device name torch does not know, or a GPU this machine does not have."""
-    if str(device) == "auto":
-        return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r}: no CUDA GPU here (or torch was built without CUDA); use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"device {device!r}: MPS is not available here; use --device cpu")
-
-
 def load_engine(
     name_or_path: str | os.PathLike | None = None,
     *,
@@ -109,7 +93,7 @@ def load_engine(
     if quantize == "int8" and compile != "none":
         raise ConfigError("compile and int8 quantization do not combine (dynamo splits the graph at every "
                           "quantized layer); choose one")
-    check_device(device)
+    device = resolve_device(device)
     t0 = time.perf_counter()
     folder = resolve(name_or_path)
     config = checkpoint.read_config(folder)
@@ -129,8 +113,6 @@ def load_engine(
             raise ConfigError("compile applies to diffucode's own models only")
         return families.load(folder, config, device=device, dtype=dtype, family=family,
                              trust_remote_code=trust_remote_code, name=str(name_or_path or folder))
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     ckpt = checkpoint.load(folder, device=device, dtype=dtype)
     if quantize == "int8":
         ckpt.model = quantize_int8(ckpt.model)

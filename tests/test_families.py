@@ -555,7 +555,14 @@ def test_unknown_model_type_and_missing_weights_are_clear(tmp_path):
 def test_dtype_and_device_defaults():
     assert hf.pick_dtype(torch.device("cpu"), None) == torch.float32
     assert hf.pick_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
-    assert hf.pick_device("cpu").type == "cpu"
+    from diffucode.devices import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type in ("cpu", "mps")
+    for bad in ("bogus", "cuda:99"):
+        with pytest.raises(ConfigError, match="device"):
+            resolve_device(bad)
     with pytest.raises(ConfigError):
         hf.pick_dtype(torch.device("cpu"), "int3")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from diffucode.devices import resolve_device
 from diffucode.errors import CheckpointError, ConfigError
 
 FAMILIES = ("dream", "llada", "diffusion_gemma")
@@ -120,7 +121,7 @@ def load(
     t0 = time.perf_counter()
     folder = Path(folder)
     fam = detect_family(config, family)
-    dev = hf.pick_device(device)
+    dev = resolve_device(device)
     dt = hf.pick_dtype(dev, dtype)
     need = hf.estimate_bytes(folder, dt)
     hf.check_memory(need, dev, folder)

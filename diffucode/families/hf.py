@@ -56,22 +56,6 @@ def quiet() -> Iterator[None]:
 
 
 # -- device, dtype, memory ----------------------------------------------------------------------------
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """`None`/"auto": cuda if present, then mps, else cpu. A named device must exist."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available (torch {torch.__version__})")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"device {device!r} requested but MPS is not available")
-    return dev
-
-
 def pick_dtype(device: torch.device, dtype: torch.dtype | str | None) -> torch.dtype:
     """Default: bfloat16 on CUDA with bf16 support, float16 on other CUDA and MPS, float32 on CPU."""
     if isinstance(dtype, str):
