@@ -163,12 +163,14 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help=help_)
         else:
             kind = {"int": int, "float": float, "str": str}.get(_base_type(f.type), str)
-            g.add_argument(flag, type=kind, default=None, help=f"{help_} (default: {f.default})")
+            default = "" if "(default" in help_ else f" (default: {f.default})"  # the help says it better
+            g.add_argument(flag, type=kind, default=None, help=help_ + default)
     m = p.add_argument_group("model")
     m.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, or auto (default: cpu)")
     m.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="weights' dtype in memory (default: fp32 on CPU, the checkpoint's own on a GPU)")
+                   help="weights' dtype in memory (default: fp32 for diffucode's own models; public checkpoints "
+                        "bf16 on CUDA, fp16 on MPS, fp32 on CPU)")
     m.add_argument("--quantize", default=None, choices=["none", "int8"],
                    help="int8: dynamic int8 linear layers for diffucode's own models on CPU (default: none)")
     m.add_argument("--family", default=None, help="model family when config.json does not say: dream, llada, diffusion_gemma")
@@ -204,7 +206,7 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--diff", action="store_true", help="print a unified diff instead of the whole file")
     g.add_argument("--in-place", action="store_true", help="rewrite the file atomically (untouched on any failure)")
-    g.add_argument("--json", action="store_true", help="print span, new text, validity, score, steps and timing as JSON")
+    g.add_argument("--json", action="store_true", help="print span, new text, validity, score, forwards and timing as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 
@@ -239,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_complete)
 
     p = sub.add_parser("models", help="list the models available offline")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(func=cmd_models)
 
     for register in _plugins():

@@ -72,6 +72,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", choices=COMPILE_MODES, default="none",
                    help="torch.compile mode for diffucode's own models (default none; pays over long runs, "
                         "reduce-overhead = CUDA graphs on a GPU)")
+    g.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                   help="weights' dtype in memory (default: fp32 for diffucode's own models; public checkpoints "
+                        "bf16 on CUDA, fp16 on MPS, fp32 on CPU)")
+    g.add_argument("--family", default=None, help="model family when config.json does not say: dream, llada, diffusion_gemma")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="run the checkpoint's own Python modelling code (executes downloaded code)")
+    g.add_argument("--preset", default=None,
+                   help="the authors' generation settings for a public model (e.g. diffucoder-instruct, llada; "
+                        "'auto' picks the loaded model's); knobs given explicitly still win")
     g.add_argument("--n-samples", type=int, default=1, metavar="N", help="samples per task (default 1)")
     g.add_argument("--k", default="1", metavar="K,K", help="pass@k values to report (default 1)")
     g.add_argument("--prompt-style", choices=PROMPT_STYLES, default="bigcode",
@@ -290,11 +299,13 @@ def run(args: argparse.Namespace) -> int:
             knobs = {k: getattr(args, k) for k in MODEL_KNOBS}
             if args.n_samples > 1 and knobs.get("temperature") == 0:
                 print("warning: --temperature 0 with --n-samples > 1 gives identical samples", file=err)
-            load = {k: v for k in ("quantize", "compile") if (v := getattr(args, k)) != "none"}
+            load = {k: v for k in ("quantize", "compile", "dtype") if (v := getattr(args, k)) not in ("none", "auto")}
+            load.update({k: v for k in ("family", "trust_remote_code") if (v := getattr(args, k))})
             generator = ModelGenerator(args.model, device=args.device, prompt_style=args.prompt_style,
-                                       fewshot=taskset.fewshot, load_options=load, **knobs)
+                                       fewshot=taskset.fewshot, load_options=load, preset=args.preset, **knobs)
             identity = {"generator": "model", "model": args.model or "embedded",
-                        "prompt_style": args.prompt_style, **knobs, **load}
+                        "prompt_style": args.prompt_style, **knobs, **load,
+                        **({"preset": args.preset} if args.preset else {})}
         if args.prompt_style == "3shot" and spec.fewshot and len(taskset.fewshot) != 3:
             raise DiffucodeError("--prompt-style 3shot needs MBPP tasks 2, 3 and 4 in the data file")
         if shard:

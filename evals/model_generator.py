@@ -49,10 +49,12 @@ class ModelGenerator:
     """
 
     def __init__(self, model: str | None = None, *, device: str = "cpu", prompt_style: PromptStyle = "bigcode",
-                 fewshot: Sequence[Task] = (), load_options: dict | None = None, **knobs: Any):
+                 fewshot: Sequence[Task] = (), load_options: dict | None = None, preset: str | None = None,
+                 **knobs: Any):
         self.model = model
         self.device = device
-        self.load_options = dict(load_options or {})  # load_engine's quantize / compile
+        self.load_options = dict(load_options or {})  # load_engine's quantize / compile / dtype / family / ...
+        self.preset = preset  # a family preset (families.FAMILY_PRESETS) or "auto": the loaded model's
         self.prompt_style = prompt_style
         self.fewshot = tuple(fewshot)
         self.knobs = {k: v for k, v in knobs.items() if v is not None}
@@ -70,6 +72,12 @@ class ModelGenerator:
 
             self._api = (InfillSettings, complete, infill)
             self._engine = load_engine(self.model, device=self.device, **self.load_options)
+            if self.preset:
+                from diffucode import families
+
+                name = self._engine.meta.get("preset") if self.preset == "auto" else self.preset
+                if name:  # the preset under the knobs given explicitly
+                    self.knobs = families.preset_settings(name, **self.knobs)
         return self._engine
 
     def seed_for(self, task: Task, sample_index: int) -> int:

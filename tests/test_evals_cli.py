@@ -235,3 +235,21 @@ def test_a_broken_sandbox_stops_the_run_and_records_nothing(tmp_path, monkeypatc
         assert not results.exists() or results.read_text() == ""
         assert not (out / "calibration.json").exists()
         assert not (out / "summary.json").exists()
+
+
+def test_public_checkpoint_options_and_presets_reach_the_engine(fake_engine):
+    from diffucode.families import FAMILY_PRESETS
+
+    gen = ModelGenerator(None, load_options={"dtype": "bf16", "family": "dream", "trust_remote_code": True},
+                         preset="llada", steps=8)
+    gen(Task("HumanEval/0", "complete", "def f():\n", "", "", entry_point="f"), 0)
+    assert fake_engine[0] == ("load", None, "cpu", ("dtype", "bf16"), ("family", "dream"), ("trust_remote_code", True))
+    kw = fake_engine[1][3]
+    assert kw["threshold"] is None and kw["cache_refresh"] is None  # the authors decode without them
+    assert kw["steps"] == 8  # a knob given explicitly wins over the preset
+    assert all(kw[k] == v for k, v in FAMILY_PRESETS["llada"].items() if k != "steps")
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "humaneval", "--dtype", "bf16", "--family", "llada", "--trust-remote-code",
+                              "--preset", "auto"])
+    assert (args.dtype, args.family, args.trust_remote_code, args.preset) == ("bf16", "llada", True, "auto")

@@ -397,7 +397,7 @@ export class ServerManager implements vscode.Disposable {
     this.failure = message;
     this.setPhase("failed");
     this.output.appendLine(`[diffucode] ${message}`);
-    const help = actions.includes("How to install") ? " Install diffucode (`pip install diffucode`, or `pip install -e .` in its repository) or set `diffucode.serverCommand`." : "";
+    const help = actions.includes("How to install") ? " Install diffucode (`pip install -e .` in its repository, or `pip install PATH/TO/diffucode`) or set `diffucode.serverCommand`." : "";
     void vscode.window.showErrorMessage(`${message}${help}`, ...actions).then((choice) => {
       if (choice === "How to install") void this.openInstallDocs();
       else if (choice === "Open settings") void vscode.commands.executeCommand("workbench.action.openSettings", "diffucode.serverCommand");
