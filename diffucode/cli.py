@@ -445,10 +445,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffucode: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\ndiffucode: interrupted; nothing was written", file=sys.stderr)
+        training = getattr(getattr(args, "func", None), "__module__", "") == "diffucode.train"
+        print("\ndiffucode: interrupted; " + ("the run folder keeps its last checkpoint: rerun to resume" if training
+                                           else "nothing was written"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # a folder or file the command cannot create or write (train, eval, ...)
+        print(f"diffucode: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

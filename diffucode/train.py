@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffucode import checkpoint, distributed
+from diffucode.devices import resolve_device
 from diffucode.data import DataConfig, TokenStore, find_bench_data, prepare, token_tables
 from diffucode.errors import CheckpointError, ConfigError
 from diffucode.masking import KIND_NAMES, BatchSource, MaskingConfig, Specials, heldout_windows
@@ -89,6 +90,12 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "compile", compile_mode(self.compile))
+        for name in ("batch_size", "lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
+        for name in ("max_steps", "warmup_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 0")
 
 
 def compile_mode(value) -> str:
@@ -695,6 +702,22 @@ def _model_meta(out: Path, mcfg: MaskingConfig, cfg: TrainConfig) -> dict:
 
 
 # -- export ---------------------------------------------------------------------------------------------
+def check_export_dest(dest: str | Path) -> None:
+    """Refuse to export over anything but a diffucode model folder: a file, a non-empty folder of other
+    files, or another kind of model would lose the user's files."""
+    dest = Path(dest)
+    try:
+        if dest.exists() and not dest.is_dir():
+            raise CheckpointError(f"export destination {dest} is a file")
+        if dest.is_dir() and any(dest.iterdir()):
+            fmt = checkpoint.read_config(dest).get("format") if (dest / "config.json").is_file() else None
+            if fmt != checkpoint.FORMAT:
+                raise CheckpointError(f"export destination {dest} is not empty and is not a diffucode model folder; "
+                                      "export to a new folder")
+    except OSError as exc:
+        raise CheckpointError(f"export destination {dest}: {exc.strerror or exc}") from exc
+
+
 def export(run_dir: str | Path, dest: str | Path, *, dtype: torch.dtype = torch.float16, max_total_mb: float = 64.0,
            log=print) -> Path:
     """Write the run's latest checkpoint as an inference folder (float16 safetensors shards < 15 MB,
@@ -712,6 +735,7 @@ def export(run_dir: str | Path, dest: str | Path, *, dtype: torch.dtype = torch.
     meta["training"].update({"steps": state["step"], "tokens_seen": state["tokens"], "train_seconds": round(state.get("train_seconds", 0), 1),
                              "commands": state.get("commands", []), "eval": state.get("last_eval", {}),
                              "data": index.get("stats", {})})
+    check_export_dest(dest)
     dest.mkdir(parents=True, exist_ok=True)
     checkpoint.save(dest, ck.model, ck.tokenizer, meta=meta, dtype=dtype)
     (dest / "README.md").write_text(_model_card(ck, state, run, index), encoding="utf-8")
@@ -940,6 +964,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.export_only:
         export(out, args.export_only, log=say)
         return 0
+    if args.device:
+        resolve_device(args.device)  # one line for a GPU that is not there, before any data is built
+    if args.export:
+        check_export_dest(args.export)  # before training, not after it
+    for flag, value in (("--time-budget", args.time_budget), ("--steps", args.steps)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{flag} must be ≥ 0 (0: no limit)")
+    if args.init_from and _ckpt_dir(out) is None:
+        src = checkpoint.read_config(args.init_from)
+        if src.get("format") != checkpoint.FORMAT or "model" not in src or not (Path(args.init_from) / "tokenizer.json").is_file():
+            raise CheckpointError(f"--init-from {args.init_from} is not a diffucode model folder")
     run_json = out / "run.json"
     stored = json.loads(run_json.read_text()) if run_json.is_file() else None
     dcfg, mcfg, tcfg = resolve(args, stored)

@@ -335,6 +335,9 @@ def run(args: argparse.Namespace) -> int:
     except DiffucodeError as e:
         print(f"error: {e}", file=err)
         return 2
+    except OSError as e:  # an --out folder that cannot be written, ...
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=err)
+        return 2
 
     _print_summary(summary, ks, config.out_dir)
     return _fail_under(args, summary)

@@ -200,6 +200,10 @@ def _check_identity(out_dir: Path, identity: dict, overwrite: bool, extra: dict 
                 record["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 _write_json(run_path, record)
         return
+    foreign = [n for n in (RESULTS, SAMPLES, SUMMARY, CALIBRATION, "report.md") if (out_dir / n).exists()]
+    if foreign:  # no run.json: not this harness's run (or one of unknown settings), so nothing to resume
+        raise ResumeMismatch(f"{out_dir} holds {', '.join(foreign)} but no {RUN}: not an eval run to resume; "
+                             "use another --out folder, or --overwrite to discard them")
     _write_json(run_path, {"identity": identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            **(extra or {})})
 

@@ -299,3 +299,14 @@ def test_keeping_cap_dac_read_search_is_warned_once(monkeypatch):
     runner.check_sandbox(Limits(timeout_s=10), said.append)
     runner.check_sandbox(Limits(timeout_s=10), said.append)
     assert len(said) == 1 and "CAP_DAC_READ_SEARCH" in said[0]
+
+
+def test_an_out_folder_with_files_of_no_run_is_not_taken_over(tmp_path):
+    from diffucode_evals.runner import _check_identity
+
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(ResumeMismatch, match="no run.json"):
+        _check_identity(tmp_path, {"generator": "canonical"}, overwrite=False)
+    assert (tmp_path / "summary.json").read_text() == "{}"
+    _check_identity(tmp_path, {"generator": "canonical"}, overwrite=True)  # --overwrite discards them
+    assert (tmp_path / "run.json").is_file()

@@ -337,3 +337,33 @@ def test_objective_ablation_variants_are_valid_train_flags():
         args = parser.parse_args(["--out", "x", *flags])
         mix = MaskingConfig(p_uniform=args.p_uniform, p_infill=args.p_infill, p_body=args.p_body)
         assert abs(mix.kind_probs().sum() - 1) < 1e-9
+
+
+def test_bad_destinations_and_numbers_are_refused_before_any_work(tmp_path, tiny_model_dir, capsys):
+    from diffucode import cli
+    from diffucode.errors import CheckpointError, ConfigError
+    from diffucode.train import TrainConfig, check_export_dest
+
+    check_export_dest(tmp_path / "new")  # a new folder, an empty one, or a diffucode model folder: fine
+    check_export_dest(tiny_model_dir)
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "model-best.safetensors").write_bytes(b"the user's")
+    with pytest.raises(CheckpointError, match="not a diffucode model folder"):
+        check_export_dest(user)
+    (user / "config.json").write_text('{"model_type": "qwen2"}')
+    with pytest.raises(CheckpointError, match="not a diffucode model folder"):
+        check_export_dest(user)
+    with pytest.raises(CheckpointError, match="is a file"):
+        check_export_dest(user / "config.json")
+    for bad in ({"batch_size": 0}, {"lr": -1.0}, {"max_steps": -3}):
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad)
+    out = tmp_path / "run"
+    for argv, message in ((["--device", "bogus"], "unknown device"), (["--export", str(user)], "not a diffucode model"),
+                          (["--time-budget", "-5"], "--time-budget"), (["--init-from", str(user)], "not a diffucode model"),
+                          (["--batch-size", "0"], "--batch-size")):
+        assert cli.main(["train", "--out", str(out), "--smoke", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert (user / "model-best.safetensors").read_bytes() == b"the user's"
