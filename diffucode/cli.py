@@ -168,17 +168,22 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, or auto (default: cpu)")
-    m.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="weights' dtype in memory (default: fp32 for diffucode's own models; public checkpoints "
-                        "bf16 on CUDA, fp16 on MPS, fp32 on CPU)")
     m.add_argument("--quantize", default=None, choices=["none", "int8"],
                    help="int8: dynamic int8 linear layers for diffucode's own models on CPU (default: none)")
-    m.add_argument("--family", default=None, help="model family when config.json does not say: dream, llada, diffusion_gemma")
-    m.add_argument("--trust-remote-code", action="store_true",
+    add_checkpoint_flags(m)
+
+
+def add_checkpoint_flags(g) -> None:
+    """--dtype and the public checkpoints' --family, --trust-remote-code, --preset (also `diffucode eval`'s)."""
+    g.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="weights' dtype in memory (default: fp32 for diffucode's own models; public checkpoints "
+                        "bf16 on CUDA, fp16 on MPS, fp32 on CPU)")
+    g.add_argument("--family", default=None, help="model family when config.json does not say: dream, llada, diffusion_gemma")
+    g.add_argument("--trust-remote-code", action="store_true",
                    help="run the checkpoint's own Python modelling code (executes downloaded code)")
-    m.add_argument("--preset", default=None,
+    g.add_argument("--preset", default=None,
                    help="the authors' generation settings for a public model (e.g. diffucoder-instruct, dream-coder, llada; "
-                        "'auto' picks the loaded model's); flags given explicitly still win")
+                        "'auto' picks the loaded model's); settings given explicitly still win")
 
 
 def _base_type(t) -> str:

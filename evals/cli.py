@@ -16,6 +16,7 @@ import re
 import sys
 from pathlib import Path
 
+from diffucode.cli import add_checkpoint_flags
 from diffucode.errors import DiffucodeError
 
 from .data import TASK_SETS, get_spec, load_taskset
@@ -72,15 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", choices=COMPILE_MODES, default="none",
                    help="torch.compile mode for diffucode's own models (default none; pays over long runs, "
                         "reduce-overhead = CUDA graphs on a GPU)")
-    g.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
-                   help="weights' dtype in memory (default: fp32 for diffucode's own models; public checkpoints "
-                        "bf16 on CUDA, fp16 on MPS, fp32 on CPU)")
-    g.add_argument("--family", default=None, help="model family when config.json does not say: dream, llada, diffusion_gemma")
-    g.add_argument("--trust-remote-code", action="store_true",
-                   help="run the checkpoint's own Python modelling code (executes downloaded code)")
-    g.add_argument("--preset", default=None,
-                   help="the authors' generation settings for a public model (e.g. diffucoder-instruct, llada; "
-                        "'auto' picks the loaded model's); knobs given explicitly still win")
+    add_checkpoint_flags(g)
     g.add_argument("--n-samples", type=int, default=1, metavar="N", help="samples per task (default 1)")
     g.add_argument("--k", default="1", metavar="K,K", help="pass@k values to report (default 1)")
     g.add_argument("--prompt-style", choices=PROMPT_STYLES, default="bigcode",
