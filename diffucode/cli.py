@@ -126,10 +126,10 @@ def atomic_write(path: Path, data: bytes, *, expect: bytes) -> None:
         raise InputFileError(f"{path}: cannot re-read before writing: {exc.strerror or exc}") from exc
     if current != expect:
         raise InputFileError(f"{path}: changed on disk while generating; not overwritten")
-    if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:  # root may write anything: keep the user's lock
-        raise InputFileError(f"{path}: the file is read-only; not overwritten")
     try:
         mode = path.stat().st_mode & 0o7777
+        if not os.access(path, os.W_OK) or not mode & 0o222:  # root may write anything: keep the user's lock
+            raise InputFileError(f"{path}: the file is read-only; not overwritten")
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise InputFileError(f"{path}: cannot write next to it: {exc.strerror or exc}; not overwritten") from exc
@@ -450,9 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffucode: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        training = getattr(getattr(args, "func", None), "__module__", "") == "diffucode.train"
-        print("\ndiffucode: interrupted; " + ("the run folder keeps its last checkpoint: rerun to resume" if training
-                                           else "nothing was written"), file=sys.stderr)
+        print(f"\ndiffucode: interrupted; {getattr(args, 'on_interrupt', 'nothing was written')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK

@@ -50,9 +50,10 @@ class NativeDenoiser:
     hole size. The context is padded on the right to a multiple of `T_BUCKET` tokens (never past the
     model's context) and the padding is hidden from attention by a key mask; the positions asked for
     are padded to a multiple of `P_BUCKET` by repeating the last one. The logits at the real
-    positions are those of the unpadded call. Compiling costs
-    a minute or two up front on a small CPU and pays only in long-lived processes (the language server, evals): see
-    benchmarks/bench_engine.py and bench_gpu.py for what it buys on a machine.
+    positions are those of the unpadded call.
+
+    Compiling costs a minute or two up front on a small CPU and pays only in long-lived processes (the
+    language server, evals): see benchmarks/bench_engine.py and bench_gpu.py for what it buys.
     """
 
     T_BUCKET = 64
@@ -136,22 +137,19 @@ def _bucketed(forward, prefill, forward_cached, *, t: int, p: int, limit: int):
         """(B, N) or (N,) -> (B, N') with N' the bucket of N."""
         return None if x is None else widen(x.expand(B, -1) if x.dim() == 1 else x, up(x.size(-1), p))
 
-    def cut(out: torch.Tensor, n: int) -> torch.Tensor:
-        return out[:, :n]
-
     @functools.wraps(forward)
     def forward_b(ids, positions=None):
         T = ids.size(1)
         padded, keep = context(ids, up(T, t, limit))
         out = forward(padded, positions=rows(positions, ids.size(0)), key_padding_mask=keep)
-        return cut(out, T if positions is None else positions.size(-1))
+        return out[:, : T if positions is None else positions.size(-1)]
 
     @functools.wraps(prefill)
     def prefill_b(ids, positions=None):
         T = ids.size(1)
         padded, keep = context(ids, up(T, t, limit))
         logits, cache = prefill(padded, positions=rows(positions, ids.size(0)), key_padding_mask=keep)
-        return cut(logits, T if positions is None else positions.size(-1)), _PaddedCache(cache, length=T)
+        return logits[:, : T if positions is None else positions.size(-1)], _PaddedCache(cache, length=T)
 
     @functools.wraps(forward_cached)
     def forward_cached_b(ids, cache, active, positions=None):
@@ -160,7 +158,7 @@ def _bucketed(forward, prefill, forward_cached, *, t: int, p: int, limit: int):
         padded, keep = context(ids, cache[0][0].size(2))  # the width the cache was made at
         out = forward_cached(padded, list(cache), rows(active, ids.size(0)), positions=rows(positions, ids.size(0)),
                              key_padding_mask=keep)
-        return cut(out, active.size(-1) if positions is None else positions.size(-1))
+        return out[:, : active.size(-1) if positions is None else positions.size(-1)]
 
     return forward_b, prefill_b, forward_cached_b
 

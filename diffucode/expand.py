@@ -22,7 +22,7 @@ import torch
 
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
-from diffucode.sampler import NEG_INF, STRATEGIES, _choose, _suppress_
+from diffucode.sampler import NEG_INF, STRATEGIES, _banned, _choose, _suppress_
 
 ExpandCallback = Callable[[int, list[int]], None]  # (forwards so far, hole ids with masks)
 
@@ -79,7 +79,7 @@ def sample_expanding(
     hole, lps = [mask] * initial, [0.0] * initial
     forwards = expansions = deletions = 0
     device = denoiser.device
-    banned = torch.tensor(sorted(denoiser.forbidden_ids - {expand_id, delete_id}), dtype=torch.long, device=device)
+    banned = _banned(denoiser, allow=(expand_id, delete_id))
     while mask in hole:
         open_ = [i for i, t in enumerate(hole) if t == mask]
         ids = torch.tensor(prefix + hole + suffix, device=device)[None]

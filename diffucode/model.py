@@ -195,7 +195,7 @@ class DiffusionTransformer(nn.Module):
         self._check_length(T)
         x = self.embed(ids)  # (B, T, D)
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]  # (B, 1, 1, T)
+        attn_mask = _attn_mask(key_padding_mask)
         for block in self.blocks:
             x, _ = block(x, cos, sin, attn_mask)
         return self.norm(x)
@@ -217,7 +217,7 @@ class DiffusionTransformer(nn.Module):
         self._check_length(T)
         x = self.embed(ids)
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        attn_mask = _attn_mask(key_padding_mask)
         cache = []
         for block in self.blocks:
             x, (k, v) = block(x, cos, sin, attn_mask)
@@ -246,10 +246,15 @@ class DiffusionTransformer(nn.Module):
             active = active.expand(B, -1)
         x = self.embed(ids.gather(1, active))  # (B, A, D)
         cos, sin = self.rope_cos[active][:, None], self.rope_sin[active][:, None]  # (B, 1, A, Dh/2)
-        attn_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        attn_mask = _attn_mask(key_padding_mask)
         for block, kv in zip(self.blocks, cache):
             x, _ = block(x, cos, sin, attn_mask, kv=kv, where=active)
         return self.lm_head(self.norm(_gather_rows(x, positions)))
+
+
+def _attn_mask(key_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, T) bool, True for real tokens -> (B, 1, 1, T), the shape SDPA broadcasts over heads and queries."""
+    return None if key_padding_mask is None else key_padding_mask[:, None, None, :]
 
 
 def _gather_rows(x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:

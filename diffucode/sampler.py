@@ -130,7 +130,7 @@ def sample(
     seg_start, seg_end = _segments(generated)
     tail = torch.tensor(sorted(set(tail_ids)), dtype=torch.long, device=device)
     remasked = torch.zeros_like(generated)
-    banned = torch.tensor(sorted(i for i in denoiser.forbidden_ids if i not in allow_ids), dtype=torch.long, device=device)
+    banned = _banned(denoiser, allow_ids)
     prev_x0 = None  # last forward's predictions, for early_stop
 
     forwards = 0
@@ -206,6 +206,11 @@ def _segments(generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     starts = torch.where(generated & ~prev, idx, torch.full_like(idx, -1)).cummax(1).values
     ends_rev = torch.where(generated & ~nxt, idx, torch.full_like(idx, T)).flip(1).cummin(1).values.flip(1)
     return starts, ends_rev
+
+
+def _banned(denoiser: Denoiser, allow: Sequence[int] = ()) -> torch.Tensor:
+    """The forbidden specials (mask, bos, ...) a call does not `allow`, as a tensor of ids for `_suppress_`."""
+    return torch.tensor(sorted(set(denoiser.forbidden_ids) - set(allow)), dtype=torch.long, device=denoiser.device)
 
 
 def _suppress_(logits: torch.Tensor, banned: torch.Tensor, vocab_size: int) -> None:

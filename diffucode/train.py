@@ -876,7 +876,7 @@ def register(subparsers) -> None:
                     "10-minute slices): diffucode train --out runs/small --preset small --time-budget 540",
     )
     add_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, on_interrupt="the run folder keeps its last checkpoint: rerun to resume")
 
 
 def resolve(args: argparse.Namespace, stored: dict | None) -> tuple[DataConfig, MaskingConfig, TrainConfig]:
@@ -971,10 +971,12 @@ def _run(args: argparse.Namespace) -> int:
     for flag, value in (("--time-budget", args.time_budget), ("--steps", args.steps)):
         if value is not None and value < 0:
             raise ConfigError(f"{flag} must be ≥ 0 (0: no limit)")
+    init_model = None  # the --init-from folder's model config, when a new run starts from it
     if args.init_from and _ckpt_dir(out) is None:
         src = checkpoint.read_config(args.init_from)
         if src.get("format") != checkpoint.FORMAT or "model" not in src or not (Path(args.init_from) / "tokenizer.json").is_file():
             raise CheckpointError(f"--init-from {args.init_from} is not a diffucode model folder")
+        init_model = src["model"]
     run_json = out / "run.json"
     stored = json.loads(run_json.read_text()) if run_json.is_file() else None
     dcfg, mcfg, tcfg = resolve(args, stored)
@@ -985,11 +987,10 @@ def _run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         if getattr(args, "smoke", False) and not stored and getattr(args, "decontaminate", None) is None:
             dcfg = smoke_data(dcfg, say)
-        if args.init_from and not (out / "tokenizer.json").exists():
+        if init_model and not (out / "tokenizer.json").exists():
             shutil.copyfile(Path(args.init_from) / "tokenizer.json", out / "tokenizer.json")
-            src_cfg = checkpoint.read_config(args.init_from)["model"]
-            tcfg = dataclasses.replace(tcfg, **{k: src_cfg[k] for k in ("d_model", "n_layers", "n_heads", "ffn_hidden")},
-                                       seq_len=src_cfg["max_seq_len"])
+            tcfg = dataclasses.replace(tcfg, **{k: init_model[k] for k in ("d_model", "n_layers", "n_heads", "ffn_hidden")},
+                                       seq_len=init_model["max_seq_len"])
         record = {"data": dcfg.to_dict(), "masking": mcfg.to_dict(), "train": asdict(tcfg),
                   "command": stored["command"] if stored else command,
                   "created": stored.get("created") if stored else time.strftime("%Y-%m-%d %H:%M:%S")}

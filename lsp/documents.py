@@ -80,13 +80,9 @@ def offset_at(doc: TextDocument, pos: lsp.Position) -> int:
     width = doc.position_codec.client_num_units(_line_body(lines[pos.line]))
     if pos.character > width:
         raise SpanError(f"character {pos.character} is past the end of line {pos.line} ({width} units)")
-    if doc.position_codec.encoding in (None, "utf-16", lsp.PositionEncodingKind.Utf16):
-        units = 0
-        for ch in _line_body(lines[pos.line]):
-            if units >= pos.character:
-                break
-            units += 2 if ord(ch) > 0xFFFF else 1
-        if units != pos.character:
+    if doc.position_codec.encoding in (None, "utf-16", lsp.PositionEncodingKind.Utf16) and 0 < pos.character < width:
+        units = _line_body(lines[pos.line]).encode("utf-16-le")
+        if 0xDC00 <= int.from_bytes(units[2 * pos.character : 2 * pos.character + 2], "little") <= 0xDFFF:  # a low surrogate
             raise SpanError(f"character {pos.character} of line {pos.line} splits a surrogate pair")
     # pygls mutates positions it clamps; hand it a copy.
     return doc.offset_at_position(lsp.Position(line=pos.line, character=pos.character))

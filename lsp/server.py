@@ -45,6 +45,8 @@ def auto_threads() -> int:
 
 
 class DiffucodeServer(LanguageServer):
+    _reporting = False  # true while report_server_error reports: a report that fails must not report itself
+
     def __init__(self, loader: Loader | None = None, defaults: ServerSettings | None = None):
         super().__init__("diffucode", version(), protocol_cls=P.DiffucodeProtocol, converter_factory=P.converter_factory)
         self.settings = defaults or ServerSettings()
@@ -99,7 +101,7 @@ class DiffucodeServer(LanguageServer):
             with contextlib.suppress(Exception):  # raw: the converter would drop the id, which must be null
                 self.protocol._send_data({"jsonrpc": "2.0", "id": None,
                                           "error": {"code": JsonRpcParseError.CODE, "message": f"parse error: {error}"}})
-        if getattr(self, "_reporting", False):  # the report itself failed (e.g. stdout closed by exit): stop here
+        if self._reporting:  # the report itself failed (e.g. stdout closed by exit): stop here
             return
         self._reporting = True
         try:
