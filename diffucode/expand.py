@@ -22,7 +22,16 @@ import torch
 
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
-from diffucode.sampler import NEG_INF, STRATEGIES, _banned, _choose, _suppress_
+from diffucode.guidance import check_cfg_scale, guided_logits
+from diffucode.sampler import (
+    NEG_INF,
+    STRATEGIES,
+    _banned,
+    _choose,
+    _gumbel_keys,
+    _suppress_,
+    check_position_temperature,
+)
 
 ExpandCallback = Callable[[int, list[int]], None]  # (forwards so far, hole ids with masks)
 
@@ -50,6 +59,8 @@ def sample_expanding(
     top_k: int | None = None,
     top_p: float | None = None,
     threshold: float | None = None,
+    position_temperature: float | None = None,
+    cfg_scale: float = 0.0,
     max_forwards: int | None = None,
     generator: torch.Generator | None = None,
     callback: ExpandCallback | None = None,
@@ -64,6 +75,9 @@ def sample_expanding(
         max_length: the hole never holds more positions than this.
         strategy, temperature, top_k, top_p: as in sampler.sample.
         threshold: commit every mask at least this confident (≥ 1 per step); None commits one per step.
+        position_temperature: the one position a step commits (when nothing reaches `threshold`) is
+            drawn from softmax(score / position_temperature) instead of being the best (Dream's `alg_temp`).
+        cfg_scale: classifier-free guidance (guidance.py); the unconditional input masks `prefix` and `suffix`.
         max_forwards: stop after this many forwards (default 4 × max_length) and fill what is left
             in one last commit, so a model that keeps expanding and deleting cannot loop forever.
         callback: called after every step with (forwards, hole); raise to cancel.
@@ -74,6 +88,8 @@ def sample_expanding(
         raise ConfigError(f"the hole must start with 1..{max_length} masks, not {initial}")
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise ConfigError("threshold must be in (0, 1]")
+    check_position_temperature(position_temperature)
+    check_cfg_scale(cfg_scale)
     mask = denoiser.mask_id
     cap = max_forwards or 4 * max_length
     hole, lps = [mask] * initial, [0.0] * initial
@@ -84,7 +100,8 @@ def sample_expanding(
         open_ = [i for i, t in enumerate(hole) if t == mask]
         ids = torch.tensor(prefix + hole + suffix, device=device)[None]
         pos = torch.tensor([len(prefix) + i for i in open_], device=device)[None]
-        logits = denoiser.logits(ids, pos).to(torch.float32, copy=True)  # (1, M, V), edited in place below
+        prompt = _context(len(prefix), len(hole), len(suffix), device) if cfg_scale else None
+        logits = guided_logits(denoiser, ids, pos, prompt, cfg_scale).to(torch.float32, copy=True)  # (1, M, V), edited below
         forwards += 1
         last = forwards >= cap
         _suppress_(logits, banned, denoiser.vocab_size)
@@ -97,9 +114,10 @@ def sample_expanding(
         if last:
             commit = list(range(len(open_)))
         elif threshold is not None:
-            commit = [j for j in range(len(open_)) if float(conf[j]) >= threshold] or [int(score.argmax())]
+            commit = [j for j in range(len(open_)) if float(conf[j]) >= threshold] or [
+                _pick_one(score, position_temperature, generator)]
         else:
-            commit = [int(score.argmax())]
+            commit = [_pick_one(score, position_temperature, generator)]
         # Right to left, so earlier indices stay valid while the hole changes length.
         for j in sorted(commit, key=lambda j: open_[j], reverse=True):
             i, tok = open_[j], int(x0[j])
@@ -115,3 +133,17 @@ def sample_expanding(
         if callback is not None:
             callback(forwards, list(hole))
     return ExpandOutput(hole, lps, forwards, expansions, deletions)
+
+
+def _pick_one(score: torch.Tensor, temperature: float | None, generator: torch.Generator | None) -> int:
+    """The open position a step commits: the best `score`, or one drawn from softmax(score / temperature)."""
+    if not temperature:
+        return int(score.argmax())
+    return int(_gumbel_keys(score[None], temperature, generator)[0].argmax())  # Gumbel-max: one softmax draw
+
+
+def _context(n_prefix: int, n_hole: int, n_suffix: int, device: torch.device) -> torch.Tensor:
+    """(1, T) bool: the prefix and suffix positions (what guidance masks), not the hole's."""
+    hole = torch.zeros(n_prefix + n_hole + n_suffix, dtype=torch.bool, device=device)
+    hole[n_prefix : n_prefix + n_hole] = True
+    return ~hole[None]

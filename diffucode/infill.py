@@ -45,6 +45,8 @@ class InfillSettings:
     early_stop: float | None = None  # commit all when predictions repeat and each is this confident
     block_length: int | None = None  # semi-autoregressive blocks of this many masks
     remask_below: float | None = None  # re-predict committed tokens whose confidence was below this
+    position_temperature: float | None = None  # Dream's alg_temp: draw the positions to commit from softmax(score / this)
+    cfg_scale: float = 0.0  # LLaDA's classifier-free guidance against the context masked (0: off)
     candidates: int = 1  # drawn in one batch; the best valid one wins
     seed: int = 0
     max_new_tokens: int = 64  # largest hole, in tokens, per span
@@ -90,6 +92,11 @@ class InfillSettings:
             raise ConfigError("block_length must be ≥ 1")
         if self.remask_below is not None and not 0.0 < self.remask_below <= 1.0:
             raise ConfigError("remask_below must be in (0, 1]")
+        if self.position_temperature is not None and not (math.isfinite(self.position_temperature)
+                                                          and self.position_temperature >= 0):
+            raise ConfigError("position_temperature must be a finite number ≥ 0")
+        if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+            raise ConfigError("cfg_scale must be a finite number ≥ 0")
         if self.context_tokens is not None and self.context_tokens < 1:
             raise ConfigError("context_tokens must be ≥ 1")
         if not 0 <= self.seed < 2**63:
@@ -110,6 +117,10 @@ SETTINGS_HELP = {
     "early_stop": "commit every remaining token once the predictions repeat the previous step's and each is at least this confident",
     "block_length": "fill the hole left to right in blocks of this many tokens",
     "remask_below": "re-predict committed tokens whose confidence was below this",
+    "position_temperature": "draw which tokens to commit at random, the surer the likelier: softmax(score / this) "
+                            "(Dream's alg_temp; unset or 0: the surest first)",
+    "cfg_scale": "classifier-free guidance: also run the model with the context masked and move away from that "
+                 "prediction by this much (LLaDA's cfg_scale; 0: off; twice the rows per forward)",
     "candidates": "candidates drawn in one batch; the best valid one wins",
     "seed": "random seed (same seed, same output)",
     "max_new_tokens": "largest hole per span, in tokens",
@@ -463,7 +474,10 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
     t0 = time.perf_counter()
     expand_id, delete_id = _expand_ids(engine)
     cap = settings.max_new_tokens
-    layout = _Layout.build(engine, source, [span], [cap], settings)  # context room for the longest hole
+    before, after = getattr(engine.denoiser, "expand_frame", ((), ()))  # DreamOn: BOS, EOS around the context
+    # context room for the longest hole and the frame
+    layout = _Layout.build(engine, source, [span], [cap + len(before) + len(after)], settings)
+    prefix, suffix = [*before, *layout.prefix_ids], [*layout.suffix_ids, *after]
     old = len(engine.tokenizer.encode(_model_text(source[span[0] : span[1]])))
     initial = min(cap, settings.length or max(4, old))
     pooled: dict[str, Candidate] = {}
@@ -480,9 +494,10 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
     for r in range(settings.candidates):
         gen = torch.Generator(device=engine.denoiser.device).manual_seed(settings.seed + r)
         out = sample_expanding(
-            engine.denoiser, layout.prefix_ids, layout.suffix_ids, expand_id=expand_id, delete_id=delete_id,
+            engine.denoiser, prefix, suffix, expand_id=expand_id, delete_id=delete_id,
             initial=initial, max_length=cap, strategy=settings.strategy, temperature=settings.temperature,
-            top_k=settings.top_k, top_p=settings.top_p, threshold=None if settings.exact else settings.threshold, generator=gen,
+            top_k=settings.top_k, top_p=settings.top_p, threshold=None if settings.exact else settings.threshold,
+            position_temperature=settings.position_temperature, cfg_scale=settings.cfg_scale, generator=gen,
             callback=lambda n, hole, r=r: callback(n, hole, stream=r == 0),  # stream the first candidate
         )
         forwards += out.forwards
@@ -567,9 +582,20 @@ def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, t
         else [t for t in [den.eos_id] if t is not None],
         allow_ids=allow_ids,
         remask_below=settings.remask_below,
+        position_temperature=settings.position_temperature,
+        cfg_scale=settings.cfg_scale,
+        cfg_prompt=_context_mask(layout, ids.size(1), ids.device) if settings.cfg_scale else None,
         generator=gen,
         callback=callback if (on_step or should_stop) else None,
     )
+
+
+def _context_mask(layout: _Layout, T: int, device) -> torch.Tensor:
+    """(T,) bool: the positions outside the holes — what classifier-free guidance masks (the prompt)."""
+    ctx = torch.ones(T, dtype=torch.bool, device=device)
+    for start, n in zip(layout.hole_starts(), layout.hole_lens):
+        ctx[start : start + n] = False
+    return ctx
 
 
 def _render(engine, toks: list[int]) -> str:

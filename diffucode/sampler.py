@@ -13,7 +13,10 @@ being generated, then commit some of the still-masked positions:
   same as in the previous forward and each is at least that confident;
 * which: the highest-scoring ones under `strategy` — `confidence` (max prob, "low-confidence
   remasking" in LLaDA / `maskgit_plus` in Dream), `margin` (top1 − top2), `entropy` (lowest entropy
-  first), or `origin` (random order);
+  first), or `origin` (random order); with `position_temperature` (Dream's `alg_temp`) the schedule's
+  positions are drawn at random, without replacement, from softmax(score / position_temperature);
+* with what logits: `cfg_scale` > 0 is LLaDA's classifier-free guidance (diffucode/guidance.py): a
+  second input with the prompt masked, and un + (cfg_scale + 1)·(cond − un);
 * where: optionally in semi-autoregressive blocks of `block_length` masked positions, left to right;
 * tails: ids in `tail_ids` (pad, eos) may only form a contiguous tail of each hole, so a committed pad
   pads the rest of its hole and a pad is never placed before committed content (the prototype's
@@ -30,6 +33,7 @@ import torch
 
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
+from diffucode.guidance import check_cfg_scale, guided_logits
 
 STRATEGIES = ("confidence", "margin", "entropy", "origin")
 NEG_INF = float("-inf")
@@ -62,6 +66,9 @@ def sample(
     tail_ids: Sequence[int] = (),
     allow_ids: Sequence[int] = (),
     remask_below: float | None = None,
+    position_temperature: float | None = None,
+    cfg_scale: float = 0.0,
+    cfg_prompt: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> SampleOutput:
@@ -84,6 +91,12 @@ def sample(
         allow_ids: forbidden ids that may be sampled in this call (e.g. a chat model's end-of-turn).
         remask_below: after each step, re-mask committed tokens whose commit-time probability was below
             this value so they are predicted again with more context; each position at most once.
+        position_temperature: None or 0 commits the schedule's k highest-scoring positions; > 0 draws
+            those k without replacement from softmax(score / position_temperature) over the eligible
+            positions (Dream's `alg_temp`). Threshold, entropy-bound and early-stop commits are unchanged.
+        cfg_scale: 0 (off) or LLaDA's classifier-free guidance scale (see diffucode/guidance.py).
+        cfg_prompt: (B, T) or (T,) bool, the positions guidance masks in its unconditional input;
+            default: every position that is not a mask on input (LLaDA's `prompt_index`).
         generator: torch.Generator for reproducible sampling and random ordering.
         callback: called after every step with (step, ids, still_masked); raise to cancel.
     """
@@ -101,6 +114,8 @@ def sample(
         raise ConfigError("entropy_bound must be ≥ 0")
     if early_stop is not None and not 0.0 < early_stop <= 1.0:
         raise ConfigError("early_stop must be in (0, 1]")
+    check_position_temperature(position_temperature)
+    check_cfg_scale(cfg_scale)
 
     ids = ids.clone()
     B, T = ids.shape
@@ -132,6 +147,9 @@ def sample(
     remasked = torch.zeros_like(generated)
     banned = _banned(denoiser, allow_ids)
     prev_x0 = None  # last forward's predictions, for early_stop
+    prompt = None  # what classifier-free guidance masks in its unconditional input
+    if cfg_scale:
+        prompt = ~generated if cfg_prompt is None else cfg_prompt.to(device=device, dtype=torch.bool).expand(B, T)
 
     forwards = 0
     while masked.any():
@@ -142,7 +160,7 @@ def sample(
         current = new_current
         eligible = masked & (block == current[:, None])  # (B, T)
 
-        logits = denoiser.logits(ids, gen_pos).to(torch.float32, copy=True)  # (B, G, V), ours to edit in place
+        logits = guided_logits(denoiser, ids, gen_pos, prompt, cfg_scale).to(torch.float32, copy=True)  # (B, G, V), ours to edit
         forwards += 1
         _suppress_(logits, banned, denoiser.vocab_size)
         if tail.numel():
@@ -160,7 +178,7 @@ def sample(
         n_eligible = eligible.sum(1)
         left = (steps_per_block - spent).clamp(min=1)
         k_min = torch.minimum(torch.div(n_eligible + left - 1, left, rounding_mode="floor"), n_eligible)  # ceil(n/left)
-        commit = _top_k_mask(score_t, k_min)
+        commit = pick_positions(score_t, k_min, position_temperature, generator)
         if threshold is not None:
             commit |= eligible & (conf_t >= threshold)
         if entropy_bound is not None:
@@ -299,6 +317,38 @@ def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     cum = torch.softmax(sorted_logits, -1).cumsum(-1)
     drop = cum - torch.softmax(sorted_logits, -1) > top_p  # keep the smallest set whose mass reaches p
     return logits.masked_fill(drop.scatter(-1, idx, drop), NEG_INF)
+
+
+def check_position_temperature(position_temperature: float | None) -> None:
+    if position_temperature is not None and not (math.isfinite(position_temperature) and position_temperature >= 0):
+        raise ConfigError("position_temperature must be a finite number ≥ 0")
+
+
+def pick_positions(score: torch.Tensor, k: torch.Tensor, temperature: float | None,
+                   generator: torch.Generator | None) -> torch.Tensor:
+    """(B, T) bool: k[b] positions of each row among those with a finite score.
+
+    No `temperature` (None or 0): the k highest-scoring. Otherwise k drawn without replacement from
+    softmax(score / temperature), as Dream's `alg_temp` does with torch.multinomial: here by the
+    Gumbel-top-k trick (the k largest of score / temperature + Gumbel noise have that distribution),
+    with noise from `generator`. A temperature so small that score / temperature overflows ranks the row
+    by score, the limit as temperature → 0."""
+    if temperature:
+        score = _gumbel_keys(score, temperature, generator)
+    return _top_k_mask(score, k)
+
+
+def _gumbel_keys(score: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    """score / temperature + Gumbel(0, 1) noise per finite entry (−inf stays −inf), shifted per row; in
+    float64 (float32 on MPS, which has no float64)."""
+    finite = score > NEG_INF
+    s = score.to(torch.float32 if score.device.type == "mps" else torch.float64)
+    top = s.masked_fill(~finite, NEG_INF).max(1, keepdim=True).values
+    scaled = (s - top) / temperature  # ≤ 0; the row's best is 0
+    u = torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype)
+    keys = torch.where(finite, scaled - torch.log(-torch.log(u.clamp_min(torch.finfo(s.dtype).tiny))), NEG_INF)
+    overflowed = (finite & ~torch.isfinite(scaled)).any(1, keepdim=True)
+    return torch.where(overflowed, s, keys)
 
 
 def _top_k_mask(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

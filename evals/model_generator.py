@@ -36,6 +36,8 @@ MODEL_KNOBS: dict[str, tuple[Any, str]] = {
     "cache_refresh": (int, "approximate K/V cache, full forward every N steps (engine default 4)"),
     "exact": (yes_no, "yes: the reference decoder, without threshold, entropy bound or cache (measures their cost)"),
     "length_mode": (str, "hole length: auto, pad, search, fixed, expand (engine default auto)"),
+    "position_temperature": (float, "Dream's alg_temp: draw the positions to commit from softmax(score / this) (off if unset)"),
+    "cfg_scale": (float, "LLaDA's classifier-free guidance scale (engine default 0: off)"),
 }
 
 
@@ -64,6 +66,13 @@ class ModelGenerator:
         self.name = model or "embedded"
         self._engine = None
         self._api = None
+
+    def check(self) -> None:
+        """Fail now, in one line, on a model that is not there or not a model folder (the engine itself is
+        loaded on first use, after the run folder exists; the CLI calls this before making it)."""
+        from diffucode.models import check_model  # lazy: torch
+
+        check_model(self.model, family=self.load_options.get("family"))
 
     def _load(self):
         if self._engine is None:

@@ -102,6 +102,37 @@ def test_threshold_commits_several_per_forward():
     assert many.forwards == 1 < one.forwards
 
 
+def test_position_temperature_draws_which_mask_to_commit():
+    prefix, suffix = TOK.encode("a = "), TOK.encode("\n")
+    script = TOK.encode("x * 2 + offset(x, 3)")
+
+    class Graded(ExpandingScript):
+        """The script at its own length, clearly surer to the left (so the ranking is left to right)."""
+
+        def logits(self, ids, positions):
+            out = torch.zeros(1, positions.size(1), self.vocab_size)
+            for j, p in enumerate(positions[0].tolist()):
+                out[0, j, self.script[p - self.P]] = 6.0 - 0.3 * (p - self.P)
+            return out
+
+    def order(**kw):
+        seen = []  # after each step, the first mask left: the commit order shows in it
+        out = sample_expanding(Graded(script, len(prefix), len(suffix)), prefix, suffix, expand_id=TOK.expand_id,
+                               delete_id=TOK.eos_id, initial=len(script), strategy="confidence",
+                               callback=lambda _, hole: seen.append(hole.index(TOK.mask_id) if TOK.mask_id in hole else -1),
+                               **kw)
+        assert out.ids == script  # every mask still filled with the model's token
+        return tuple(seen)
+
+    ranked = order()
+    assert order(position_temperature=1e-9, generator=torch.Generator().manual_seed(0)) == ranked
+    drawn = {order(position_temperature=1e3, generator=torch.Generator().manual_seed(s)) for s in range(5)}
+    assert len(drawn) > 1 and ranked not in drawn
+    assert order(position_temperature=1e3, generator=torch.Generator().manual_seed(2)) in drawn  # reproducible
+    with pytest.raises(ConfigError):
+        order(position_temperature=-1.0)
+
+
 def test_bad_arguments_are_config_errors():
     with pytest.raises(ConfigError):
         _run("x", 0)

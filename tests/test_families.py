@@ -68,10 +68,10 @@ def _dream_folder(folder: Path, *, seed: int = 0, copy: bool = False, mask_token
     three times more strongly, so an unmasked argmax would land past the tokenizer's vocabulary.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    specials = ["<|im_start|>", "<|im_end|>", "<|mask|>", "<|dlm_pad|>"] + (["<|expand|>"] if dreamon else [])
+    specials = ["<|im_start|>", "<|im_end|>", "<|mask|>", "<|dlm_pad|>"] + (["<|beginoftext|>", "<|expand|>"] if dreamon else [])
     n_tok = _write_tokenizer(folder, specials, {
         "tokenizer_class": "DreamTokenizer", "auto_map": {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
-        "eos_token": "<|endoftext|>", "pad_token": "<|dlm_pad|>", "bos_token": None,
+        "eos_token": "<|endoftext|>", "pad_token": "<|dlm_pad|>", "bos_token": "<|beginoftext|>" if dreamon else None,
         "chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
                          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
     })
@@ -463,6 +463,126 @@ def test_dreamon_expand_and_delete_tokens_drive_auto_length(tmp_path, dream_engi
     # the fixed-length modes never sample <|expand|> (it is a control token)
     fixed = infill.infill(eng, SRC, [span], infill.InfillSettings(validate=False, length=6, steps=3))
     assert "<|expand|>" not in fixed.candidates[0].edits[0].text
+
+
+def test_dreamon_prompt_is_bos_prefix_hole_suffix_eos(tmp_path):
+    """DreamOn's generator feeds [BOS] prefix <masks> suffix [EOS]; guidance masks all of that but the hole."""
+    from diffucode.models import Engine
+
+    eng = load_engine(_dream_folder(tmp_path / "DreamOn-v0-7B", dreamon=True))
+    tok = eng.tokenizer
+    bos, eos = tok.token_id("<|beginoftext|>"), tok.token_id("<|endoftext|>")
+    assert eng.denoiser.expand_frame == ((bos,), (eos,))
+    span = (SRC.index("    y"), SRC.index("    return"))
+    prefix, suffix = tok.encode(SRC[: span[0]]), tok.encode(SRC[span[1]:])
+    old = len(tok.encode(SRC[span[0]:span[1]]))
+    rec = _Recorder(eng.denoiser)
+    res = infill.infill(Engine(rec, tok, name="dreamon", meta=eng.meta), SRC, [span],
+                        infill.InfillSettings(validate=False, max_new_tokens=12))
+    assert res.candidates
+    first = rec.calls[0][0].tolist()
+    assert first == [bos, *prefix, *[eng.denoiser.mask_id] * max(4, old), *suffix, eos]
+    rec.calls.clear()
+    infill.infill(Engine(rec, tok, name="dreamon", meta=eng.meta), SRC, [span],
+                  infill.InfillSettings(validate=False, max_new_tokens=12, cfg_scale=1.0))
+    cond, un = rec.calls[0]
+    assert cond.tolist() == first
+    hole = slice(1 + len(prefix), len(first) - len(suffix) - 1)
+    assert (un[hole] == cond[hole]).all() and (un[: hole.start] == eng.denoiser.mask_id).all()
+    assert (un[hole.stop:] == eng.denoiser.mask_id).all()  # BOS and EOS are part of the prompt guidance masks
+    # models without the expand tokens keep the plain layout
+    assert load_engine(_dream_folder(tmp_path / "plain")).denoiser.expand_frame == ((), ())
+
+
+# -- classifier-free guidance (LLaDA's cfg_scale) ----------------------------------------------------------
+class _Recorder:
+    """Passes every call to `den`, keeping the ids it was given."""
+
+    cacheable = False
+
+    def __init__(self, den):
+        self._den, self.calls = den, []
+
+    def __getattr__(self, name):
+        return getattr(self._den, name)
+
+    def logits(self, ids, positions=None):
+        self.calls.append(ids.clone())
+        return self._den.logits(ids, positions)
+
+
+def test_cfg_logits_are_llada_formula_over_two_forwards(llada):
+    from diffucode.guidance import guided_logits
+    from diffucode.sampler import sample
+
+    _, _, eng = llada
+    den = eng.denoiser
+    ids = _ids(eng, 14, seed=5).repeat(2, 1)
+    ids[:, 6:11] = den.mask_id
+    ids[1, 8] = 7  # a committed token in the hole stays in the unconditional input
+    prompt = torch.zeros(14, dtype=torch.bool)
+    prompt[:6] = prompt[11:] = True
+    pos = torch.arange(6, 11)[None].expand(2, -1)
+    cond = den.logits(ids, pos)
+    uncond_ids = ids.clone()
+    uncond_ids[:, prompt] = den.mask_id
+    un = den.logits(uncond_ids, pos)
+    for scale in (0.5, 2.0):
+        want = un + (scale + 1) * (cond - un)
+        assert torch.allclose(guided_logits(den, ids, pos, prompt, scale), want, atol=1e-4)
+    assert torch.equal(guided_logits(den, ids, pos, prompt, 0.0), den.logits(ids, pos))
+
+    # the sampler's first commit is the argmax of the guided distribution (one token per forward)
+    start = ids.clone()
+    start[1, 8] = den.mask_id
+    out = sample(den, start[:1], steps=5, cfg_scale=2.0)
+    g = torch.softmax(guided_logits(den, start[:1], pos[:1], prompt, 2.0)[..., : den.vocab_size], -1)
+    g[..., sorted(i for i in den.forbidden_ids if i < den.vocab_size)] = 0
+    conf, tok = g.max(-1)
+    j = int(conf[0].argmax())
+    assert int(out.ids[0, 6 + j]) == int(tok[0, j])
+
+
+def test_cfg_through_infill_and_instruct_masks_the_context(llada, dream_engine):
+    from diffucode.instruct import instruct
+    from diffucode.models import Engine
+
+    _, _, eng = llada
+    span = (SRC.index("    y"), SRC.index("    return"))
+    fixed = dict(validate=False, length_mode="fixed", length=5, steps=5, candidates=2, temperature=0.5, seed=3)
+    base = infill.infill(eng, SRC, [span], infill.InfillSettings(**fixed))
+    zero = infill.infill(eng, SRC, [span], infill.InfillSettings(**fixed, cfg_scale=0.0))
+    assert [c.edits for c in zero.candidates] == [c.edits for c in base.candidates]  # 0: bit-identical, off
+
+    rec = _Recorder(eng.denoiser)
+    infill.infill(Engine(rec, eng.tokenizer, name="rec", meta=eng.meta), SRC, [span],
+                  infill.InfillSettings(**fixed, cfg_scale=1.0))
+    first = rec.calls[0]
+    assert first.shape[0] == 4  # two candidates and their unconditional copies, one forward
+    hole = first[0] == eng.denoiser.mask_id
+    assert int(hole.sum()) == 5 and (first[2:, ~hole] == eng.denoiser.mask_id).all()
+    assert torch.equal(first[2:, hole], first[:2, hole])
+    # the K/V cache takes both halves: refreshing every step is the uncached decoder
+    exact = infill.infill(eng, SRC, [span], infill.InfillSettings(**fixed, cfg_scale=1.0, cache_refresh=None))
+    cached = infill.infill(eng, SRC, [span], infill.InfillSettings(**fixed, cfg_scale=1.0, cache_refresh=1))
+    assert [c.edits for c in cached.candidates] == [c.edits for c in exact.candidates]
+    assert infill.infill(eng, SRC, [span], infill.InfillSettings(**fixed, cfg_scale=1.0)).candidates  # cache_refresh 4
+
+    rec = _Recorder(dream_engine.denoiser)
+    chat = Engine(rec, dream_engine.tokenizer, name="chat", meta=dream_engine.meta)
+    instruct(chat, SRC, (0, 10), "Rename x.", infill.InfillSettings(max_new_tokens=8, steps=2, cfg_scale=1.0))
+    cond, un = rec.calls[0]
+    prompt = dream_engine.tokenizer.encode(families.instruction_prompt(chat, "Rename x.", SRC[:10]))
+    P = len(prompt)
+    assert cond[:P].tolist() == prompt and (un[:P] == dream_engine.denoiser.mask_id).all()
+    assert torch.equal(un[P:], cond[P:])  # the answer (all masks at first) is the same in both
+
+
+def test_bad_guidance_and_position_temperature_settings():
+    for bad in (dict(cfg_scale=-1.0), dict(cfg_scale=float("inf")), dict(position_temperature=-0.1),
+                dict(position_temperature=float("nan"))):
+        with pytest.raises(ConfigError):
+            infill.InfillSettings(**bad).check()
 
 
 # -- instructions (chat templates) ---------------------------------------------------------------------

@@ -88,7 +88,9 @@ def test_bad_settings(tiny_engine):
               InfillSettings(top_k=0), InfillSettings(top_p=7.0), InfillSettings(top_p=0.0), InfillSettings(block_length=0),
               InfillSettings(remask_below=5.0), InfillSettings(context_tokens=-10), InfillSettings(seed=2**70),
               InfillSettings(seed=-1), InfillSettings(search_lengths=(0, 8)), InfillSettings(search_lengths=()),
-              InfillSettings(length=-3)]:
+              InfillSettings(length=-3), InfillSettings(position_temperature=-1.0),
+              InfillSettings(position_temperature=float("nan")), InfillSettings(cfg_scale=-2.0),
+              InfillSettings(cfg_scale=float("inf"))]:
         with pytest.raises(ConfigError):
             infill(tiny_engine, "x = 1\n", [(0, 1)], s)
 
@@ -188,6 +190,28 @@ def test_exact_is_the_reference_decoder_and_the_default_is_the_fast_path(tiny_en
     assert exact.forwards == plain.forwards == 8
     fast = infill(tiny_engine, src, [span], InfillSettings(**st, threshold=1e-9))  # everything is "confident"
     assert fast.forwards == 1
+
+
+def test_position_temperature_and_cfg_scale_reach_the_sampler(tiny_engine, monkeypatch):
+    import diffucode.infill as mod
+
+    seen = []
+    real = mod.sample
+    monkeypatch.setattr(mod, "sample", lambda *a, **k: seen.append(k) or real(*a, **k))
+    src = "def f(x):\n    y = x + 1\n    return y\n"
+    span = (src.index("x + 1"), src.index("x + 1") + 5)
+    st = dict(length_mode="fixed", length=6, steps=6, validate=False)
+    infill(tiny_engine, src, [span], InfillSettings(**st))
+    assert seen[-1]["position_temperature"] is None and seen[-1]["cfg_scale"] == 0.0 and seen[-1]["cfg_prompt"] is None
+    a = infill(tiny_engine, src, [span], InfillSettings(**st, position_temperature=2.0, cfg_scale=0.5, seed=4))
+    k = seen[-1]
+    assert k["position_temperature"] == 2.0 and k["cfg_scale"] == 0.5
+    prompt = k["cfg_prompt"]  # the context: every position outside the hole
+    assert int((~prompt).sum()) == 6 and not prompt[len(tiny_engine.tokenizer.encode(src[: span[0]]))]
+    b = infill(tiny_engine, src, [span], InfillSettings(**st, position_temperature=2.0, cfg_scale=0.5, seed=4))
+    assert [c.edits for c in a.candidates] == [c.edits for c in b.candidates]  # the seed makes it reproducible
+    rewrite(tiny_engine, src, span, InfillSettings(validate=False, steps=2, cfg_scale=1.0))
+    assert int((~seen[-1]["cfg_prompt"]).sum()) == len(tiny_engine.tokenizer.encode(src[span[0]:span[1]]))
 
 
 def test_int8_quantization_is_close_to_fp32(tiny_model_dir):

@@ -194,3 +194,113 @@ def test_no_masks_is_a_no_op():
 def test_bad_settings_raise_config_error(kw):
     with pytest.raises(ConfigError):
         sample(MockDenoiser(), _ids(), **kw)
+
+
+# -- position temperature (Dream's alg_temp) ------------------------------------------------------------
+def _commit_steps(ids=None, **kw):
+    """The output and, per row, the step at which each generated position was committed."""
+    ids = _ids(1) if ids is None else ids
+    steps_at = torch.zeros_like(ids)
+    prev = [ids == MASK]
+
+    def cb(step, cur, still):
+        steps_at[prev[0] & ~still] = step
+        prev[0] = still.clone()
+
+    out = sample(MockDenoiser(), ids, callback=cb, **kw)
+    return out, steps_at
+
+
+@pytest.mark.parametrize("strategy", ["confidence", "margin", "entropy"])
+def test_position_temperature_near_zero_is_the_ranking(strategy):
+    kw = dict(steps=7, strategy=strategy)  # argmax tokens: the position draws use the only randomness
+    ranked, order = _commit_steps(generator=torch.Generator().manual_seed(3), **kw)
+    for t in (0.0, 1e-9, 1e-320):  # 1e-320 overflows score / t: ranked by score, the limit
+        out, got = _commit_steps(generator=torch.Generator().manual_seed(3), position_temperature=t, **kw)
+        assert torch.equal(out.ids, ranked.ids) and torch.equal(got, order), t
+
+
+def test_position_temperature_samples_the_order_reproducibly_and_fills_every_mask():
+    orders = set()
+    for seed in range(8):
+        out, order = _commit_steps(steps=7, position_temperature=100.0, generator=torch.Generator().manual_seed(seed))
+        assert not (out.ids == MASK).any() and out.forwards == 7  # the schedule still sets how many per step
+        again, same = _commit_steps(steps=7, position_temperature=100.0, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(again.ids, out.ids) and torch.equal(same, order)
+        orders.add(tuple(order[0].tolist()))
+    assert len(orders) > 4, "a large position temperature should give varied commit orders"
+    out = sample(MockDenoiser(), _ids(), steps=3, position_temperature=100.0, generator=torch.Generator().manual_seed(0))
+    assert out.forwards == 3 and not (out.ids == MASK).any()
+
+
+def test_position_temperature_keeps_blocks_and_tails():
+    out, order = _commit_steps(steps=7, block_length=3, position_temperature=50.0,
+                               generator=torch.Generator().manual_seed(1))
+    first, second, third = order[0, [2, 3, 4]], order[0, [5, 7, 8]], order[0, [9]]
+    assert first.max() < second.min() and second.max() < third.min()
+    for seed in range(10):
+        out = sample(MockDenoiser(bias={PAD: 2.5}), _ids(3), steps=3, temperature=1.0, tail_ids=[PAD, EOS],
+                     position_temperature=5.0, generator=torch.Generator().manual_seed(seed))
+        for row in out.ids.tolist():
+            for hole in (row[2:6], row[7:10]):
+                tail_start = next((i for i, t in enumerate(hole) if t in (PAD, EOS)), len(hole))
+                assert all(t in (PAD, EOS) for t in hole[tail_start:]), hole
+
+
+def test_pick_positions_draws_from_the_softmax_of_the_scores():
+    from diffucode.sampler import pick_positions
+
+    score = torch.tensor([[0.0, 1.0, 2.0, float("-inf")]]).repeat(6000, 1)
+    picked = pick_positions(score, torch.ones(6000, dtype=torch.long), 1.0, torch.Generator().manual_seed(0))
+    assert (picked.sum(1) == 1).all() and not picked[:, 3].any()  # −inf (not eligible) is never drawn
+    freq = picked.float().mean(0)[:3]
+    assert torch.allclose(freq, torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0), atol=0.03)
+    two = pick_positions(score[:5], torch.full((5,), 3), 1.0, torch.Generator().manual_seed(0))
+    assert (two[:, :3].all(1)).all() and not two[:, 3].any()  # without replacement: k = all eligible
+
+
+@pytest.mark.parametrize("kw", [dict(position_temperature=-1.0), dict(position_temperature=float("nan")),
+                                dict(position_temperature=float("inf")), dict(cfg_scale=-0.5),
+                                dict(cfg_scale=float("nan"))])
+def test_bad_position_temperature_and_cfg_scale(kw):
+    with pytest.raises(ConfigError):
+        sample(MockDenoiser(), _ids(), steps=2, **kw)
+
+
+# -- classifier-free guidance (LLaDA's cfg_scale) ---------------------------------------------------------
+class RowDenoiser(MockDenoiser):
+    """Logits that are a fixed function of each row alone (so a doubled batch changes nothing per row)."""
+
+    def logits(self, ids, positions=None):
+        self.calls += 1
+        self.seen = getattr(self, "seen", []) + [ids.clone()]
+        w = torch.linspace(-1, 1, V * 13).view(13, V)
+        emb = w[ids]  # (B, T, V): token identity
+        mix = emb.cumsum(1) * 0.7 + emb.flip(1).cumsum(1).flip(1) * 0.3  # each position sees the whole row
+        logits = mix * 4
+        return logits if positions is None else logits.gather(1, positions[..., None].expand(-1, -1, V))
+
+
+def test_cfg_scale_zero_is_the_plain_model_and_positive_is_the_formula():
+    ids = _ids()
+    plain = sample(RowDenoiser(), ids, steps=4, temperature=0.5, generator=torch.Generator().manual_seed(0))
+    zero = sample(RowDenoiser(), ids, steps=4, temperature=0.5, cfg_scale=0.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(plain.ids, zero.ids) and torch.equal(plain.logprobs, zero.logprobs)
+
+    from diffucode.guidance import guided_logits
+
+    den = RowDenoiser()
+    pos = torch.tensor([[2, 3, 4, 5, 7, 8, 9]]).expand(2, -1)
+    prompt = ids != MASK
+    got = guided_logits(den, ids, pos, prompt, 1.5)
+    cond, un = den.logits(ids, pos), den.logits(ids.masked_fill(prompt, MASK), pos)
+    assert torch.allclose(got, un + 2.5 * (cond - un))
+    den = RowDenoiser()
+    out = sample(den, ids, steps=7, cfg_scale=1.5)
+    first = den.seen[0]
+    assert first.shape == (4, 12) and torch.equal(first[:2], ids)
+    assert (first[2:] == MASK).all()  # the unconditional rows: the prompt (every non-mask) masked
+    assert not (out.ids == MASK).any()
+    later = den.seen[1]  # committed tokens stay in the unconditional rows; only the prompt is masked
+    assert torch.equal(later[2:][:, ids[0] == MASK], later[:2][:, ids[0] == MASK])
+    assert (later[2:][:, ids[0] != MASK] == MASK).all()

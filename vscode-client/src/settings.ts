@@ -27,6 +27,8 @@ export const SERVER_KEYS = [
   "earlyStop",
   "blockLength",
   "remaskBelow",
+  "positionTemperature",
+  "cfgScale",
   "candidates",
   "seed",
   "maxNewTokens",
