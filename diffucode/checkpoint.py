@@ -109,8 +109,10 @@ def read_config(folder: str | Path) -> dict:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
 
 
-def load(folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Checkpoint:
-    """Load a diffucode model folder. Raises CheckpointError with the reason on any problem."""
+def check(folder: str | Path) -> dict:
+    """What load() checks before it reads a tensor: config.json, the format and its version, the model
+    config, tokenizer.json, and weight files that are there and readable. Returns config.json. Cheap, for
+    callers that must fail before they start other work (e.g. `diffucode eval` before its run folder)."""
     folder = Path(folder)
     config = read_config(folder)
     if config.get("format") != FORMAT:
@@ -118,14 +120,20 @@ def load(folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{folder} has format_version {version!r}; this diffucode reads up to {FORMAT_VERSION}")
-    try:
-        cfg = ModelConfig.from_dict(config["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"bad model config in {folder / 'config.json'}: {exc}") from exc
-    tok_path = folder / "tokenizer.json"
-    if not tok_path.is_file():
+    _model_config(folder, config)
+    if not (folder / "tokenizer.json").is_file():
         raise CheckpointError(f"{folder} has no tokenizer.json")
-    tokenizer = Tokenizer.from_file(tok_path)
+    for path in _weight_files(folder):
+        _check_readable(path)
+    return config
+
+
+def load(folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Checkpoint:
+    """Load a diffucode model folder. Raises CheckpointError with the reason on any problem."""
+    folder = Path(folder)
+    config = check(folder)
+    cfg = _model_config(folder, config)
+    tokenizer = Tokenizer.from_file(folder / "tokenizer.json")
     tensors = _read_weights(folder)
     model = DiffusionTransformer(cfg)
     if cfg.tie_embeddings:
@@ -144,6 +152,13 @@ def load(folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch
     return Checkpoint(model=model, tokenizer=tokenizer, meta=meta, path=folder)
 
 
+def _model_config(folder: Path, config: dict) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(config["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"bad model config in {folder / 'config.json'}: {exc}") from exc
+
+
 def folder_size(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file())
 
@@ -158,10 +173,21 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    _check_readable(Path(path))
     try:
         return load_file(str(path))
     except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
+
+
+def _check_readable(path: Path) -> None:
+    """Open `path` once, for an honest reason: safetensors reports a file that exists but may not be read
+    (no read permission) as "No such file or directory"."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from exc
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -192,22 +218,28 @@ def _split(tensors: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch
     return shards
 
 
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a model folder (one, or the shards its index names); all must exist."""
     index = folder / INDEX_NAME
     if index.is_file():
         try:
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, KeyError, json.JSONDecodeError) as exc:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read {index}: {exc}") from exc
     elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
+        names = ["model.safetensors"]
     else:
         raise CheckpointError(f"{folder} has no model.safetensors (pickled .bin/.pt weights are not read, by design)")
-    tensors: dict[str, torch.Tensor] = {}
-    for name in files:
+    for name in names:
         if not (folder / name).is_file():
             raise CheckpointError(f"{folder} is missing weight shard {name}")
-        tensors.update(load_tensors(folder / name))
+    return [folder / name for name in names]
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    for path in _weight_files(folder):
+        tensors.update(load_tensors(path))
     return tensors
 
 

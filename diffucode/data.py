@@ -34,7 +34,6 @@ import json
 import multiprocessing as mp
 import os
 import re
-import sys
 import sysconfig
 import time
 import warnings
@@ -119,14 +118,29 @@ def _label(root: Path) -> str:
     return root.name or "root"
 
 
-def list_files(sources: Iterable[str], exts: Iterable[str]) -> list[tuple[str, str]]:
-    """(key, absolute path) of every matching file, sorted by key. The key ("label/relative/path") is
-    stable across machines, so the held-out split by its hash is too. A root nested inside another
-    (site-packages inside the stdlib folder) is walked once, as itself."""
+def source_roots(sources: Iterable[str]) -> list[Path]:
+    """The source folders as absolute paths; ConfigError for one that is not a folder."""
     roots = [Path(s).expanduser().resolve() for s in sources]
     for r in roots:
         if not r.is_dir():
             raise ConfigError(f"source folder not found: {r}")
+    return roots
+
+
+def check_inputs(cfg: DataConfig) -> None:
+    """What can be checked before any work (train.py calls it before a new run folder is made): every
+    source folder is there, and decontamination finds its benchmark data. Whether the folders hold
+    usable files shows only when the corpus is scanned."""
+    source_roots(cfg.sources)
+    if cfg.decontaminate:
+        require_bench_data(cfg.bench_data)
+
+
+def list_files(sources: Iterable[str], exts: Iterable[str]) -> list[tuple[str, str]]:
+    """(key, absolute path) of every matching file, sorted by key. The key ("label/relative/path") is
+    stable across machines, so the held-out split by its hash is too. A root nested inside another
+    (site-packages inside the stdlib folder) is walked once, as itself."""
+    roots = source_roots(sources)
     exts = tuple(exts)
     seen: dict[str, str] = {}
     labels: set[str] = set()
@@ -289,6 +303,17 @@ def find_bench_data(explicit: str = "") -> Path | None:
     return None
 
 
+def require_bench_data(explicit: str = "") -> Path:
+    """find_bench_data, with a ConfigError that says what to do when there is none."""
+    bench = find_bench_data(explicit)
+    if bench is None:
+        raise ConfigError(
+            "decontamination needs the HumanEval/MBPP data: pass --bench-data DIR (a folder with human-eval/ and mbpp/), "
+            "set DIFFUCODE_EVAL_DATA, or pass --no-decontaminate"
+        )
+    return bench
+
+
 def benchmark_programs(folder: Path) -> list[str]:
     """HumanEval(+) prompt + canonical solution, MBPP code, MBPP+ solutions found under `folder`."""
     progs: list[str] = []
@@ -376,12 +401,7 @@ def scan_corpus(cfg: DataConfig, out: Path, *, workers: int, log=print) -> dict:
         files = [files[i] for i in pick]
     decon, bench = None, None
     if cfg.decontaminate:
-        bench = find_bench_data(cfg.bench_data)
-        if bench is None:
-            raise ConfigError(
-                "decontamination needs the HumanEval/MBPP data: pass --bench-data DIR (a folder with human-eval/ and mbpp/), "
-                "set DIFFUCODE_EVAL_DATA, or pass --no-decontaminate"
-            )
+        bench = require_bench_data(cfg.bench_data)
         decon = Decontaminator(benchmark_programs(bench))
     rows = _map(_scan_one, files, workers, _scan_init, (cfg.to_dict(), decon), chunksize=64)
     reasons: Counter = Counter()
@@ -682,6 +702,10 @@ def prepare(out: str | Path, cfg: DataConfig, *, tokenizer_path: str | Path | No
             return out
     t0 = time.time()
     corpus = scan_corpus(cfg, out, workers=workers, log=log)
+    if not any(d["split"] == "train" for d in corpus["docs"]):  # also with a given tokenizer (--init-from)
+        raise ConfigError(f"the corpus has no training documents: {corpus['files_seen']} files ending in "
+                          f"{', '.join(cfg.exts)} found in {', '.join(corpus['sources'])}; "
+                          f"rejected: {corpus['rejected'] or 'none'}")
     tok = train_tokenizer(corpus, cfg, tok_path, log=log)
     tok_sha = _file_sha(tok_path)
     plans = plan_shards(corpus, cfg)

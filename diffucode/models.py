@@ -70,6 +70,17 @@ def _from_hub(repo_id: str) -> Path:
                               f"{type(exc).__name__}: {first}") from exc
 
 
+def check_model(name_or_path: str | os.PathLike | None = None, *, family: str | None = None) -> Path:
+    """The model folder load_engine would load, checked without reading the weights: it exists and holds a
+    config.json; a diffucode folder (unless `family` says otherwise) also its tokenizer and readable
+    weight files. Raises CheckpointError. For callers that must fail before they start other work."""
+    folder = resolve(name_or_path)
+    config = checkpoint.read_config(folder)
+    if (config.get("format") or config.get("model_type")) == checkpoint.FORMAT and not family:
+        checkpoint.check(folder)
+    return folder
+
+
 def load_engine(
     name_or_path: str | os.PathLike | None = None,
     *,

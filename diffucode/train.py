@@ -37,8 +37,8 @@ from torch import nn
 
 from diffucode import checkpoint, distributed
 from diffucode.devices import resolve_device
-from diffucode.data import DataConfig, TokenStore, find_bench_data, prepare, token_tables
-from diffucode.errors import CheckpointError, ConfigError
+from diffucode.data import DataConfig, TokenStore, check_inputs, find_bench_data, prepare, token_tables
+from diffucode.errors import CheckpointError, ConfigError, DiffucodeError
 from diffucode.masking import KIND_NAMES, BatchSource, MaskingConfig, Specials, heldout_windows
 from diffucode.model import PRESETS, DiffusionTransformer, ModelConfig, preset
 from diffucode.tokenizer import Tokenizer
@@ -735,6 +735,8 @@ def export(run_dir: str | Path, dest: str | Path, *, dtype: torch.dtype = torch.
     meta["training"].update({"steps": state["step"], "tokens_seen": state["tokens"], "train_seconds": round(state.get("train_seconds", 0), 1),
                              "commands": state.get("commands", []), "eval": state.get("last_eval", {}),
                              "data": index.get("stats", {})})
+    if run.get("init_from"):
+        meta["training"]["init_from"] = run["init_from"]
     check_export_dest(dest)
     dest.mkdir(parents=True, exist_ok=True)
     checkpoint.save(dest, ck.model, ck.tokenizer, meta=meta, dtype=dtype)
@@ -758,7 +760,7 @@ def _model_card(ck, state: dict, run: dict, index: dict) -> str:
     tr = stats.get("train", {})
     rows = "\n".join(f"| {k} | {v} |" for k, v in ev.items())
     return f"""# diffucode default model
-
+{_cpu_status(state)}
 A small bidirectional transformer trained from scratch as a masked-diffusion code model by
 `diffucode train` (docs/training.md). It fills holes in Python code: the infill engine gives it a hole
 of L masks, and it writes the content followed by a contiguous tail of `<|pad|>` (config.json
@@ -797,7 +799,41 @@ length / a 32-position hole ending in pads; infill_auto_len_ok: share with exact
 
 ## Reproduce
 {_reproduce(state, run)}
-"""
+{_lineage_text(run.get("init_from"))}"""
+
+
+def _cpu_status(state: dict) -> str:
+    """A warning at the top of the card of a model trained only on a CPU (the interim embedded model)."""
+    if not str(state.get("device", "")).endswith("cpu"):
+        return ""
+    return ("\n**Status: interim.** This model was trained on a CPU, so it is small and briefly trained; its measured "
+            "numbers are below. Pass `--model` to use a stronger one (docs/models.md).\n")
+
+
+LINEAGE_KEYS = ("steps", "tokens_seen", "train_seconds", "commands", "command", "init_from")
+
+
+def lineage(folder: str | Path, config: dict) -> dict:
+    """What a run started with --init-from keeps of the starting model's own training (config.json
+    `training`; nested when that model was itself started from another), so the card can list it."""
+    training = config.get("training") or {}
+    return {"folder": str(folder), **{k: training[k] for k in LINEAGE_KEYS if k in training}}
+
+
+def _lineage_text(init: dict | None) -> str:
+    """The card's account of the models this one was started from (--init-from), newest first."""
+    parts = []
+    while init:
+        calls = init.get("commands") or ([{"step": 0, "argv": init["command"]}] if init.get("command") else [])
+        head = (f"It started from the weights of `{init.get('folder', '?')}`, trained {init.get('steps', '?')} steps "
+                f"({init.get('tokens_seen', 0) / 1e6:.1f} M tokens, {init.get('train_seconds', 0) / 60:.1f} min)")
+        if calls:
+            lines = [f"# call {n} of {len(calls)}, from step {c['step']}\n" + " ".join(c["argv"]) for n, c in enumerate(calls, 1)]
+            parts.append(head + " by:\n```\n" + "\n".join(lines) + "\n```")
+        else:
+            parts.append(head + "; its training commands were not recorded.")
+        init = init.get("init_from")
+    return ("\n" + "\n\n".join(parts) + "\n") if parts else ""
 
 
 def _decontamination(corpus: dict) -> str:
@@ -849,7 +885,8 @@ def _add_compile_flags(group, f) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run folder: settings, tokenizer, data, checkpoints, metrics (created; resumed if it exists)")
+    p.add_argument("--out", required=True, help="run folder: settings, tokenizer, data, checkpoints, metrics (created; resumed if it "
+                                                 "holds run.json; a folder of other files is refused)")
     p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
                    help="stop, evaluate and save before this many seconds since the command started (0: no limit)")
     p.add_argument("--budget-margin", type=float, default=15.0, metavar="SECONDS", help="safety margin kept at the end of the time budget (default: 15)")
@@ -947,6 +984,39 @@ def smoke_data(dcfg: DataConfig, log) -> DataConfig:
     return dataclasses.replace(dcfg, decontaminate=False)
 
 
+def check_run_folder(out: Path) -> None:
+    """--out must be a run folder (with run.json), an empty folder or a new path: a run started in a
+    folder of other files would mix with them, and a first call that fails could not clean up."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; give a folder for the run")
+        if out.is_dir() and not (out / "run.json").is_file() and any(out.iterdir()):
+            raise ConfigError(f"--out {out} is not empty and is not a diffucode run folder (no run.json); "
+                              "use a new or empty folder")
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def _undone_if_first_call_fails(out: Path, *, first: bool):
+    """A first call (no run.json before it: check_run_folder left OUT new or empty) that fails with a
+    one-line error before its data is ready removes what it wrote (run.json, tokenizer.json, data/) and
+    OUT if it made it, so a retry with corrected flags starts afresh instead of meeting these settings.
+    An interrupt (Ctrl-C) keeps them: rerunning resumes."""
+    created = not out.exists()
+    try:
+        yield
+    except DiffucodeError:
+        if first:
+            for name in ("run.json", "tokenizer.json", "tokenizer.json.tmp"):
+                (out / name).unlink(missing_ok=True)
+            if (out / "data").is_dir():
+                shutil.rmtree(out / "data")
+            if created and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     """`diffucode train`: prepare the data (rank 0), then train; leaves the DDP process group at exit."""
     try:
@@ -964,6 +1034,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.export_only:
         export(out, args.export_only, log=say)
         return 0
+    if rank == 0:
+        check_run_folder(out)
     if args.device:
         resolve_device(args.device)  # one line for a GPU that is not there, before any data is built
     if args.export:
@@ -972,11 +1044,13 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None and value < 0:
             raise ConfigError(f"{flag} must be ≥ 0 (0: no limit)")
     init_model = None  # the --init-from folder's model config, when a new run starts from it
+    init_lineage = None  # what run.json records of that model's own training
     if args.init_from and _ckpt_dir(out) is None:
         src = checkpoint.read_config(args.init_from)
         if src.get("format") != checkpoint.FORMAT or "model" not in src or not (Path(args.init_from) / "tokenizer.json").is_file():
             raise CheckpointError(f"--init-from {args.init_from} is not a diffucode model folder")
         init_model = src["model"]
+        init_lineage = lineage(args.init_from, src)
     run_json = out / "run.json"
     stored = json.loads(run_json.read_text()) if run_json.is_file() else None
     dcfg, mcfg, tcfg = resolve(args, stored)
@@ -984,11 +1058,12 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown preset {tcfg.preset!r}; choose from {', '.join(PRESETS)}")
     command = _command_line(getattr(args, "argv", None))
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         if getattr(args, "smoke", False) and not stored and getattr(args, "decontaminate", None) is None:
             dcfg = smoke_data(dcfg, say)
-        if init_model and not (out / "tokenizer.json").exists():
-            shutil.copyfile(Path(args.init_from) / "tokenizer.json", out / "tokenizer.json")
+        if not stored:
+            check_inputs(dcfg)  # a --sources folder that is not there: one line, before run.json exists
+        copy_tokenizer = init_model is not None and not (out / "tokenizer.json").exists()
+        if copy_tokenizer:
             tcfg = dataclasses.replace(tcfg, **{k: init_model[k] for k in ("d_model", "n_layers", "n_heads", "ffn_hidden")},
                                        seq_len=init_model["max_seq_len"])
         record = {"data": dcfg.to_dict(), "masking": mcfg.to_dict(), "train": asdict(tcfg),
@@ -996,8 +1071,14 @@ def _run(args: argparse.Namespace) -> int:
                   "created": stored.get("created") if stored else time.strftime("%Y-%m-%d %H:%M:%S")}
         if stored:
             record["last_command"] = command
-        run_json.write_text(json.dumps(record, indent=1) + "\n")
-        prepare(out / "data", dcfg, tokenizer_path=out / "tokenizer.json", workers=args.data_workers, log=say)
+        if copy_tokenizer and init_lineage:
+            record["init_from"] = init_lineage
+        with _undone_if_first_call_fails(out, first=not stored):
+            out.mkdir(parents=True, exist_ok=True)
+            run_json.write_text(json.dumps(record, indent=1) + "\n")
+            if copy_tokenizer:
+                shutil.copyfile(Path(args.init_from) / "tokenizer.json", out / "tokenizer.json")
+            prepare(out / "data", dcfg, tokenizer_path=out / "tokenizer.json", workers=args.data_workers, log=say)
         say(f"data ready [{time.time() - t_start:.1f}s]")
     if distributed.world_size() > 1:
         distributed.init(args.device)  # the other ranks wait here (distributed.TIMEOUT) while rank 0 prepares

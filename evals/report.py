@@ -171,6 +171,20 @@ def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
     return "\n".join(lines)
 
 
+# What every summary.json of this harness has (runner.summarize), with its type.
+SUMMARY_KEYS = {"taskset": str, "settings": dict, "per_task": dict}
+
+
+def _check_summary(summary: object, path: Path) -> None:
+    """Refuse a summary.json that runner.summarize did not write (else a report titled "None")."""
+    if not isinstance(summary, dict):
+        raise DiffucodeError(f"{path} is not an eval summary (expected a JSON object)")
+    bad = [key for key, kind in SUMMARY_KEYS.items() if not isinstance(summary.get(key), kind)]
+    if bad:
+        raise DiffucodeError(f"{path} is not a summary written by diffucode eval (missing or malformed: "
+                             f"{', '.join(bad)}); rerun the eval command to write it again")
+
+
 def write_report(out_dir: str | Path, *, summary: dict | None = None,
                  records: dict | list | None = None) -> Path:
     """Write ``report.md`` (and ``report.png`` if matplotlib is importable) into ``out_dir``."""
@@ -183,8 +197,7 @@ def write_report(out_dir: str | Path, *, summary: dict | None = None,
             summary = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise DiffucodeError(f"cannot read {path}: {e}; rerun the eval command to write it again") from None
-        if not isinstance(summary, dict):
-            raise DiffucodeError(f"{path} is not an eval summary (expected a JSON object)")
+        _check_summary(summary, path)
     if records is None:
         from .runner import RESULTS, load_results
 

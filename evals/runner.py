@@ -39,6 +39,7 @@ SAMPLES = "samples.jsonl"
 RUN = "run.json"
 CALIBRATION = "calibration.json"
 SUMMARY = "summary.json"
+RUN_FILES = (RESULTS, SAMPLES, RUN, CALIBRATION, SUMMARY, "report.md", "report.png")  # what a run writes
 TAIL_CHARS = 2000  # stdout/stderr kept per sample in results.jsonl
 
 
@@ -177,11 +178,16 @@ def load_samples(path: Path, *, repair: bool = True) -> dict[tuple[str, int], di
     return load_results(path, repair=repair)
 
 
+def remove_run_files(out_dir: Path) -> None:
+    """Delete the files a run writes into ``out_dir`` (--overwrite; a failed first call); nothing else."""
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def _check_identity(out_dir: Path, identity: dict, overwrite: bool, extra: dict | None = None) -> None:
     run_path = out_dir / RUN
     if overwrite:
-        for name in (RESULTS, SAMPLES, RUN, CALIBRATION, SUMMARY, "report.md", "report.png"):
-            (out_dir / name).unlink(missing_ok=True)
+        remove_run_files(out_dir)
     if run_path.exists():
         old = json.loads(run_path.read_text(encoding="utf-8")).get("identity", {})
         diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
@@ -601,6 +607,7 @@ def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: Ru
 __all__ = [
     "CanonicalGenerator",
     "Generator",
+    "RUN_FILES",
     "ResumeMismatch",
     "RunConfig",
     "SandboxError",
@@ -609,5 +616,6 @@ __all__ = [
     "evaluate",
     "load_results",
     "load_samples",
+    "remove_run_files",
     "summarize",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,8 +48,13 @@ def read_jsonl_records(path: Path) -> list[dict]:
                 if not isinstance(rec, dict):
                     raise SamplesError(f"{path}:{n}: expected a JSON object")
                 records.append(rec)
-    except OSError as e:
+    except OSError as e:  # also gzip.BadGzipFile
         raise SamplesError(f"cannot read samples file {path}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise SamplesError(f"cannot read samples file {path}: not UTF-8 text (byte 0x{e.object[e.start]:02x}: "
+                           f"{e.reason})") from None
+    except (EOFError, zlib.error) as e:
+        raise SamplesError(f"cannot read samples file {path}: truncated or corrupt gzip data ({e})") from None
     return records
 
 

@@ -276,7 +276,7 @@ def test_a_byte_order_mark_is_kept_and_not_counted(tmp_path, scripted, capsysbin
     code, out, err = run(capsysbinary, "infill", "a.py:4", "--in-place", "--quiet")
     assert code == 0 and p.read_bytes() == bom_file.replace(b"x + 1", b"x * 2")
     # columns do not count the mark: 1:1 is the start of the text, after it
-    q = write(tmp_path, "", name="b.py", binary=b"\xef\xbb\xbf\r\nprint(1)\r\n")
+    write(tmp_path, "", name="b.py", binary=b"\xef\xbb\xbf\r\nprint(1)\r\n")
     code, out, err = run(capsysbinary, "complete", "b.py:1:1", "--no-validate", "--json")
     assert code == 0 and json.loads(out)["edits"][0]["start"] == 0
 

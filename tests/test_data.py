@@ -3,7 +3,6 @@ Face dataset through a stand-in `datasets` module; the tokenizer's special token
 
 import gzip
 import json
-import os
 import shutil
 import sys
 import sysconfig

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import shutil
 import sys
 import types
 from importlib import metadata
@@ -191,6 +192,31 @@ def test_model_run_end_to_end_with_a_tiny_random_model(tmp_path):
     report = (out / "report.md").read_text()
     assert str(model) in report and summary["data"][0]["sha256"] in report and "| pass@1 |" in report
     assert len((out / "samples.jsonl").read_text().splitlines()) == 5
+
+
+def test_a_bad_model_leaves_no_run_folder_and_the_retry_is_a_new_run(tmp_path, capsys, tiny_model_dir):
+    # The model is loaded on first use, after the run folder exists: a --model that is not there is refused
+    # before the folder is made, and one that fails to load undoes what the failed first call wrote, so
+    # the retry with the right --model into the same --out is not refused as "a different run".
+    pytest.importorskip("torch")
+    need("humaneval")
+    broken = shutil.copytree(tiny_model_dir, tmp_path / "broken")
+    config = json.loads((broken / "config.json").read_text())
+    config["model"]["n_layers"] += 1  # a config.json the weights do not fit: found only when loading
+    (broken / "config.json").write_text(json.dumps(config))
+    out, empty = tmp_path / "run", tmp_path / "empty"
+    empty.mkdir()
+    common = ["eval", "humaneval", "--data-dir", str(DATA), "--limit", "1", "--max-new-tokens", "4", "--steps", "2",
+              "--quiet"]
+    for model, folder, message in ((tmp_path / "nope", out, "model folder not found"),
+                                   (tmp_path, out, "no config.json: not a model folder"),
+                                   (broken, out, "do not fit the config"), (broken, empty, "do not fit the config")):
+        assert cli.main(common + ["--model", str(model), "--out", str(folder)]) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning: ")]
+        assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], errors
+        assert not out.exists() and not any(empty.iterdir())
+    assert cli.main(common + ["--model", str(tiny_model_dir), "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["model"] == str(tiny_model_dir)
 
 
 FAKE_BROKEN_CHILD = '''

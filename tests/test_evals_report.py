@@ -112,6 +112,15 @@ def test_eval_report_on_a_corrupt_summary_exits_2(tmp_path, capsys):
     assert "cannot read" in err and "summary.json" in err
 
 
+@pytest.mark.parametrize("summary", ['{"pass@1": 0.5, "model": "m"}', '{"taskset": "humaneval", "per_task": []}'])
+def test_eval_report_refuses_a_summary_it_did_not_write(tmp_path, capsys, summary):
+    (tmp_path / "summary.json").write_text(summary)
+    assert cli.main(["eval", "report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a summary written by diffucode eval" in err and "per_task" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_a_failing_chart_is_noted_and_the_run_succeeds(tmp_path, monkeypatch):
     from diffucode_evals import report
 

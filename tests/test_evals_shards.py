@@ -91,6 +91,22 @@ def test_bad_samples_files_are_refused(tmp_path, records, message):
         load_samples_file(path, he)
 
 
+@pytest.mark.parametrize("name, data, message", [
+    ("s.jsonl", b'{"task_id": "HumanEval/0", "completion": "caf\xe9"}\n', "not UTF-8 text (byte 0xe9"),
+    ("s.jsonl.gz", gzip.compress(b'{"task_id": "HumanEval/0", "completion": "x"}\n')[:-10], "truncated or corrupt gzip"),
+], ids=["latin-1", "truncated-gz"])
+def test_unreadable_samples_files_are_one_line_errors(tmp_path, capsys, name, data, message):
+    need_humaneval()
+    path = tmp_path / name
+    path.write_bytes(data)
+    out = tmp_path / "run"
+    assert cli.main(["eval", "humaneval", "--samples", str(path), "--data-dir", str(DATA), "--out", str(out),
+                     "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot read samples file {path}: {message}") and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_infill_samples_need_completion(tmp_path):
     ts = load_or_skip("humaneval-infill-span-light").select(limit=1)
     path = write_jsonl(tmp_path / "s.jsonl", [{"task_id": ts.tasks[0].task_id, "solution": "x"}])

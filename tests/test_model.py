@@ -1,10 +1,15 @@
+import builtins
+import errno
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from diffucode import checkpoint
 from diffucode.errors import CheckpointError
+from diffucode.models import check_model
 from diffucode.model import PRESETS, DiffusionTransformer, ModelConfig, preset
 from diffucode.testing import sample_tokenizer
 
@@ -123,6 +128,30 @@ def test_broken_folders_raise_checkpoint_error(tmp_path, breakage, message):
         return
     with pytest.raises(CheckpointError, match=message):
         checkpoint.load(folder)
+
+
+def test_unreadable_weights_are_reported_as_unreadable_not_missing(tmp_path, monkeypatch):
+    # safetensors says "No such file or directory" for a file it may not read. chmod 000 stops a user, not
+    # root: as root, open() is made to refuse the file the way it refuses a user.
+    folder = _saved(tmp_path)
+    weights = folder / "model.safetensors"
+    if os.geteuid() != 0:
+        weights.chmod(0)
+    else:
+        real_open = builtins.open
+
+        def refusing_open(file, *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and Path(file) == weights:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", refusing_open)
+    try:
+        for load in (checkpoint.load, checkpoint.check, check_model):
+            with pytest.raises(CheckpointError, match=f"cannot read {weights}: permission denied"):
+                load(folder)
+    finally:
+        weights.chmod(0o644)
 
 
 def _rewrite_config(folder, **changes):

@@ -259,6 +259,32 @@ def test_every_training_call_is_recorded_and_exported(prepared, tmp_path):
         assert f"# call {n} of 3, from step {call['step']}\n" + " ".join(call["argv"]) in card
 
 
+def test_a_run_started_from_a_model_keeps_that_models_training_in_its_card(prepared, tmp_path):
+    """--init-from: the export's config.json and card name the starting model's own steps and calls, two
+    generations deep, so a model resumed from the embedded one still says how all of it was trained."""
+    first, gen1 = fresh(prepared, tmp_path, "gen1"), tmp_path / "model1"
+    argv1 = ["--out", str(first), "--max-steps", "2", "--eval-every", "0", *TRAIN, "--eval-rows", "0", "--export", str(gen1)]
+    assert train.main(argv1) == 0
+    src = json.loads((prepared / "run.json").read_text())["data"]["sources"]  # the fixture's sources
+    gen2, gen3 = tmp_path / "model2", tmp_path / "model3"
+    for n, (start, dest) in enumerate(((gen1, gen2), (gen2, gen3)), 2):
+        argv = ["--out", str(tmp_path / f"run{n}"), "--init-from", str(start), "--sources", *src, "--no-decontaminate",
+                "--data-workers", "1", "--max-steps", "3", "--eval-every", "0", *TRAIN, "--eval-rows", "0",
+                "--export", str(dest)]
+        assert train.main(argv) == 0
+    training = json.loads((gen3 / "config.json").read_text())["training"]
+    parent = training["init_from"]
+    assert parent["folder"] == str(gen2) and parent["steps"] == 3
+    assert parent["init_from"]["folder"] == str(gen1) and parent["init_from"]["steps"] == 2
+    assert parent["init_from"]["commands"][-1]["argv"] == ["diffucode", "train", *argv1]
+    card = (gen3 / "README.md").read_text()
+    assert f"started from the weights of `{gen2}`, trained 3 steps" in card
+    assert f"started from the weights of `{gen1}`, trained 2 steps" in card
+    assert " ".join(argv1) in card
+    plain = (gen1 / "README.md").read_text()
+    assert "started from the weights" not in plain
+
+
 @pytest.mark.slow
 def test_compiled_cpu_run_and_resume(prepared, tmp_path, monkeypatch, capsys):
     """--compile on forces the compiled training step on the CPU (inductor + gcc); ~40 s, mostly compiling."""
@@ -367,3 +393,49 @@ def test_bad_destinations_and_numbers_are_refused_before_any_work(tmp_path, tiny
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert (user / "model-best.safetensors").read_bytes() == b"the user's"
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_first_call_leaves_no_run_and_a_retry_starts_afresh(prepared, tmp_path, existing, capsys):
+    # A first call that stops with a one-line error (sources not there, a folder with no usable files,
+    # no benchmark data) writes no run.json, or removes it and what else it wrote, and a folder it made:
+    # the corrected retry into the same --out is a new run with its own data settings.
+    out = tmp_path / "run"
+    if existing:
+        out.mkdir()  # an empty folder the user made: kept, and left empty
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no Python here\n")
+    base = ["--out", str(out), "--prepare-only", "--vocab-size", "512", "--tokenizer-sample-mb", "1",
+            "--data-workers", "1", "--quiet"]
+    for flags, message in ((["--sources", str(tmp_path / "nope"), "--no-decontaminate"], "source folder not found"),
+                           (["--sources", str(empty), "--bench-data", str(tmp_path / "nope")], "benchmark data folder not found"),
+                           (["--sources", str(empty), "--no-decontaminate"], "no training documents")):
+        assert train.main(base + flags) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert out.is_dir() == existing and (not existing or not any(out.iterdir()))
+    src = prepared.parent / "src"
+    assert train.main(base + ["--sources", str(src), "--no-decontaminate", "--heldout-permille", "250"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["data"]["sources"] == [str(src)] and (out / "tokenizer.json").is_file()
+    # The run exists now: resuming it keeps working, and its data settings stay fixed.
+    assert train.main(["--out", str(out), "--prepare-only", "--quiet"]) == 0
+    assert train.main(["--out", str(out), "--prepare-only", "--sources", str(empty)]) == 2
+    assert "cannot change" in capsys.readouterr().err
+
+
+def test_out_must_be_a_run_a_new_or_an_empty_folder(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    for out, message in ((mine, "not a diffucode run folder"), (mine / "notes.txt", "is a file")):
+        assert train.main(["--out", str(out), "--smoke", "--prepare-only"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and (mine / "notes.txt").read_text() == "the user's"
+    (tmp_path / "empty").mkdir()
+    for fine in (tmp_path / "new", tmp_path / "empty"):  # a new path, an empty folder, a run folder
+        train.check_run_folder(fine)
+    (mine / "run.json").write_text("{}")
+    train.check_run_folder(mine)
