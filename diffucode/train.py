@@ -993,8 +993,19 @@ def check_run_folder(out: Path) -> None:
         if out.is_dir() and not (out / "run.json").is_file() and any(out.iterdir()):
             raise ConfigError(f"--out {out} is not empty and is not a diffucode run folder (no run.json); "
                               "use a new or empty folder")
+        if (out / "run.json").is_file() and not _is_train_record(out / "run.json"):
+            raise ConfigError(f"--out {out} holds a run.json that diffucode train did not write (another tool's run?); "
+                              "use a new or empty folder")
     except OSError as exc:
         raise ConfigError(f"--out {out}: {exc.strerror or exc}") from exc
+
+
+def _is_train_record(path: Path) -> bool:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and all(k in record for k in ("data", "train", "command"))
 
 
 @contextlib.contextmanager
@@ -1073,6 +1084,8 @@ def _run(args: argparse.Namespace) -> int:
             record["last_command"] = command
         if copy_tokenizer and init_lineage:
             record["init_from"] = init_lineage
+        elif stored and "init_from" in stored:  # a later call of a run started from a model keeps its lineage
+            record["init_from"] = stored["init_from"]
         with _undone_if_first_call_fails(out, first=not stored):
             out.mkdir(parents=True, exist_ok=True)
             run_json.write_text(json.dumps(record, indent=1) + "\n")

@@ -283,6 +283,17 @@ def test_a_run_started_from_a_model_keeps_that_models_training_in_its_card(prepa
     assert " ".join(argv1) in card
     plain = (gen1 / "README.md").read_text()
     assert "started from the weights" not in plain
+    run3 = tmp_path / "run3"  # a later call of the same run keeps the lineage
+    assert train.main(["--out", str(run3), "--max-steps", "4", "--eval-every", "0", *TRAIN, "--eval-rows", "0"]) == 0
+    assert json.loads((run3 / "run.json").read_text())["init_from"]["folder"] == str(gen2)
+
+
+def test_a_folder_with_another_tools_run_json_is_refused(tmp_path, capsys):
+    out = tmp_path / "eval-run"
+    out.mkdir()
+    (out / "run.json").write_text('{"taskset": "humaneval"}')
+    assert train.main(["--out", str(out), "--prepare-only", *TRAIN]) == 2
+    assert "did not write" in capsys.readouterr().err and sorted(p.name for p in out.iterdir()) == ["run.json"]
 
 
 @pytest.mark.slow
@@ -437,5 +448,5 @@ def test_out_must_be_a_run_a_new_or_an_empty_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     for fine in (tmp_path / "new", tmp_path / "empty"):  # a new path, an empty folder, a run folder
         train.check_run_folder(fine)
-    (mine / "run.json").write_text("{}")
+    (mine / "run.json").write_text('{"data": {}, "train": {}, "command": []}')
     train.check_run_folder(mine)
