@@ -38,7 +38,7 @@ from torch import nn
 from diffucode import checkpoint, distributed
 from diffucode.devices import resolve_device
 from diffucode.data import DataConfig, TokenStore, check_inputs, find_bench_data, prepare, token_tables
-from diffucode.errors import CheckpointError, ConfigError, DiffucodeError
+from diffucode.errors import CheckpointError, ConfigError
 from diffucode.masking import KIND_NAMES, BatchSource, MaskingConfig, Specials, heldout_windows
 from diffucode.model import PRESETS, DiffusionTransformer, ModelConfig, preset
 from diffucode.tokenizer import Tokenizer
@@ -526,6 +526,7 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
     state["calls"] = state.get("calls", 0) + 1
     state["commands"] = _commands(state, out, command or _command_line())
     state["device"] = f"{world} x {torch.cuda.get_device_name(dev)}" if cuda else (f"{world} x cpu" if ddp else "cpu")
+    state["commands"][-1]["device"] = state["device"]
 
     use_compile = compile_enabled(cfg.compile, dev)
     if use_compile:  # compiled kernels are cached next to the run: a resumed call on the same machine compiles faster
@@ -760,7 +761,7 @@ def _model_card(ck, state: dict, run: dict, index: dict) -> str:
     tr = stats.get("train", {})
     rows = "\n".join(f"| {k} | {v} |" for k, v in ev.items())
     return f"""# diffucode default model
-{_cpu_status(state)}
+{_cpu_status(state, run)}
 A small bidirectional transformer trained from scratch as a masked-diffusion code model by
 `diffucode train` (docs/training.md). It fills holes in Python code: the infill engine gives it a hole
 of L masks, and it writes the content followed by a contiguous tail of `<|pad|>` (config.json
@@ -776,15 +777,15 @@ of L masks, and it writes the content followed by a contiguous tail of `<|pad|>`
 | weights | float16 safetensors |
 
 ## Data
-{tr.get('docs', '?')} training files, {tr.get('tokens', 0) / 1e6:.1f} M tokens, {tr.get('bytes', 0) / 1e6:.1f} MB of source from
+{tr.get('docs', '?')} training files, {_millions(tr.get('tokens'))} M tokens, {_millions(tr.get('bytes'))} MB of source from
 {', '.join(corpus.get('sources', [])) or 'the training machine'}; deduplicated by content, filtered (tiny, huge,
 minified, generated, non-UTF-8), {_decontamination(corpus)}
 (rejected: {corpus.get('rejected', {})}).
 Held out: {stats.get('heldout', {}).get('docs', '?')} files by a hash of their path.
 
 ## Training
-{state['step']} steps, {state['tokens'] / 1e6:.1f} M tokens seen, {state.get('train_seconds', 0) / 60:.1f} min of training
-on {state.get('device', '?')} over {state.get('calls', 1)} call(s). Objective (diffucode/masking.py): uniform masking with 1/t weights,
+{state['step']} steps, {_millions(state.get('tokens'))} M tokens seen, {state.get('train_seconds', 0) / 60:.1f} min of training
+on {' and '.join(_devices(state)) or '?'} over {state.get('calls', 1)} call(s). Objective (diffucode/masking.py): uniform masking with 1/t weights,
 variable-length infill holes (span + random pads, or a menu size drawn before the span), function
 bodies as a hole at the end.
 
@@ -802,12 +803,34 @@ length / a 32-position hole ending in pads; infill_auto_len_ok: share with exact
 {_lineage_text(run.get("init_from"))}"""
 
 
-def _cpu_status(state: dict) -> str:
-    """A warning at the top of the card of a model trained only on a CPU (the interim embedded model)."""
-    if not str(state.get("device", "")).endswith("cpu"):
+def _cpu_status(state: dict, run: dict) -> str:
+    """A warning at the top of the card of a model trained only on CPUs (the interim embedded model):
+    every call that trained it, those of the models it started from (--init-from) included."""
+    devices = set(_devices(state))
+    init = run.get("init_from")
+    while init:
+        devices.update(c["device"] for c in init.get("commands") or [] if c.get("device"))
+        init = init.get("init_from")
+    if not devices or not all(d.endswith("cpu") for d in devices):
         return ""
     return ("\n**Status: interim.** This model was trained on a CPU, so it is small and briefly trained; its measured "
             "numbers are below. Pass `--model` to use a stronger one (docs/models.md).\n")
+
+
+def _devices(state: dict) -> list[str]:
+    """The devices this run's calls trained on, in order of first use (the last call's alone for a
+    checkpoint written before calls recorded theirs)."""
+    found = [c["device"] for c in state.get("commands") or [] if c.get("device")]
+    return list(dict.fromkeys(found or ([state["device"]] if state.get("device") else [])))
+
+
+def _millions(n: float | None) -> str:
+    """A count in millions for the card; '?' where the number was not recorded (not a misleading 0.0)."""
+    return "?" if n is None else f"{n / 1e6:.1f}"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds / 60:.1f}"
 
 
 LINEAGE_KEYS = ("steps", "tokens_seen", "train_seconds", "commands", "command", "init_from")
@@ -826,7 +849,7 @@ def _lineage_text(init: dict | None) -> str:
     while init:
         calls = init.get("commands") or ([{"step": 0, "argv": init["command"]}] if init.get("command") else [])
         head = (f"It started from the weights of `{init.get('folder', '?')}`, trained {init.get('steps', '?')} steps "
-                f"({init.get('tokens_seen', 0) / 1e6:.1f} M tokens, {init.get('train_seconds', 0) / 60:.1f} min)")
+                f"({_millions(init.get('tokens_seen'))} M tokens, {_minutes(init.get('train_seconds'))} min)")
         if calls:
             lines = [f"# call {n} of {len(calls)}, from step {c['step']}\n" + " ".join(c["argv"]) for n, c in enumerate(calls, 1)]
             parts.append(head + " by:\n```\n" + "\n".join(lines) + "\n```")
@@ -990,7 +1013,7 @@ def check_run_folder(out: Path) -> None:
     try:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file; give a folder for the run")
-        if out.is_dir() and not (out / "run.json").is_file() and any(out.iterdir()):
+        if out.is_dir() and not (out / "run.json").is_file() and any(not _ignorable(p) for p in out.iterdir()):
             raise ConfigError(f"--out {out} is not empty and is not a diffucode run folder (no run.json); "
                               "use a new or empty folder")
         if (out / "run.json").is_file() and not _is_train_record(out / "run.json"):
@@ -998,6 +1021,12 @@ def check_run_folder(out: Path) -> None:
                               "use a new or empty folder")
     except OSError as exc:
         raise ConfigError(f"--out {out}: {exc.strerror or exc}") from exc
+
+
+def _ignorable(path: Path) -> bool:
+    """What an "empty" run folder may already hold: hidden files (.gitkeep) and empty files (the log a
+    shell redirect such as `> OUT/train.log` creates before the command starts)."""
+    return path.name.startswith(".") or (path.is_file() and path.stat().st_size == 0)
 
 
 def _is_train_record(path: Path) -> bool:
@@ -1010,21 +1039,24 @@ def _is_train_record(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _undone_if_first_call_fails(out: Path, *, first: bool):
-    """A first call (no run.json before it: check_run_folder left OUT new or empty) that fails with a
-    one-line error before its data is ready removes what it wrote (run.json, tokenizer.json, data/) and
-    OUT if it made it, so a retry with corrected flags starts afresh instead of meeting these settings.
-    An interrupt (Ctrl-C) keeps them: rerunning resumes."""
-    created = not out.exists()
+    """A first call (no run.json before it: check_run_folder left OUT new or empty) that fails before
+    its data is ready (a one-line error, an unreadable file, a tokenizer error...) removes what it wrote
+    (run.json, tokenizer.json, data/) and the folders it made, so a retry with corrected flags starts
+    afresh instead of meeting these settings. An interrupt (Ctrl-C) keeps them: rerunning resumes."""
+    made = [p for p in (out, *out.parents) if not p.exists()]  # OUT and the parents mkdir will create
     try:
         yield
-    except DiffucodeError:
+    except Exception:
         if first:
             for name in ("run.json", "tokenizer.json", "tokenizer.json.tmp"):
                 (out / name).unlink(missing_ok=True)
             if (out / "data").is_dir():
-                shutil.rmtree(out / "data")
-            if created and out.is_dir() and not any(out.iterdir()):
-                out.rmdir()
+                shutil.rmtree(out / "data", ignore_errors=True)
+            for folder in made:  # innermost first; a folder that holds anything else stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         raise
 
 

@@ -249,14 +249,32 @@ def test_every_training_call_is_recorded_and_exported(prepared, tmp_path):
     assert train.main(first) == 0 and train.main(second) == 0
     created = json.loads((out / "run.json").read_text())["command"]  # the fixture's --prepare-only call
     assert "--prepare-only" in created and "--vocab-size" in created
-    want = [{"step": 0, "argv": created}, {"step": 0, "argv": ["diffucode", "train", *first]},
-            {"step": 2, "argv": ["diffucode", "train", *second]}]
+    want = [{"step": 0, "argv": created}, {"step": 0, "argv": ["diffucode", "train", *first], "device": "cpu"},
+            {"step": 2, "argv": ["diffucode", "train", *second], "device": "cpu"}]
     assert json.loads((out / "ckpt" / "state.json").read_text())["commands"] == want
     training = json.loads((dest / "config.json").read_text())["training"]
     assert training["commands"] == want and training["command"] == created
     card = (dest / "README.md").read_text()
     for n, call in enumerate(want, 1):
         assert f"# call {n} of 3, from step {call['step']}\n" + " ".join(call["argv"]) in card
+    assert "on cpu over 2 call(s)" in card and "**Status: interim.**" in card
+
+
+def test_the_interim_label_counts_every_call_and_the_starting_models():
+    # Trained only on CPUs, in any call or in the model it started from: interim. One GPU call anywhere: not.
+    cpu = {"commands": [{"step": 0, "argv": ["a"], "device": "cpu"}, {"step": 5, "argv": ["b"], "device": "cpu"}]}
+    gpu_then_cpu = {"commands": [{"step": 0, "argv": ["a"], "device": "1 x NVIDIA H100"},
+                                 {"step": 5, "argv": ["b"], "device": "cpu"}], "device": "cpu"}
+    assert "interim" in train._cpu_status(cpu, {})
+    assert train._cpu_status(gpu_then_cpu, {}) == ""
+    assert train._devices(gpu_then_cpu) == ["1 x NVIDIA H100", "cpu"]
+    from_gpu_model = {"init_from": {"folder": "m", "commands": [{"step": 0, "argv": ["x"], "device": "1 x NVIDIA H100"}]}}
+    assert train._cpu_status(cpu, from_gpu_model) == ""
+    assert "interim" in train._cpu_status({"device": "cpu"}, {})  # a checkpoint from before calls recorded devices
+    assert train._cpu_status({}, {}) == ""  # nothing recorded: no claim either way
+    assert train._millions(None) == "?" and train._millions(2_500_000) == "2.5"
+    text = train._lineage_text({"folder": "m", "steps": 3})  # a starting model that recorded no tokens or time
+    assert "(? M tokens, ? min)" in text and "0.0 M" not in text
 
 
 def test_a_run_started_from_a_model_keeps_that_models_training_in_its_card(prepared, tmp_path):
@@ -450,3 +468,42 @@ def test_out_must_be_a_run_a_new_or_an_empty_folder(tmp_path, capsys):
         train.check_run_folder(fine)
     (mine / "run.json").write_text('{"data": {}, "train": {}, "command": []}')
     train.check_run_folder(mine)
+    # What an "empty" folder may already hold: a .gitkeep, and the log a shell redirect
+    # (`diffucode train --out runs/x > runs/x/train.log`) creates before the command starts.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / ".gitkeep").write_text("")
+    (kept / "train.log").write_text("")
+    train.check_run_folder(kept)
+    (kept / "train.log").write_text("an earlier run's log\n")
+    with pytest.raises(ConfigError, match="not a diffucode run folder"):
+        train.check_run_folder(kept)
+
+
+def test_a_first_call_that_fails_in_any_way_removes_what_it_wrote_and_the_folders_it_made(tmp_path, monkeypatch):
+    # Not only one-line errors: an unexpected failure while the data is built (a disk error, a
+    # tokenizer error) also leaves no half-made run, and no empty parent folders, behind.
+    out = tmp_path / "runs" / "nested" / "run"
+
+    def failing_prepare(folder, *args, **kwargs):
+        (folder).mkdir(parents=True)
+        (folder / "shard-0.bin").write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train, "prepare", failing_prepare)
+    with pytest.raises(OSError, match="No space left"):
+        train.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
+    assert not (tmp_path / "runs").exists()
+    # A parent that holds something else stays, and so does what it holds.
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "other.txt").write_text("keep")
+    with pytest.raises(OSError):
+        train.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["other.txt"]
+    # Ctrl-C keeps the run, so that rerunning resumes.
+    def interrupted_prepare(folder, *args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "prepare", interrupted_prepare)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
+    assert (out / "run.json").is_file()
