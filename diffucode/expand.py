@@ -101,7 +101,7 @@ def sample_expanding(
         ids = torch.tensor(prefix + hole + suffix, device=device)[None]
         pos = torch.tensor([len(prefix) + i for i in open_], device=device)[None]
         prompt = _context(len(prefix), len(hole), len(suffix), device) if cfg_scale else None
-        logits = guided_logits(denoiser, ids, pos, prompt, cfg_scale).to(torch.float32, copy=True)  # (1, M, V), edited below
+        logits = guided_logits(denoiser, ids, pos, prompt=prompt, cfg_scale=cfg_scale).to(torch.float32, copy=True)  # (1, M, V), edited below
         forwards += 1
         last = forwards >= cap
         _suppress_(logits, banned, denoiser.vocab_size)

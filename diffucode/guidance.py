@@ -30,7 +30,7 @@ def unconditional(ids: torch.Tensor, prompt: torch.Tensor, mask_id: int) -> torc
     return ids.masked_fill(prompt, mask_id)
 
 
-def guided_logits(denoiser: Denoiser, ids: torch.Tensor, positions: torch.Tensor | None,
+def guided_logits(denoiser: Denoiser, ids: torch.Tensor, positions: torch.Tensor | None, *,
                   prompt: torch.Tensor | None, cfg_scale: float) -> torch.Tensor:
     """The denoiser's logits for (B, T) `ids` at (B, P) `positions`, guided when `cfg_scale` > 0.
 

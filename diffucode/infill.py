@@ -24,8 +24,9 @@ from diffucode import syntax
 from diffucode.denoiser import CachedDenoiser
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
 from diffucode.expand import sample_expanding
+from diffucode.guidance import check_cfg_scale
 from diffucode.models import Engine
-from diffucode.sampler import STRATEGIES, sample
+from diffucode.sampler import STRATEGIES, check_position_temperature, sample
 
 LENGTH_MODES = ("auto", "pad", "search", "fixed", "expand")
 MASK_GLYPH = "\u2591"  # how a still-masked token shows in streamed intermediate text
@@ -92,11 +93,8 @@ class InfillSettings:
             raise ConfigError("block_length must be ≥ 1")
         if self.remask_below is not None and not 0.0 < self.remask_below <= 1.0:
             raise ConfigError("remask_below must be in (0, 1]")
-        if self.position_temperature is not None and not (math.isfinite(self.position_temperature)
-                                                          and self.position_temperature >= 0):
-            raise ConfigError("position_temperature must be a finite number ≥ 0")
-        if not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
-            raise ConfigError("cfg_scale must be a finite number ≥ 0")
+        check_position_temperature(self.position_temperature)
+        check_cfg_scale(self.cfg_scale)
         if self.context_tokens is not None and self.context_tokens < 1:
             raise ConfigError("context_tokens must be ≥ 1")
         if not 0 <= self.seed < 2**63:

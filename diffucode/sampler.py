@@ -160,7 +160,7 @@ def sample(
         current = new_current
         eligible = masked & (block == current[:, None])  # (B, T)
 
-        logits = guided_logits(denoiser, ids, gen_pos, prompt, cfg_scale).to(torch.float32, copy=True)  # (B, G, V), ours to edit
+        logits = guided_logits(denoiser, ids, gen_pos, prompt=prompt, cfg_scale=cfg_scale).to(torch.float32, copy=True)  # (B, G, V), ours to edit
         forwards += 1
         _suppress_(logits, banned, denoiser.vocab_size)
         if tail.numel():
@@ -178,7 +178,7 @@ def sample(
         n_eligible = eligible.sum(1)
         left = (steps_per_block - spent).clamp(min=1)
         k_min = torch.minimum(torch.div(n_eligible + left - 1, left, rounding_mode="floor"), n_eligible)  # ceil(n/left)
-        commit = pick_positions(score_t, k_min, position_temperature, generator)
+        commit = pick_positions(score_t, k_min, temperature=position_temperature, generator=generator)
         if threshold is not None:
             commit |= eligible & (conf_t >= threshold)
         if entropy_bound is not None:
@@ -324,7 +324,7 @@ def check_position_temperature(position_temperature: float | None) -> None:
         raise ConfigError("position_temperature must be a finite number ≥ 0")
 
 
-def pick_positions(score: torch.Tensor, k: torch.Tensor, temperature: float | None,
+def pick_positions(score: torch.Tensor, k: torch.Tensor, *, temperature: float | None,
                    generator: torch.Generator | None) -> torch.Tensor:
     """(B, T) bool: k[b] positions of each row among those with a finite score.
 

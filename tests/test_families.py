@@ -511,6 +511,24 @@ class _Recorder:
         return self._den.logits(ids, positions)
 
 
+class _CacheRecorder(_Recorder):
+    """Records the inputs of the K/V-cache entry points (prefill: a refresh; forward_cached: a cached step)."""
+
+    cacheable = True
+
+    def __init__(self, den):
+        super().__init__(den)
+        self.prefills, self.cached = [], []
+
+    def prefill(self, ids, **kwargs):
+        self.prefills.append(ids.clone())
+        return self._den.prefill(ids, **kwargs)
+
+    def forward_cached(self, ids, cache, positions):
+        self.cached.append(ids.clone())
+        return self._den.forward_cached(ids, cache, positions)
+
+
 def test_cfg_logits_are_llada_formula_over_two_forwards(llada):
     from diffucode.guidance import guided_logits
     from diffucode.sampler import sample
@@ -529,18 +547,35 @@ def test_cfg_logits_are_llada_formula_over_two_forwards(llada):
     un = den.logits(uncond_ids, pos)
     for scale in (0.5, 2.0):
         want = un + (scale + 1) * (cond - un)
-        assert torch.allclose(guided_logits(den, ids, pos, prompt, scale), want, atol=1e-4)
-    assert torch.equal(guided_logits(den, ids, pos, prompt, 0.0), den.logits(ids, pos))
+        assert torch.allclose(guided_logits(den, ids, pos, prompt=prompt, cfg_scale=scale), want, atol=1e-4)
+    assert torch.equal(guided_logits(den, ids, pos, prompt=prompt, cfg_scale=0.0), den.logits(ids, pos))
 
-    # the sampler's first commit is the argmax of the guided distribution (one token per forward)
-    start = ids.clone()
-    start[1, 8] = den.mask_id
-    out = sample(den, start[:1], steps=5, cfg_scale=2.0)
-    g = torch.softmax(guided_logits(den, start[:1], pos[:1], prompt, 2.0)[..., : den.vocab_size], -1)
-    g[..., sorted(i for i in den.forbidden_ids if i < den.vocab_size)] = 0
-    conf, tok = g.max(-1)
-    j = int(conf[0].argmax())
-    assert int(out.ids[0, 6 + j]) == int(tok[0, j])
+    # The sampler's first commit (one token per forward) is the argmax of the guided distribution, and
+    # here that differs from the plain model's, so the check fails if guidance is skipped.
+    start = ids[:1].clone()
+    start[0, 8] = den.mask_id
+
+    def first_choice(scale):
+        g = guided_logits(den, start, pos[:1], prompt=prompt, cfg_scale=scale)[..., : den.vocab_size].clone()
+        g[..., sorted(i for i in den.forbidden_ids if i < den.vocab_size)] = float("-inf")  # never sampled
+        conf, tok = torch.softmax(g, -1).max(-1)
+        j = int(conf[0].argmax())
+        return 6 + j, int(tok[0, j])
+
+    def first_commit(scale):
+        seen = []
+
+        def on_step(forwards, cur, still):
+            if forwards == 1:
+                new = ((start[0] == den.mask_id) & ~still[0]).nonzero().flatten().tolist()
+                seen.extend((p, int(cur[0, p])) for p in new)
+
+        sample(den, start, steps=5, cfg_scale=scale, callback=on_step)
+        return seen
+
+    guided, plain = first_choice(2.0), first_choice(0.0)
+    assert guided != plain  # this seed and scale tell the two apart
+    assert first_commit(2.0) == [guided] and first_commit(0.0) == [plain]
 
 
 def test_cfg_through_infill_and_instruct_masks_the_context(llada, dream_engine):
@@ -566,7 +601,15 @@ def test_cfg_through_infill_and_instruct_masks_the_context(llada, dream_engine):
     exact = infill.infill(eng, SRC, [span], infill.InfillSettings(**fixed, cfg_scale=1.0, cache_refresh=None))
     cached = infill.infill(eng, SRC, [span], infill.InfillSettings(**fixed, cfg_scale=1.0, cache_refresh=1))
     assert [c.edits for c in cached.candidates] == [c.edits for c in exact.candidates]
-    assert infill.infill(eng, SRC, [span], infill.InfillSettings(**fixed, cfg_scale=1.0)).candidates  # cache_refresh 4
+    # Between refreshes the cached steps run on both halves too: the unconditional rows keep their own
+    # (masked-context) cache, so the context stays masked in every cached step.
+    steps = _CacheRecorder(eng.denoiser)
+    infill.infill(Engine(steps, eng.tokenizer, name="rec", meta=eng.meta), SRC, [span],
+                  infill.InfillSettings(**fixed, cfg_scale=1.0, cache_refresh=4))
+    assert len(steps.prefills) == 2 and len(steps.cached) == 3  # 5 steps: refresh, 3 cached, refresh
+    for ids in steps.prefills + steps.cached:
+        assert ids.shape[0] == 4 and (ids[2:, ~hole] == eng.denoiser.mask_id).all()
+        assert torch.equal(ids[2:, hole], ids[:2, hole])
 
     rec = _Recorder(dream_engine.denoiser)
     chat = Engine(rec, dream_engine.tokenizer, name="chat", meta=dream_engine.meta)

@@ -251,11 +251,11 @@ def test_pick_positions_draws_from_the_softmax_of_the_scores():
     from diffucode.sampler import pick_positions
 
     score = torch.tensor([[0.0, 1.0, 2.0, float("-inf")]]).repeat(6000, 1)
-    picked = pick_positions(score, torch.ones(6000, dtype=torch.long), 1.0, torch.Generator().manual_seed(0))
+    picked = pick_positions(score, torch.ones(6000, dtype=torch.long), temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert (picked.sum(1) == 1).all() and not picked[:, 3].any()  # −inf (not eligible) is never drawn
     freq = picked.float().mean(0)[:3]
     assert torch.allclose(freq, torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0), atol=0.03)
-    two = pick_positions(score[:5], torch.full((5,), 3), 1.0, torch.Generator().manual_seed(0))
+    two = pick_positions(score[:5], torch.full((5,), 3), temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert (two[:, :3].all(1)).all() and not two[:, 3].any()  # without replacement: k = all eligible
 
 
@@ -292,7 +292,7 @@ def test_cfg_scale_zero_is_the_plain_model_and_positive_is_the_formula():
     den = RowDenoiser()
     pos = torch.tensor([[2, 3, 4, 5, 7, 8, 9]]).expand(2, -1)
     prompt = ids != MASK
-    got = guided_logits(den, ids, pos, prompt, 1.5)
+    got = guided_logits(den, ids, pos, prompt=prompt, cfg_scale=1.5)
     cond, un = den.logits(ids, pos), den.logits(ids.masked_fill(prompt, MASK), pos)
     assert torch.allclose(got, un + 2.5 * (cond - un))
     den = RowDenoiser()
