@@ -333,9 +333,10 @@ class _Layout:
     @classmethod
     def build(cls, engine: Engine, source: str, spans, hole_lens: Sequence[int], settings: InfillSettings) -> "_Layout":
         tok = engine.tokenizer
+        before, after = getattr(engine.denoiser, "infill_frame", ((), ()))  # DreamOn: BOS, EOS around the context
         budget = min(settings.context_tokens or engine.denoiser.max_seq_len, engine.denoiser.max_seq_len)
         middles = [tok.encode(_model_text(source[spans[i][1] : spans[i + 1][0]])) for i in range(len(spans) - 1)]
-        room = budget - sum(hole_lens) - sum(map(len, middles))
+        room = budget - sum(hole_lens) - sum(map(len, middles)) - len(before) - len(after)
         if room < 0:
             raise SpanError(f"the holes and the text between them need more than the model's {budget}-token context")
         prefix_text, suffix_text = source[: spans[0][0]], source[spans[-1][1] :]
@@ -347,7 +348,7 @@ class _Layout:
             suffix_ids = _window(tok, suffix_text, want_suffix, from_end=False)
             prefix_ids = _window(tok, prefix_text, room - len(suffix_ids), from_end=True)
             suffix_ids = _window(tok, suffix_text, room - len(prefix_ids), from_end=False)
-        return cls(prefix_ids, middles, suffix_ids, list(hole_lens))
+        return cls([*before, *prefix_ids], middles, [*suffix_ids, *after], list(hole_lens))
 
     def ids_with(self, holes: Sequence[Sequence[int]]) -> list[int]:
         out = list(self.prefix_ids)
@@ -472,10 +473,8 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
     t0 = time.perf_counter()
     expand_id, delete_id = _expand_ids(engine)
     cap = settings.max_new_tokens
-    before, after = getattr(engine.denoiser, "expand_frame", ((), ()))  # DreamOn: BOS, EOS around the context
-    # context room for the longest hole and the frame
-    layout = _Layout.build(engine, source, [span], [cap + len(before) + len(after)], settings)
-    prefix, suffix = [*before, *layout.prefix_ids], [*layout.suffix_ids, *after]
+    layout = _Layout.build(engine, source, [span], [cap], settings)  # context room for the longest hole
+    prefix, suffix = layout.prefix_ids, layout.suffix_ids
     old = len(engine.tokenizer.encode(_model_text(source[span[0] : span[1]])))
     initial = min(cap, settings.length or max(4, old))
     pooled: dict[str, Candidate] = {}

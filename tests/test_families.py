@@ -472,7 +472,7 @@ def test_dreamon_prompt_is_bos_prefix_hole_suffix_eos(tmp_path):
     eng = load_engine(_dream_folder(tmp_path / "DreamOn-v0-7B", dreamon=True))
     tok = eng.tokenizer
     bos, eos = tok.token_id("<|beginoftext|>"), tok.token_id("<|endoftext|>")
-    assert eng.denoiser.expand_frame == ((bos,), (eos,))
+    assert eng.denoiser.infill_frame == ((bos,), (eos,))
     span = (SRC.index("    y"), SRC.index("    return"))
     prefix, suffix = tok.encode(SRC[: span[0]]), tok.encode(SRC[span[1]:])
     old = len(tok.encode(SRC[span[0]:span[1]]))
@@ -490,8 +490,21 @@ def test_dreamon_prompt_is_bos_prefix_hole_suffix_eos(tmp_path):
     hole = slice(1 + len(prefix), len(first) - len(suffix) - 1)
     assert (un[hole] == cond[hole]).all() and (un[: hole.start] == eng.denoiser.mask_id).all()
     assert (un[hole.stop:] == eng.denoiser.mask_id).all()  # BOS and EOS are part of the prompt guidance masks
+    # the fixed-length and search modes frame the context the same way (the model was trained on it)
+    for settings in (dict(length_mode="fixed", length=5, steps=5), dict(length_mode="search", search_lengths=(3,), steps=3)):
+        rec.calls.clear()
+        infill.infill(Engine(rec, tok, name="dreamon", meta=eng.meta), SRC, [span],
+                      infill.InfillSettings(validate=False, max_new_tokens=12, **settings))
+        n = settings.get("length") or settings["search_lengths"][0]
+        assert rec.calls[0][0].tolist() == [bos, *prefix, *[eng.denoiser.mask_id] * n, *suffix, eos]
+    # a context cut to fit keeps the frame inside the budget
+    tight = infill.InfillSettings(validate=False, length_mode="fixed", length=4, steps=2, context_tokens=12)
+    rec.calls.clear()
+    infill.infill(Engine(rec, tok, name="dreamon", meta=eng.meta), SRC, [span], tight)
+    ids = rec.calls[0][0].tolist()
+    assert len(ids) <= 12 and ids[0] == bos and ids[-1] == eos
     # models without the expand tokens keep the plain layout
-    assert load_engine(_dream_folder(tmp_path / "plain")).denoiser.expand_frame == ((), ())
+    assert load_engine(_dream_folder(tmp_path / "plain")).denoiser.infill_frame == ((), ())
 
 
 # -- classifier-free guidance (LLaDA's cfg_scale) ----------------------------------------------------------

@@ -13,8 +13,8 @@ Conventions (from the authors' `generation_utils.py`, verified by tests/test_fam
 * DreamOn adds `<|expand|>`: a mask predicted as it becomes two masks, and an end-of-text predicted
   inside the hole deletes that position (its `<|delete|>` token where the tokenizer has one). When
   the tokenizer has `<|expand|>`, infill's length mode "auto" decodes that way (diffucode/expand.py);
-  the other modes never sample it. As in DreamOn's own generator, that prompt is BOS + prefix + hole
-  + suffix + EOS (the tokenizer's bos and eos tokens).
+  the other modes never sample it. As in DreamOn's own generator, its infilling prompt is BOS + prefix
+  + hole + suffix + EOS (the tokenizer's bos and eos tokens), in every length mode.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def load(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype
     delete_id = (eos_id if delete_id is None else delete_id) if expand_id is not None else None
     den = hf.HFDenoiser(model, shift=True, mask_id=mask_id, pad_id=pad_id, eos_id=eos_id, vocab_size=tok.vocab_size,
                         forbidden_ids=forbidden, max_seq_len=min(max_pos, TRAINED_CONTEXT), expand_id=expand_id,
-                        delete_id=delete_id, expand_frame=_dreamon_frame(tok, eos_id) if expand_id is not None else ((), ()))
+                        delete_id=delete_id, infill_frame=_dreamon_frame(tok, eos_id) if expand_id is not None else ((), ()))
     meta = {
         "infill": {"pad_tail": False},
         "logit_shift": 1,

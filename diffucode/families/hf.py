@@ -244,12 +244,12 @@ class HFDenoiser:
 
     def __init__(self, model, *, shift: bool, mask_id: int, pad_id: int | None, eos_id: int | None, vocab_size: int,
                  forbidden_ids: Iterable[int], max_seq_len: int, expand_id: int | None = None,
-                 delete_id: int | None = None, expand_frame: tuple[Iterable[int], Iterable[int]] = ((), ())):
+                 delete_id: int | None = None, infill_frame: tuple[Iterable[int], Iterable[int]] = ((), ())):
         self.model = model
         self.expand_id = expand_id  # DreamOn: a mask predicted as this becomes two masks (diffucode/expand.py)
         self.delete_id = delete_id  # ... and a mask predicted as this is removed
-        # ... and its prompt: ids before the prefix and after the suffix in expand mode (BOS, EOS)
-        self.expand_frame = (tuple(expand_frame[0]), tuple(expand_frame[1]))
+        # ... and its infilling prompt: ids before the prefix and after the suffix (BOS, EOS), in every length mode
+        self.infill_frame = (tuple(infill_frame[0]), tuple(infill_frame[1]))
         self.shift = shift
         self.mask_id = mask_id
         self.pad_id = pad_id
