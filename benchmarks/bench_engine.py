@@ -13,7 +13,8 @@ Reports, all measured in this run:
    hole of 16 tokens, for the reference decoder (one token per forward) and each speed-up, with
    forwards per generated token and how often the output equals the reference decoder's;
 4. editor defaults: single-line and 3-line holes (HumanEval-MultiLineInfilling) with the settings the
-   CLI and language server use (`InfillSettings()`) vs `exact=True`, the model choosing the length;
+   CLI and language server use (`InfillSettings()`) vs `exact=True`, the model choosing the length,
+   and the language server's load (`quantize="auto"`: int8 where it measures faster here);
 5. with --compile: the editor defaults eager vs `torch.compile`d, and what compiling costs up front.
 Random weights give honest timings but not honest tokens-per-forward (confidence depends on
 training): the header says which model was used.
@@ -183,10 +184,15 @@ def main() -> None:
     }, tokens=16)
     print("\n(forwards per token in threshold/entropy modes reflect this model's confidence; random weights are rarely confident)")
 
+    auto = load_engine(folder, quantize="auto")  # the language server's default load
+    rt = auto.runtime
+    print(f"\nquantize auto (the language server's default): int8 measured {rt.get('int8_speedup', '?')}× per forward "
+          f"at load, so it uses {'int8' if rt.get('quantize') == 'int8' else 'the float model'}")
     for lines in (1, 3):
         cases = holes(args.holes, lines)
         print(f"\neditor defaults, {lines}-line holes ({len(cases)}), hole length chosen automatically, validation on:\n")
-        run_modes(eng, cases, {"exact=True": InfillSettings(exact=True), "defaults (CLI, language server)": InfillSettings()},
+        run_modes(eng, cases, {"exact=True": InfillSettings(exact=True), "defaults (CLI)": InfillSettings(),
+                               "defaults + quantize auto (language server)": (auto, InfillSettings())},
                   tokens=None)
 
     if args.compile:

@@ -168,8 +168,9 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, or auto (default: cpu)")
-    m.add_argument("--quantize", default=None, choices=["none", "int8"],
-                   help="int8: dynamic int8 linear layers for diffucode's own models on CPU (default: none)")
+    m.add_argument("--quantize", default=None, choices=["none", "int8", "auto"],
+                   help="int8: dynamic int8 linear layers for diffucode's own models on CPU; auto: int8 where "
+                        "it measures faster on this CPU when the model loads (default: none)")
     add_checkpoint_flags(m)
 
 

@@ -6,6 +6,8 @@ checkpoint's infill conventions (e.g. whether holes may be padded with <|pad|>).
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ class Engine:
     path: Path | None = None
     meta: dict = field(default_factory=dict)
     load_seconds: float = 0.0
+    runtime: dict = field(default_factory=dict)  # load-time choices: {"quantize": ..., "int8_speedup": ...}
 
     @property
     def pad_tail(self) -> bool:
@@ -96,11 +99,14 @@ def load_engine(
     diffucode's own folders load here; public checkpoints of known families (Dream/DiffuCoder, LLaDA,
     DiffusionGemma; `family` overrides detection) load through diffucode.families (needs transformers).
     quantize="int8": dynamic int8 quantization of the linear layers (diffucode's own models on CPU;
-    benchmarks/bench_engine.py measures whether it pays on a machine). compile: a torch.compile mode
-    for diffucode's own models (see denoiser.NativeDenoiser); the compilation happens here, in a warm-up.
+    benchmarks/bench_engine.py measures whether it pays on a machine); "auto": int8 where it measures
+    faster on this CPU at load time (`pick_quantization`), else the float model; nothing on a GPU, with
+    `compile`, or for public checkpoints. `Engine.runtime` records the choice. compile: a
+    torch.compile mode for diffucode's own models (see denoiser.NativeDenoiser); the compilation
+    happens here, in a warm-up.
     """
-    if quantize not in (None, "none", "int8"):
-        raise ConfigError(f"unknown quantization {quantize!r}; choose from none, int8")
+    if quantize not in (None, *QUANTIZE_MODES):
+        raise ConfigError(f"unknown quantization {quantize!r}; choose from {', '.join(QUANTIZE_MODES)}")
     if quantize == "int8" and compile != "none":
         raise ConfigError("compile and int8 quantization do not combine (dynamo splits the graph at every "
                           "quantized layer); choose one")
@@ -125,8 +131,12 @@ def load_engine(
         return families.load(folder, config, device=device, dtype=dtype, family=family,
                              trust_remote_code=trust_remote_code, name=str(name_or_path or folder))
     ckpt = checkpoint.load(folder, device=device, dtype=dtype)
+    runtime = {"quantize": "none"}
     if quantize == "int8":
         ckpt.model = quantize_int8(ckpt.model)
+        runtime["quantize"] = "int8"
+    elif quantize == "auto" and compile == "none" and device.type == "cpu":
+        ckpt.model, runtime = pick_quantization(ckpt.model, ckpt.tokenizer)
     name = DEFAULT_NAME if folder == EMBEDDED else str(name_or_path)
     denoiser = NativeDenoiser(ckpt.model, ckpt.tokenizer, compile=compile)
     if compile != "none":
@@ -146,6 +156,7 @@ def load_engine(
         path=folder,
         meta=ckpt.meta,
         load_seconds=time.perf_counter() - t0,
+        runtime=runtime,
     )
 
 
@@ -165,6 +176,39 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
         return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+QUANTIZE_MODES = ("none", "int8", "auto")
+AUTO_INT8_MIN_SPEEDUP = 1.15  # "auto" keeps the float model unless int8 is clearly faster
+
+
+def pick_quantization(model: torch.nn.Module, tokenizer, *, tokens: int = 256, positions: int = 16,
+                      repeats: int = 5) -> tuple[torch.nn.Module, dict]:
+    """quantize="auto": time the float model and its int8 copy on the shape an editor request has
+    (one row of `tokens`, logits at `positions`), best of `repeats`, and keep int8 only when it is at
+    least AUTO_INT8_MIN_SPEEDUP times faster. Whether it pays depends on the CPU (VNNI and bf16
+    instructions, cores, caches): benchmarks/bench_engine.py measured 1.00x on one 2-core machine and
+    2.4x per forward on another. Costs a few forwards at load (~0.2 s for the embedded model)."""
+    T = max(positions + 1, min(tokens, model.cfg.max_seq_len))
+    ids = torch.full((1, T), NativeDenoiser(model, tokenizer).mask_id, dtype=torch.long)
+    pos = torch.arange(T - positions, T)[None]
+    quantized = quantize_int8(copy.deepcopy(model))
+    float_ms, int8_ms = (_best_ms(NativeDenoiser(m, tokenizer), ids, pos, repeats) for m in (model, quantized))
+    speedup = round(float_ms / int8_ms, 2) if int8_ms > 0 else 0.0
+    use = speedup >= AUTO_INT8_MIN_SPEEDUP
+    return (quantized if use else model), {"quantize": "int8" if use else "none", "chosen_by": "auto",
+                                           "int8_speedup": speedup, "forward_ms": round(int8_ms if use else float_ms, 2)}
+
+
+def _best_ms(denoiser, ids: torch.Tensor, pos: torch.Tensor, repeats: int) -> float:
+    with torch.no_grad():
+        denoiser.logits(ids, pos)  # warm-up
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            denoiser.logits(ids, pos)
+            best = min(best, time.perf_counter() - t0)
+    return best * 1e3
 
 
 def available() -> list[dict]:

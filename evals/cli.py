@@ -70,8 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write samples.jsonl and execute nothing (e.g. GPU shards; eval merge executes)")
     g.add_argument("--model", metavar="M", help="model folder or hub id (default: the embedded model)")
     g.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
-    g.add_argument("--quantize", choices=("none", "int8"), default="none",
-                   help="int8: dynamic int8 linear layers (diffucode's own models on CPU; default none)")
+    g.add_argument("--quantize", choices=("none", "int8", "auto"), default="none",
+                   help="int8: dynamic int8 linear layers (diffucode's own models on CPU); auto: int8 where it "
+                        "measures faster on this CPU when the model loads (default none: fp32, reproducible)")
     g.add_argument("--compile", choices=COMPILE_MODES, default="none",
                    help="torch.compile mode for diffucode's own models (default none; pays over long runs, "
                         "reduce-overhead = CUDA graphs on a GPU)")
@@ -315,7 +316,8 @@ def run(args: argparse.Namespace) -> int:
             knobs = {k: getattr(args, k) for k in MODEL_KNOBS}
             if args.n_samples > 1 and knobs.get("temperature") == 0:
                 print("warning: --temperature 0 with --n-samples > 1 gives identical samples", file=err)
-            load = {k: v for k in ("quantize", "compile", "dtype") if (v := getattr(args, k)) not in ("none", "auto")}
+            load = {k: v for k, default in (("quantize", "none"), ("compile", "none"), ("dtype", "auto"))
+                    if (v := getattr(args, k)) != default}
             load.update({k: v for k in ("family", "trust_remote_code") if (v := getattr(args, k))})
             generator = ModelGenerator(args.model, device=args.device, prompt_style=args.prompt_style,
                                        fewshot=taskset.fewshot, load_options=load, preset=args.preset, **knobs)

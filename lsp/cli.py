@@ -21,8 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="default torch device (default: cpu)")
     p.add_argument("--compile", default=None, choices=["none", "default", "reduce-overhead", "max-autotune"],
                    help="default torch.compile mode for diffucode's own models (default: none; see docs/lsp.md)")
-    p.add_argument("--quantize", default=None, choices=["none", "int8"],
-                   help="default quantization: int8 dynamic linear layers on CPU (default: none)")
+    p.add_argument("--quantize", default=None, choices=["none", "int8", "auto"],
+                   help="default quantization: int8 dynamic linear layers on CPU, or auto: int8 where it measures "
+                        "faster on this CPU when the model loads (default: auto)")
     p.add_argument("--log-file", default=None, help="write the server log here (default: stderr)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
 

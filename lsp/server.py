@@ -385,6 +385,7 @@ class DiffucodeServer(LanguageServer):
             "device": self.settings.device,
             "loaded": eng is not None,
             "loadSeconds": round(eng.load_seconds, 3) if eng else None,
+            "runtime": eng.runtime if eng else None,  # load-time choices, e.g. quantize "auto"'s measurement
             "loadError": str(failure) if failure else None,
             "jobs": dataclasses.asdict(self.worker.stats),
             "liveJobs": sum(len(v) for v in self.jobs.values()),

@@ -22,7 +22,7 @@ SECTION = "diffucode"
 SERVER_HELP = {
     "model": "model folder, hub id, or null / \"default\" for the embedded model",
     "device": "torch device for inference: cpu, cuda, cuda:1, ...",
-    "quantize": "\"int8\": dynamic int8 linear layers (diffucode's own models on CPU), or null",
+    "quantize": "\"auto\": int8 linear layers where they measure faster on this CPU when the model loads (diffucode's own models; the choice is in diffucode/status); \"int8\": always; null or \"none\": never",
     "compile": "torch.compile mode for diffucode's own models: \"none\", \"default\", \"reduce-overhead\" (CUDA graphs) or \"max-autotune\"; compiling happens while the model loads",
     "threads": "CPU threads torch may use for inference (null: half the cores, at least 1)",
     "debounce_ms": "wait this long after an inline-completion request before generating; a newer request for the same document supersedes it",
@@ -42,7 +42,7 @@ SERVER_HELP = {
 class ServerSettings:
     model: str | None = None
     device: str = "cpu"
-    quantize: str | None = None
+    quantize: str | None = "auto"
     compile: str = "none"
     threads: int | None = None
     debounce_ms: int = 150
@@ -201,8 +201,8 @@ def _check(s: ServerSettings) -> None:
         raise ConfigError("setting 'rewriteFraction' must be in (0, 1]")
     if not 0 < s.repair_below < 1:
         raise ConfigError("setting 'repairBelow' must be in (0, 1)")
-    if s.quantize not in (None, "none", "int8"):
-        raise ConfigError("setting 'quantize' must be \"int8\" or null")
+    if s.quantize not in (None, "none", "int8", "auto"):
+        raise ConfigError("setting 'quantize' must be \"auto\", \"int8\", \"none\" or null")
     if s.compile not in COMPILE_MODES:
         raise ConfigError(f"setting 'compile' must be one of {', '.join(COMPILE_MODES)}")
     if s.quantize == "int8" and s.compile != "none":

@@ -77,6 +77,9 @@ def test_every_compiled_load_compiles_afresh(folder, graphs):
         before = len(graphs)
         load_engine(folder, compile=mode)
         assert len(graphs) - before == WARM_GRAPHS[mode]
+    # quantize "auto" (the language server's default) steps aside for compile: float weights, nothing measured
+    eng = load_engine(folder, compile="default", quantize="auto")
+    assert eng.runtime == {"quantize": "none"} and eng.denoiser.compile == "default"
 
 
 @pytest.mark.parametrize("entry", ["forward", "prefill", "forward_cached"])

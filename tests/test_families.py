@@ -862,3 +862,10 @@ def test_presets_decode_without_the_cache_and_defaults_use_it(dream_engine, monk
     infill.infill(dream_engine, src, [(src.index("x\n"), src.index("x\n") + 1)],
                   infill.InfillSettings(**families.preset_settings("diffucoder-instruct", max_new_tokens=6, steps=6)))
     assert not calls
+
+
+def test_quantize_int8_is_refused_and_auto_is_a_no_op_for_public_checkpoints(dream_dir):
+    # The language server asks for quantize "auto" by default: a public checkpoint loads as it is.
+    assert load_engine(dream_dir, quantize="auto").runtime == {}
+    with pytest.raises(ConfigError, match="own models only"):
+        load_engine(dream_dir, quantize="int8")

@@ -225,3 +225,27 @@ def test_int8_quantization_is_close_to_fp32(tiny_model_dir):
     assert infill(int8, "x = 1\n", [(4, 5)], InfillSettings(validate=False, length=3)).candidates
     with pytest.raises(ConfigError, match="quantization"):
         load_engine(tiny_model_dir, quantize="int4")
+
+
+def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, monkeypatch):
+    from diffucode import models
+    from diffucode.models import load_engine
+
+    def quantized(engine):
+        return any(type(m).__module__.startswith("torch.ao") for m in engine.denoiser.model.modules())
+
+    real = load_engine(tiny_model_dir, quantize="auto")  # measured on this machine: either choice, recorded
+    assert real.runtime["chosen_by"] == "auto" and real.runtime["int8_speedup"] > 0
+    assert quantized(real) == (real.runtime["quantize"] == "int8") == (real.runtime["int8_speedup"] >= models.AUTO_INT8_MIN_SPEEDUP)
+    assert infill(real, "x = 1\n", [(4, 5)], InfillSettings(validate=False, length=3)).candidates
+
+    fake = []  # best forward times in ms, as measured: the float model, then its int8 copy
+    monkeypatch.setattr(models, "_best_ms", lambda den, ids, pos, repeats: fake.pop(0))
+    for times, want in (([10.0, 5.0], "int8"), ([10.0, 9.5], "none")):
+        fake[:] = times
+        eng = load_engine(tiny_model_dir, quantize="auto")
+        assert eng.runtime["quantize"] == want and quantized(eng) == (want == "int8") and not fake
+        assert eng.runtime["int8_speedup"] == round(times[0] / times[1], 2)
+    # Without "auto" nothing is measured: runtime says what was asked.
+    assert load_engine(tiny_model_dir).runtime == {"quantize": "none"}
+    assert load_engine(tiny_model_dir, quantize="int8").runtime == {"quantize": "int8"}

@@ -142,6 +142,7 @@ def test_settings_merge_camel_snake_nested_and_unknown():
     {"steps": 0}, {"steps": "4"}, {"validate": 1}, {"temperature": True}, {"strategy": "random"}, {"debounceMs": -1},
     {"model": ""}, {"inline": {"nope": 1}}, {"inline": 3}, {"rewriteFraction": 0}, {"searchLengths": [1, "2"]}, [1, 2], "x",
     {"compile": "fastest"}, {"compile": None}, {"quantize": "int4"}, {"compile": "default", "quantize": "int8"},
+    {"quantize": "Auto"},
 ])
 def test_bad_settings_raise_config_error(raw):
     with pytest.raises(ConfigError):
@@ -153,11 +154,12 @@ def test_load_options_reach_the_loader_and_a_change_reloads():
 
     from diffucode_lsp.worker import Worker
 
-    s, _ = merge(ServerSettings(), {"compile": "reduce-overhead"})
+    s, _ = merge(ServerSettings(), {"compile": "reduce-overhead", "quantize": None})
     assert s.load_options() == {"compile": "reduce-overhead"}
     s = dataclasses.replace(s, quantize="int8")  # (the settings check refuses the pair; the worker passes anything)
     assert s.load_options() == {"compile": "reduce-overhead", "quantize": "int8"}
-    assert ServerSettings().load_options() == {}  # defaults pass nothing: two-argument loaders keep working
+    assert ServerSettings().load_options() == {"quantize": "auto"}  # int8 where it measures faster (models.pick_quantization)
+    assert merge(ServerSettings(), {"quantize": None})[0].load_options() == {}  # null: the float model
     calls = []
     w = Worker(lambda model, device, **opts: calls.append((model, device, opts)) or object())
     assert w.configure(None, "cpu", **s.load_options())
@@ -226,8 +228,8 @@ def test_command_line_defaults_reach_the_server_settings(monkeypatch):
     args = parser.parse_args(["lsp", "--compile", "reduce-overhead", "--device", "cuda"])
     assert cli.run(args) == 0 and seen["started"]
     d = seen["defaults"]
-    assert (d.compile, d.quantize, d.device, d.model) == ("reduce-overhead", None, "cuda", None)
-    assert d.load_options() == {"compile": "reduce-overhead"}
+    assert (d.compile, d.quantize, d.device, d.model) == ("reduce-overhead", "auto", "cuda", None)
+    assert d.load_options() == {"compile": "reduce-overhead", "quantize": "auto"}  # auto does nothing with compile or on a GPU
     args = parser.parse_args(["lsp", "--quantize", "int8"])
     assert cli.run(args) == 0 and seen["defaults"].load_options() == {"quantize": "int8"}
     with pytest.raises(SystemExit):

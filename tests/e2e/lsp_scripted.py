@@ -43,7 +43,7 @@ class SlowScripted:
 
 
 def make_loader(script: str, delay: float):
-    def loader(model, device):
+    def loader(model, device, **options):  # load options (quantize "auto", ...) do not matter to a script
         engine = load_engine(model, device=device)
         scripted = scripted_engine(engine.tokenizer, script)
         scripted.denoiser = SlowScripted(scripted.denoiser, delay)
