@@ -90,18 +90,48 @@ def run(args, *, loader=None) -> int:
 
 class _LspStdin:
     """stdin for pygls: a Content-Length header matched case-insensitively and anywhere in its line, so a
-    body of the wrong length (or a lowercase header) costs a message or two instead of the whole session."""
+    body of the wrong length (or a lowercase header) costs a message instead of the whole session.
+
+    A declared length that is too long would make the body swallow the start of the next message, and
+    the server would wait for bytes the client never sends (it waits for an answer). The body is read
+    as it arrives instead, and where a Content-Length header line shows up in it — which no JSON body
+    can hold: its strings cannot contain a raw line break — the body ends there (it fails to parse:
+    one -32700 error) and the header is read next, as the next message's."""
 
     _CL = re.compile(rb"content-length:\s*(\d+)\s*$", re.I)
+    _NEXT = re.compile(rb"content-length:[ \t]*\d+[ \t]*\r?\n", re.I)
 
     def __init__(self, raw):
         self.raw = raw
+        self._held = b""  # read past the end of a body that was cut short: the next message's start
 
     def read(self, n):
-        return self.raw.read(n)
+        body, self._held = self._held[:n], self._held[n:]
+        while True:
+            m = self._NEXT.search(body)
+            if m:
+                self._held = body[m.start():] + self._held
+                return body[: m.start()] or b" "  # (an empty body would end pygls' read loop)
+            if len(body) >= n:
+                return body
+            chunk = self._read_some(n - len(body))
+            if not chunk:  # end of input
+                return body
+            body += chunk
+
+    def _read_some(self, n):
+        read1 = getattr(self.raw, "read1", None)
+        return read1(n) if read1 else self.raw.read(n)  # read1: what has arrived, without waiting for all n
 
     def readline(self):
-        line = self.raw.readline()
+        if self._held:
+            line, sep, rest = self._held.partition(b"\n")
+            if sep:
+                line, self._held = line + sep, rest
+            else:
+                line, self._held = self._held + self.raw.readline(), b""
+        else:
+            line = self.raw.readline()
         m = self._CL.search(line.rstrip(b"\r\n"))
         return b"Content-Length: %s\r\n" % m.group(1) if m else line
 

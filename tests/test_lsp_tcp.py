@@ -209,6 +209,14 @@ def test_a_wrong_content_length_costs_a_message_not_the_session(tmp_path):
             c.send_bytes(body, header and header % len(body))
         assert c.response(5, timeout=30)["result"]["loaded"] is False  # in step again
         assert "result" in c.response(4, timeout=5)  # "Content-Length:N" without a space is a header too
+        # Too long: the body would run into the next message and wait for bytes that never come. It ends
+        # where the next header starts (one parse error) and the next request is answered, with
+        # nothing more sent.
+        cut = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "diffucode/status"}).encode()
+        c.send_bytes(cut, b"Content-Length: %d\r\n\r\n" % (len(cut) + 40))
+        c.send({"jsonrpc": "2.0", "id": 8, "method": "diffucode/status"})
+        assert c.response(8, timeout=10)["result"]["loaded"] is False
+        assert any(m.get("error", {}).get("code") == -32700 for m in c.messages)
         c.send({"jsonrpc": "2.0", "id": 6, "method": "shutdown"})
         c.response(6)
         c.send({"jsonrpc": "2.0", "method": "exit"})
