@@ -168,14 +168,15 @@ def _is_dir(p: Path) -> bool:
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call); CPU only."""
+    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call), in
+    place: `model` is consumed (pass a copy to keep the float model). CPU only."""
     import warnings
 
     if next(model.parameters()).device.type != "cpu":
         raise ConfigError("int8 quantization runs on the CPU only")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 QUANTIZE_MODES = ("none", "int8", "auto")
@@ -189,10 +190,11 @@ def pick_quantization(model: torch.nn.Module, tokenizer, *, tokens: int = 256, p
     least AUTO_INT8_MIN_SPEEDUP times faster. Whether it pays depends on the CPU (VNNI and bf16
     instructions, cores, caches): benchmarks/bench_engine.py measured 1.00x on one 2-core machine and
     2.4x per forward on another. Costs a few forwards at load (~0.2 s for the embedded model)."""
-    T = max(positions + 1, min(tokens, model.cfg.max_seq_len))
+    T = min(tokens, model.cfg.max_seq_len)
+    positions = max(1, min(positions, T - 1))
     ids = torch.full((1, T), NativeDenoiser(model, tokenizer).mask_id, dtype=torch.long)
     pos = torch.arange(T - positions, T)[None]
-    quantized = quantize_int8(copy.deepcopy(model))
+    quantized = quantize_int8(copy.deepcopy(model))  # a copy: the float model stays as it is
     float_ms, int8_ms = (_best_ms(NativeDenoiser(m, tokenizer), ids, pos, repeats) for m in (model, quantized))
     speedup = round(float_ms / int8_ms, 2) if int8_ms > 0 else 0.0
     use = speedup >= AUTO_INT8_MIN_SPEEDUP

@@ -784,7 +784,7 @@ minified, generated, non-UTF-8), {_decontamination(corpus)}
 Held out: {stats.get('heldout', {}).get('docs', '?')} files by a hash of their path.
 
 ## Training
-{state['step']} steps, {_millions(state.get('tokens'))} M tokens seen, {state.get('train_seconds', 0) / 60:.1f} min of training
+{state['step']} steps, {_millions(state.get('tokens'))} M tokens seen, {_minutes(state.get('train_seconds'))} min of training
 on {' and '.join(_devices(state)) or '?'} over {state.get('calls', 1)} call(s). Objective (diffucode/masking.py): uniform masking with 1/t weights,
 variable-length infill holes (span + random pads, or a menu size drawn before the span), function
 bodies as a hole at the end.
@@ -1023,10 +1023,15 @@ def check_run_folder(out: Path) -> None:
         raise ConfigError(f"--out {out}: {exc.strerror or exc}") from exc
 
 
+RUN_FILES = ("run.json", "tokenizer.json", "data", "ckpt")  # what a run writes in its folder
+
+
 def _ignorable(path: Path) -> bool:
     """What an "empty" run folder may already hold: hidden files (.gitkeep) and empty files (the log a
-    shell redirect such as `> OUT/train.log` creates before the command starts)."""
-    return path.name.startswith(".") or (path.is_file() and path.stat().st_size == 0)
+    shell redirect such as `> OUT/train.log` creates before the command starts); plain files only,
+    none named like a file the run writes."""
+    return (path.is_file() and not path.is_symlink() and path.name not in RUN_FILES
+            and (path.name.startswith(".") or path.stat().st_size == 0))
 
 
 def _is_train_record(path: Path) -> bool:
@@ -1055,6 +1060,8 @@ def _undone_if_first_call_fails(out: Path, *, first: bool):
             for folder in made:  # innermost first; a folder that holds anything else stays
                 try:
                     folder.rmdir()
+                except FileNotFoundError:  # never made (mkdir failed before it)
+                    continue
                 except OSError:
                     break
         raise

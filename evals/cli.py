@@ -70,9 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write samples.jsonl and execute nothing (e.g. GPU shards; eval merge executes)")
     g.add_argument("--model", metavar="M", help="model folder or hub id (default: the embedded model)")
     g.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
-    g.add_argument("--quantize", choices=("none", "int8", "auto"), default="none",
-                   help="int8: dynamic int8 linear layers (diffucode's own models on CPU); auto: int8 where it "
-                        "measures faster on this CPU when the model loads (default none: fp32, reproducible)")
+    g.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="int8: dynamic int8 linear layers (diffucode's own models on CPU; default none). No "
+                        "'auto' here: a run's samples must not depend on which machine generated them")
     g.add_argument("--compile", choices=COMPILE_MODES, default="none",
                    help="torch.compile mode for diffucode's own models (default none; pays over long runs, "
                         "reduce-overhead = CUDA graphs on a GPU)")

@@ -8,6 +8,7 @@ logs go to --log-file or stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -61,7 +62,8 @@ def _setup_logging(args) -> None:
 
 
 def run(args, *, loader=None) -> int:
-    """Serve until the client exits. `loader(model, device) -> Engine` replaces model loading (tests)."""
+    """Serve until the client exits. `loader(model, device, **load_options) -> Engine` replaces model
+    loading (tests); the load options include quantize "auto" by default."""
     try:
         from diffucode_lsp.server import build_server
         from diffucode_lsp.settings import ServerSettings
@@ -94,30 +96,43 @@ class _LspStdin:
 
     A declared length that is too long would make the body swallow the start of the next message, and
     the server would wait for bytes the client never sends (it waits for an answer). The body is read
-    as it arrives instead, and where a Content-Length header line shows up in it — which no JSON body
-    can hold: its strings cannot contain a raw line break — the body ends there (it fails to parse:
-    one -32700 error) and the header is read next, as the next message's."""
+    as it arrives instead: where a Content-Length header line shows up in it (which no JSON body can
+    hold: its strings cannot contain a raw line break), or where it ends in the first bytes of one,
+    the body ends there (it fails to parse: one -32700 error) and the header is read next, as the
+    next message's; and when the client stops sending after a whole JSON message, that message is
+    the body (answered as if its length had been right)."""
 
     _CL = re.compile(rb"content-length:\s*(\d+)\s*$", re.I)
     _NEXT = re.compile(rb"content-length:[ \t]*\d+[ \t]*\r?\n", re.I)
+    _HEADER_START = re.compile(rb"[}\]](content-length:[ \t]*\d*\r?|c(?:o(?:n(?:t(?:e(?:n(?:t(?:-(?:l(?:e(?:n(?:g(?:t(?:h)?)?)?)?)?)?)?)?)?)?)?)?)?)$", re.I)
 
     def __init__(self, raw):
         self.raw = raw
         self._held = b""  # read past the end of a body that was cut short: the next message's start
 
     def read(self, n):
-        body, self._held = self._held[:n], self._held[n:]
+        body, self._held = bytearray(self._held[:n]), self._held[n:]
+        scanned = 0
         while True:
-            m = self._NEXT.search(body)
+            m = self._NEXT.search(body, max(0, scanned - 64))  # only what is new (and a header split across reads)
             if m:
-                self._held = body[m.start():] + self._held
-                return body[: m.start()] or b" "  # (an empty body would end pygls' read loop)
+                return self._cut(body, m.start())
+            scanned = len(body)
             if len(body) >= n:
-                return body
-            chunk = self._read_some(n - len(body))
+                # Declared a few bytes too long: the body ends inside the next header line ("}Content-Le").
+                tail = self._HEADER_START.search(body, max(0, len(body) - 40))
+                return self._cut(body, tail.start() + 1) if tail else bytes(body)
+            want = n - len(body)
+            chunk = self._read_some(want)
             if not chunk:  # end of input
-                return body
+                return bytes(body)
             body += chunk
+            if len(chunk) < want and _complete_json(body):  # the client stopped after a whole message
+                return bytes(body)
+
+    def _cut(self, body: bytearray, at: int) -> bytes:
+        self._held = bytes(body[at:]) + self._held
+        return bytes(body[:at]) or b" "  # (an empty body would end pygls' read loop)
 
     def _read_some(self, n):
         read1 = getattr(self.raw, "read1", None)
@@ -134,6 +149,18 @@ class _LspStdin:
             line = self.raw.readline()
         m = self._CL.search(line.rstrip(b"\r\n"))
         return b"Content-Length: %s\r\n" % m.group(1) if m else line
+
+
+def _complete_json(body: bytearray) -> bool:
+    """Is `body` a whole JSON object or array (a message whose declared length was too long)?"""
+    end = body.rstrip()
+    if end[-1:] not in (b"}", b"]"):
+        return False
+    try:
+        json.loads(bytes(end))
+    except ValueError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None, *, loader=None) -> int:

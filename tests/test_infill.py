@@ -227,7 +227,7 @@ def test_int8_quantization_is_close_to_fp32(tiny_model_dir):
         load_engine(tiny_model_dir, quantize="int4")
 
 
-def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, monkeypatch):
+def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, tmp_path, monkeypatch):
     from diffucode import models
     from diffucode.models import load_engine
 
@@ -246,6 +246,14 @@ def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, 
         eng = load_engine(tiny_model_dir, quantize="auto")
         assert eng.runtime["quantize"] == want and quantized(eng) == (want == "int8") and not fake
         assert eng.runtime["int8_speedup"] == round(times[0] / times[1], 2)
+    # A model whose context is shorter than the timed shape, in half precision: timed at its context,
+    # and the float model it keeps is the one it was (int8 works on a float copy).
+    from diffucode.testing import random_model
+
+    short = random_model(tmp_path / "short", max_seq_len=12, dtype=torch.float16)
+    fake[:] = [10.0, 9.5]
+    eng = load_engine(short, quantize="auto", dtype="fp16")
+    assert eng.runtime["quantize"] == "none" and next(eng.denoiser.model.parameters()).dtype == torch.float16
     # Without "auto" nothing is measured: runtime says what was asked.
     assert load_engine(tiny_model_dir).runtime == {"quantize": "none"}
     assert load_engine(tiny_model_dir, quantize="int8").runtime == {"quantize": "int8"}

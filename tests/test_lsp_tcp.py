@@ -212,11 +212,24 @@ def test_a_wrong_content_length_costs_a_message_not_the_session(tmp_path):
         # Too long: the body would run into the next message and wait for bytes that never come. It ends
         # where the next header starts (one parse error) and the next request is answered, with
         # nothing more sent.
-        cut = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "diffucode/status"}).encode()
-        c.send_bytes(cut, b"Content-Length: %d\r\n\r\n" % (len(cut) + 40))
-        c.send({"jsonrpc": "2.0", "id": 8, "method": "diffucode/status"})
-        assert c.response(8, timeout=10)["result"]["loaded"] is False
-        assert any(m.get("error", {}).get("code") == -32700 for m in c.messages)
+        for n, extra in enumerate((40, 7), start=7):  # a whole header line too long, or a few bytes
+            seen = len(c.messages)
+            cut = json.dumps({"jsonrpc": "2.0", "id": 100 + n, "method": "diffucode/status"}).encode()
+            c.sendall(b"Content-Length: %d\r\n\r\n" % (len(cut) + extra) + cut
+                      + b"Content-Length: %d\r\n\r\n" % len(status) + status.replace(b'"id": 2', b'"id": %d' % n))
+            assert c.response(n, timeout=10)["result"]["loaded"] is False
+            assert c.response(100 + n, timeout=5)["result"]["loaded"] is False  # the JSON before the header was whole
+            assert not [m for m in c.messages[seen:] if "error" in m]
+        # Too long by a header line, with a broken body: that one costs a -32700, the next is answered.
+        seen = len(c.messages)
+        ten = status.replace(b'"id": 2', b'"id": 10')
+        c.sendall(b"Content-Length: 60\r\n\r\n{\"jsonrpc\": \"2.0\", \"id\": 11, \"meth"
+                  + b"Content-Length: %d\r\n\r\n" % len(ten) + ten)
+        assert c.response(10, timeout=10)["result"]["loaded"] is False
+        assert [m["error"]["code"] for m in c.messages[seen:] if "error" in m] == [-32700]
+        # Too long, and then the client waits for the answer: the whole JSON message that arrived is the body.
+        c.send_bytes(status.replace(b'"id": 2', b'"id": 9'), b"Content-Length: %d\r\n\r\n" % (len(status) + 25))
+        assert c.response(9, timeout=10)["result"]["loaded"] is False
         c.send({"jsonrpc": "2.0", "id": 6, "method": "shutdown"})
         c.response(6)
         c.send({"jsonrpc": "2.0", "method": "exit"})

@@ -478,6 +478,12 @@ def test_out_must_be_a_run_a_new_or_an_empty_folder(tmp_path, capsys):
     (kept / "train.log").write_text("an earlier run's log\n")
     with pytest.raises(ConfigError, match="not a diffucode run folder"):
         train.check_run_folder(kept)
+    for other in (".git", "tokenizer.json"):  # a hidden folder, an empty file named like one the run writes
+        odd = tmp_path / f"odd{other}"
+        odd.mkdir()
+        (odd / other).mkdir() if other == ".git" else (odd / other).write_text("")
+        with pytest.raises(ConfigError, match="not a diffucode run folder"):
+            train.check_run_folder(odd)
 
 
 def test_a_first_call_that_fails_in_any_way_removes_what_it_wrote_and_the_folders_it_made(tmp_path, monkeypatch):
