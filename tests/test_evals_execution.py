@@ -413,6 +413,17 @@ def test_network_is_off():
         server.close()
 
 
+def test_standard_modules_first_imported_under_the_guard_work():
+    # random, logging and threading call os.register_at_fork at import; programs import them after the
+    # guard (drop them from sys.modules first: a site-packages .pth may have imported them already).
+    src = ("import sys\nfor m in ('random', 'tempfile', 'logging', 'concurrent.futures', 'threading'):\n"
+           "    sys.modules.pop(m, None)\n"
+           "import random, tempfile, logging, threading, concurrent.futures\n"
+           "with tempfile.TemporaryDirectory() as d:\n    assert random.Random(0).random() < 1\n")
+    r = run(src)
+    assert r.passed, r.stderr_tail
+
+
 def test_numpy_tests_work_under_the_guard():
     pytest.importorskip("numpy")
     assert run("import numpy as np\nassert np.allclose(np.arange(3).sum(), 3)\n").passed
