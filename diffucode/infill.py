@@ -29,6 +29,7 @@ from diffucode.models import Engine
 from diffucode.sampler import STRATEGIES, check_position_temperature, sample
 
 LENGTH_MODES = ("auto", "pad", "search", "fixed", "expand")
+MAX_CANDIDATES = 64  # one batch in memory: rows × context × vocabulary logits
 MASK_GLYPH = "\u2591"  # how a still-masked token shows in streamed intermediate text
 
 
@@ -67,8 +68,8 @@ class InfillSettings:
             raise ConfigError(f"unknown length mode {self.length_mode!r}; choose from {', '.join(LENGTH_MODES)}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError("steps must be ≥ 1")
-        if self.candidates < 1:
-            raise ConfigError("candidates must be ≥ 1")
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ConfigError(f"candidates must be between 1 and {MAX_CANDIDATES} (they are decoded as one batch)")
         if self.max_new_tokens < 1:
             raise ConfigError("max_new_tokens must be ≥ 1")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):

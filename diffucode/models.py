@@ -121,7 +121,10 @@ def load_engine(
         if dtype.lower() not in DTYPES:
             raise CheckpointError(f"unknown dtype {dtype!r}; choose from bf16, fp16, fp32")
         dtype = DTYPES[dtype.lower()]
-    if fmt != checkpoint.FORMAT or family:
+    if fmt == checkpoint.FORMAT and family:
+        raise ConfigError(f"{folder} is a diffucode model folder: --family {family} applies to public checkpoints "
+                          "only; leave it out")
+    if fmt != checkpoint.FORMAT:
         from diffucode import families
 
         if quantize == "int8":

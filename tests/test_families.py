@@ -869,3 +869,9 @@ def test_quantize_int8_is_refused_and_auto_is_a_no_op_for_public_checkpoints(dre
     assert load_engine(dream_dir, quantize="auto").runtime == {}
     with pytest.raises(ConfigError, match="own models only"):
         load_engine(dream_dir, quantize="int8")
+
+
+def test_family_on_a_diffucode_folder_is_a_one_line_error(tiny_model_dir):
+    # It used to build a default-size transformers model from the diffucode config (tens of GB).
+    with pytest.raises(ConfigError, match="diffucode model folder"):
+        load_engine(tiny_model_dir, family="dream")

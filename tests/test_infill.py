@@ -84,7 +84,7 @@ def test_bad_spans(tiny_engine, spans):
 
 
 def test_bad_settings(tiny_engine):
-    for s in [InfillSettings(steps=0), InfillSettings(strategy="x"), InfillSettings(length_mode="fixed"), InfillSettings(candidates=0),
+    for s in [InfillSettings(steps=0), InfillSettings(strategy="x"), InfillSettings(length_mode="fixed"), InfillSettings(candidates=0), InfillSettings(candidates=100_000),
               InfillSettings(top_k=0), InfillSettings(top_p=7.0), InfillSettings(top_p=0.0), InfillSettings(block_length=0),
               InfillSettings(remask_below=5.0), InfillSettings(context_tokens=-10), InfillSettings(seed=2**70),
               InfillSettings(seed=-1), InfillSettings(search_lengths=(0, 8)), InfillSettings(search_lengths=()),
