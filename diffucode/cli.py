@@ -298,7 +298,7 @@ def _progress(args):
     return on_step
 
 
-def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | None = None) -> int:
+def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | None = None, *, engine=None) -> int:
     """Print or write the best candidate in the chosen output mode; return the exit code."""
     if sys.stderr.isatty() and not args.quiet and not args.json:
         print("\r", end="", file=sys.stderr)
@@ -328,16 +328,26 @@ def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | No
         return EXIT_NO_CANDIDATE
     if args.json:
         return EXIT_OK
-    if not args.quiet and all(not ed.text.strip() for ed in best.edits) and src.text[span[0] : span[1]].strip():
-        print("diffucode: the model filled the span with nothing: it is removed (try --candidates 4, "
-              "--length-mode search, or --model)", file=sys.stderr)
     if args.in_place:
         atomic_write(src.path, src.encode(new_text), expect=src.raw)
         print(f"diffucode: wrote {src.path}", file=sys.stderr) if not args.quiet else None
     else:
         _write_stdout(unified_diff(str(src.path), src.bom + src.text, src.bom + new_text).encode("utf-8") if args.diff
                       else src.encode(new_text))
+    if not args.quiet and all(not ed.text.strip() for ed in best.edits):
+        what = ("filled the span with nothing: it is removed" if src.text[span[0] : span[1]].strip()
+                else "proposed nothing here: the text is unchanged")
+        print(f"diffucode: the model {what} ({_empty_hint(engine)})", file=sys.stderr)
     return EXIT_OK
+
+
+def _empty_hint(engine) -> str:
+    from diffucode.models import is_interim
+
+    if engine is not None and is_interim(engine.path):
+        return ("the embedded model is an interim model that usually leaves holes empty: its card, "
+                f"{engine.path / 'README.md'}, has its numbers; pass --model for a stronger one")
+    return "try --candidates 4 --temperature 0.5, or another --model"
 
 
 def _write_stdout(data: bytes) -> None:
@@ -371,7 +381,7 @@ def cmd_infill(args) -> int:
         span = (snap.start, snap.end)
     engine = _load(args)
     result = infill.infill(engine, src.text, [span], _settings(args, language, engine), on_step=_progress(args))
-    return _emit(args, src, result, span, extra)
+    return _emit(args, src, result, span, extra, engine=engine)
 
 
 def cmd_rewrite(args) -> int:
@@ -389,10 +399,10 @@ def cmd_rewrite(args) -> int:
         from diffucode.instruct import instruct
 
         result = instruct(engine, src.text, span, args.instruction, settings, on_step=_progress(args))
-        return _emit(args, src, result, span)
+        return _emit(args, src, result, span, engine=engine)
     result = infill.rewrite(engine, src.text, span, settings, fraction=args.fraction if args.below is None else None,
                             below=args.below, on_step=_progress(args))
-    return _emit(args, src, result, span)
+    return _emit(args, src, result, span, engine=engine)
 
 
 def cmd_complete(args) -> int:
@@ -417,7 +427,7 @@ def cmd_complete(args) -> int:
     result = infill.complete(engine, src.text, cursor, _settings(args, syntax.language_for_path(path), engine),
                              on_step=_progress(args))
     span = (result.best.edits[0].start, result.best.edits[0].end) if result.best else (cursor, cursor)
-    return _emit(args, src, result, span)
+    return _emit(args, src, result, span, engine=engine)
 
 
 def cmd_models(args) -> int:
@@ -434,7 +444,7 @@ def cmd_models(args) -> int:
             print(f"{r['name']:<12} (not installed)  {r['path']}")
         else:
             print(f"{r['name']:<12} {r['size_bytes'] / 2**20:6.1f} MiB  {r['dtype']:<8} d={r['d_model']} layers={r['n_layers']} "
-                  f"context={r['context']}  {r['path']}")
+                  f"context={r['context']}  {r['path']}" + ("  (interim: trained on a CPU; see its README.md)" if r.get("interim") else ""))
     print("other models: pass --model FOLDER (a diffucode model folder) or a hub id", file=sys.stderr)
     return EXIT_OK
 

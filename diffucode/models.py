@@ -220,6 +220,14 @@ def _best_ms(denoisers, ids: torch.Tensor, pos: torch.Tensor, repeats: int) -> l
     return [b * 1e3 for b in best]
 
 
+def is_interim(folder: Path | None) -> bool:
+    """Does the model's card say it is an interim model (trained only on a CPU: train._cpu_status)?"""
+    try:
+        return folder is not None and "**Status: interim.**" in (Path(folder) / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def available() -> list[dict]:
     """What `diffucode models` lists: the embedded model and any diffucode folders under $DIFFUCODE_MODELS."""
     rows = []
@@ -242,7 +250,8 @@ def available() -> list[dict]:
                 cfg = checkpoint.read_config(folder)
                 m = cfg.get("model", {})
                 row.update(size_bytes=checkpoint.folder_size(folder), format=cfg.get("format"), dtype=cfg.get("torch_dtype"),
-                           d_model=m.get("d_model"), n_layers=m.get("n_layers"), context=m.get("max_seq_len"))
+                           d_model=m.get("d_model"), n_layers=m.get("n_layers"), context=m.get("max_seq_len"),
+                           interim=is_interim(folder))
             except CheckpointError as exc:
                 row["error"] = str(exc)
         rows.append(row)

@@ -28,6 +28,7 @@ from diffucode.cli import version
 from diffucode.errors import ConfigError, DiffucodeError, GenerationCancelled, SpanError
 from diffucode.infill import InfillResult, complete, infill, rewrite
 from diffucode.instruct import instruct
+from diffucode.models import is_interim
 from diffucode_lsp import protocol as P
 from diffucode_lsp.documents import LspTextDocument, Window, adopt, check_text, range_at, single_line_edit, span_at
 from diffucode_lsp.progress import CLIENT_TIMEOUT, Progress, Stream
@@ -370,6 +371,11 @@ class DiffucodeServer(LanguageServer):
                 return
             if not reply["applied"]:
                 self.show(lsp.MessageType.Warning, f"diffucode: {mode}: {reply['failureReason'] or 'edit not applied'}")
+            elif rng.start != rng.end and not any(c["text"].strip() for c in reply["candidates"] if c["valid"]):
+                model = self.worker.engine
+                why = (" (the embedded model is an interim model that usually leaves holes empty; set diffucode.model "
+                       "for a stronger one)") if model is not None and is_interim(model.path) else ""
+                self.show(lsp.MessageType.Warning, f"diffucode: {mode}: the model filled the selection with nothing{why}")
 
         task = asyncio.ensure_future(go())
         self.background.add(task)

@@ -240,12 +240,26 @@ def test_an_empty_infill_is_pointed_out(tmp_path, monkeypatch, capsysbinary):
     p = write(tmp_path, SRC)
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
     assert code == 0 and "-    y = x + 1" in out
-    assert "filled the span with nothing" in err
+    assert "filled the span with nothing" in err and "--model" in err and "interim" not in err  # a scripted model
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff", "--quiet")
     assert code == 0 and err == ""
     use_script(monkeypatch, "    y = x * 2\n")
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
     assert code == 0 and "nothing" not in err
+
+
+def test_the_interim_model_is_named_where_its_output_is_empty(tmp_path, capsysbinary):
+    from types import SimpleNamespace
+
+    from diffucode.models import EMBEDDED, is_interim
+
+    card = tmp_path / "m"
+    card.mkdir()
+    (card / "README.md").write_text("# model\n\n**Status: interim.** Trained on a CPU.\n")
+    assert "interim model" in cli._empty_hint(SimpleNamespace(path=card))
+    assert "interim" not in cli._empty_hint(SimpleNamespace(path=tmp_path)) and "--model" in cli._empty_hint(None)
+    code, out, _ = run(capsysbinary, "models")
+    assert code == 0 and ("interim" in out.splitlines()[0]) == is_interim(EMBEDDED)
 
 
 def test_diff_of_a_file_outside_the_current_folder_names_it_whole(tmp_path, scripted, capsysbinary, monkeypatch):

@@ -263,3 +263,33 @@ def test_exit_without_shutdown_during_a_job_is_prompt_and_exits_1(tmp_path, tiny
         assert (tmp_path / "server.log").stat().st_size < 200_000
     finally:
         proc.kill()
+
+
+def test_a_selection_filled_with_nothing_is_pointed_out(tmp_path, tiny_model_dir):
+    """"Infill selection" whose best text is empty deletes the selection: the editor is told so."""
+    script = Path(__file__).parent / "e2e" / "lsp_scripted.py"
+    proc = _stdio_server(tmp_path, str(script), "--script", "", "--", "--model", str(tiny_model_dir))
+    try:
+        c = RawClient.stdio(proc)
+        _init(c, 1)
+        c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        uri = "file:///tmp/stdio/empty.py"
+        c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": "def f(total):\n    return total + 1\n"}}})
+        c.send({"jsonrpc": "2.0", "id": 2, "method": "workspace/executeCommand", "params": {
+            "command": "diffucode.infillSelection", "arguments": [{"uri": uri, "version": 1, "range": {
+                "start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 20}}}]}})
+        assert c.response(2)["result"] == {"started": True}
+        end = time.monotonic() + 120
+        while not (apply := [m for m in c.messages if m.get("method") == "workspace/applyEdit"]):
+            assert time.monotonic() < end and proc.poll() is None, c.messages[-3:]
+            time.sleep(0.05)
+        assert apply[0]["params"]["edit"]["documentChanges"][0]["edits"][0]["newText"] == ""
+        c.send({"jsonrpc": "2.0", "id": apply[0]["id"], "result": {"applied": True}})
+        while not (shown := [m for m in c.messages if m.get("method") == "window/showMessage"]):
+            assert time.monotonic() < end, c.messages[-3:]
+            time.sleep(0.05)
+        assert "filled the selection with nothing" in shown[0]["params"]["message"]
+        assert shown[0]["params"]["type"] == 2  # a warning
+    finally:
+        proc.kill()
