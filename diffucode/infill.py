@@ -124,7 +124,7 @@ SETTINGS_HELP = {
     "seed": "random seed (same seed, same output)",
     "max_new_tokens": "largest hole per span, in tokens",
     "length_mode": "how the hole length is chosen: " + ", ".join(LENGTH_MODES),
-    "length": "exact hole length in tokens (with --length-mode fixed)",
+    "length": "exact hole length in tokens (implies length mode fixed)",
     "search_lengths": "hole lengths the length search tries, comma-separated",
     "validate": "reject candidates that break the syntax",
     "language": "language for syntax checks (default: from the file extension)",

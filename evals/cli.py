@@ -78,7 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "reduce-overhead = CUDA graphs on a GPU)")
     add_checkpoint_flags(g)
     g.add_argument("--n-samples", type=int, default=1, metavar="N", help="samples per task (default 1)")
-    g.add_argument("--k", default="1", metavar="K,K", help="pass@k values to report (default 1)")
+    g.add_argument("--k", default=None, metavar="K,K",
+                   help="pass@k values to report (default 1; eval merge: the shards' values)")
     g.add_argument("--prompt-style", choices=PROMPT_STYLES, default="bigcode",
                    help="MBPP prompt: bigcode docstring or the 3-shot [BEGIN]/[DONE] prompt (default bigcode)")
     g.add_argument("--no-sanitize", action="store_true",
@@ -156,7 +157,7 @@ def _run_as(text: str) -> int | str | None:
 
 
 def _common_checks(args: argparse.Namespace) -> tuple[int, ...]:
-    ks = _parse_ks(args.k)
+    ks = _parse_ks(args.k or "1")
     if args.workers is not None and args.workers < 1:
         raise DiffucodeError("--workers must be >= 1")
     if args.timeout <= 0:
@@ -220,6 +221,8 @@ def _merge(args: argparse.Namespace) -> int:
     runs = [Path(d) for d in args.dirs]
     first = json.loads((runs[0] / "run.json").read_text(encoding="utf-8")) if runs and (
         runs[0] / "run.json").is_file() else {}
+    if args.k is None:  # the pass@k values the shards were run with
+        ks = tuple(sorted({int(k) for k in (first.get("shard") or {}).get("k") or [] if isinstance(k, int) and k >= 1})) or ks
     name = first.get("identity", {}).get("taskset")
     calibrate = args.calibrate == "on" or (args.calibrate == "auto" and name is not None
                                            and name in TASK_SETS and TASK_SETS[name].calibrate)
@@ -297,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
             from .merge import shard_taskset
 
             taskset, info = shard_taskset(taskset, *shard)
-            extra["shard"] = {**info, "n_samples": args.n_samples}
+            extra["shard"] = {**info, "n_samples": args.n_samples, "k": list(_parse_ks(args.k or "1"))}
             if not taskset.tasks:  # still a run folder, so that eval merge finds every shard
                 print(f"note: shard {args.shard} has no tasks (only {info['n_selected']} selected)", file=err)
         if args.samples:
@@ -314,8 +317,10 @@ def run(args: argparse.Namespace) -> int:
             identity = {"generator": "canonical", "model": None}
         else:
             knobs = {k: getattr(args, k) for k in MODEL_KNOBS}
-            if args.n_samples > 1 and knobs.get("temperature") == 0:
-                print("warning: --temperature 0 with --n-samples > 1 gives identical samples", file=err)
+            greedy = knobs.get("temperature") == 0 or (knobs.get("temperature") is None and not args.preset)
+            if args.n_samples > 1 and greedy:
+                print("warning: temperature 0 (greedy, the default) with --n-samples > 1 gives identical samples; "
+                      "pass e.g. --temperature 0.8", file=err)
             load = {k: v for k, default in (("quantize", "none"), ("compile", "none"), ("dtype", "auto"))
                     if (v := getattr(args, k)) != default}
             load.update({k: v for k in ("family", "trust_remote_code") if (v := getattr(args, k))})

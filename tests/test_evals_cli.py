@@ -194,6 +194,19 @@ def test_model_run_end_to_end_with_a_tiny_random_model(tmp_path):
     assert len((out / "samples.jsonl").read_text().splitlines()) == 5
 
 
+def test_several_greedy_samples_are_warned_about(tmp_path, capsys):
+    pytest.importorskip("torch")
+    testing = pytest.importorskip("diffucode.testing")
+    need("humaneval")
+    model = testing.random_model(tmp_path / "model", seed=0)
+    base = ["eval", "humaneval", "--model", str(model), "--data-dir", str(DATA), "--limit", "1", "--n-samples", "2",
+            "--max-new-tokens", "4", "--steps", "2", "--quiet"]
+    assert cli.main([*base, "--out", str(tmp_path / "greedy")]) == 0  # temperature left at its default, 0
+    assert "gives identical samples" in capsys.readouterr().err
+    assert cli.main([*base, "--temperature", "0.8", "--out", str(tmp_path / "sampled")]) == 0
+    assert "identical samples" not in capsys.readouterr().err
+
+
 def test_a_bad_model_leaves_no_run_folder_and_the_retry_is_a_new_run(tmp_path, capsys, tiny_model_dir):
     # The model is loaded on first use, after the run folder exists: a --model that is not there is refused
     # before the folder is made, and one that fails to load undoes what the failed first call wrote, so

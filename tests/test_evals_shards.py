@@ -191,7 +191,7 @@ def test_merge_refuses_shards_that_do_not_add_up(tmp_path, capsys):
 def test_merge_of_tiny_model_shards_equals_the_unsharded_run(tmp_path, tiny_model_dir):
     need_humaneval()
     common = ["eval", "humaneval", "--model", str(tiny_model_dir), "--data-dir", str(DATA), "--limit", "5",
-              "--max-new-tokens", "16", "--steps", "4", "--n-samples", "2", "--temperature", "0.8", "--quiet"]
+              "--max-new-tokens", "16", "--steps", "4", "--n-samples", "2", "--k", "1,2", "--temperature", "0.8", "--quiet"]
     assert cli.main([*common, "--shard", "1/2", "--generate-only", "--out", str(tmp_path / "s1")]) == 0
     assert cli.main([*common, "--shard", "2/2", "--out", str(tmp_path / "s2")]) == 0
     assert cli.main(["eval", "merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "m"),
@@ -202,6 +202,7 @@ def test_merge_of_tiny_model_shards_equals_the_unsharded_run(tmp_path, tiny_mode
     assert len({c for _, _, c, _, _ in merged}) > 1  # real, differing generations
     m, u = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("m", "u"))
     assert m["per_task"] == u["per_task"] and m["pass@1"] == u["pass@1"] and m["settings"] == u["settings"]
+    assert m["pass@2"] == u["pass@2"] and m["settings"]["k"] == [1, 2]  # the shards' --k, not given to merge
     assert (tmp_path / "m" / "report.md").is_file()
 
 
