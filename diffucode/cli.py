@@ -196,6 +196,11 @@ def _settings(args, language: str | None, engine=None):
     from diffucode.infill import InfillSettings
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(InfillSettings) if getattr(args, f.name, None) is not None}
+    if "language" in given:
+        from diffucode.syntax.languages import SPECS, canonical_name
+
+        if canonical_name(given["language"]) is None:
+            raise ConfigError(f"--language {given['language']!r}: no grammar for it; choose from {', '.join(sorted(SPECS))}")
     given.setdefault("language", language)
     if getattr(args, "preset", None):
         from diffucode import families

@@ -192,6 +192,10 @@ def test_bad_setting_value_exits_2(tmp_path, scripted, capsysbinary):
     assert code == 2 and "unknown strategy" in err
     code, _, err = run(capsysbinary, "infill", f"{p}:4", "--steps", "0")
     assert code == 2 and "steps" in err
+    code, _, err = run(capsysbinary, "infill", f"{p}:4", "--language", "cobol")  # would silently skip validation
+    assert code == 2 and "no grammar" in err and "python" in err
+    code, _, err = run(capsysbinary, "infill", f"{p}:4", "--candidates", "100000")
+    assert code == 2 and "between 1 and 64" in err
 
 
 def test_rewrite_command(tmp_path, tiny_model_dir, capsysbinary):
