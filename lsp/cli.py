@@ -66,7 +66,7 @@ def run(args, *, loader=None) -> int:
     loading (tests); the load options include quantize "auto" by default."""
     try:
         from diffucode_lsp.server import build_server
-        from diffucode_lsp.settings import ServerSettings
+        from diffucode_lsp.settings import ServerSettings, merge
     except ImportError as exc:
         if exc.name not in ("pygls", "lsprotocol", "cattrs", "attrs"):
             raise
@@ -81,6 +81,7 @@ def run(args, *, loader=None) -> int:
         from dataclasses import replace
 
         defaults = replace(defaults, **{k: v for k, v in given.items() if v is not None})
+        merge(defaults, {})  # checks them: a bad --device or --compile with --quantize int8 is an error here (exit 2)
     server = build_server(loader=loader, defaults=defaults)
     if tcp:
         logging.getLogger(__name__).info("listening on %s:%d", *tcp)

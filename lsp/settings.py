@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from diffucode.denoiser import COMPILE_MODES
+from diffucode.devices import resolve_device
 from diffucode.errors import ConfigError
 from diffucode.infill import SETTINGS_HELP, InfillSettings
 
@@ -207,6 +208,7 @@ def _check(s: ServerSettings) -> None:
         raise ConfigError(f"setting 'compile' must be one of {', '.join(COMPILE_MODES)}")
     if s.quantize == "int8" and s.compile != "none":
         raise ConfigError("settings 'compile' and 'quantize' do not combine; choose one")
+    resolve_device(s.device)  # an unknown device, or a GPU that is not here: refused now, not at the first request
     if s.threads is not None and s.threads < 1:
         raise ConfigError("setting 'threads' must be ≥ 1 (or null)")
     if s.window_chars < 0 or s.max_file_chars < 1:

@@ -142,7 +142,7 @@ def test_settings_merge_camel_snake_nested_and_unknown():
     {"steps": 0}, {"steps": "4"}, {"validate": 1}, {"temperature": True}, {"strategy": "random"}, {"debounceMs": -1},
     {"model": ""}, {"inline": {"nope": 1}}, {"inline": 3}, {"rewriteFraction": 0}, {"searchLengths": [1, "2"]}, [1, 2], "x",
     {"compile": "fastest"}, {"compile": None}, {"quantize": "int4"}, {"compile": "default", "quantize": "int8"},
-    {"quantize": "Auto"},
+    {"quantize": "Auto"}, {"device": "bogus"}, {"device": "cuda:99"},
 ])
 def test_bad_settings_raise_config_error(raw):
     with pytest.raises(ConfigError):
@@ -234,6 +234,11 @@ def test_command_line_defaults_reach_the_server_settings(monkeypatch):
     assert cli.run(args) == 0 and seen["defaults"].load_options() == {"quantize": "int8"}
     with pytest.raises(SystemExit):
         parser.parse_args(["lsp", "--compile", "fastest"])
+    for bad in (["--device", "bogus"], ["--quantize", "int8", "--compile", "default"]):  # refused before serving
+        seen.clear()
+        with pytest.raises(ConfigError):
+            cli.run(parser.parse_args(["lsp", *bad]))
+        assert "started" not in seen
 
 
 def test_help_of_python_dash_m_and_of_diffucode_lsp():
