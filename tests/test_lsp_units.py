@@ -225,10 +225,10 @@ def test_command_line_defaults_reach_the_server_settings(monkeypatch):
     monkeypatch.setattr(server_mod, "build_server", lambda loader=None, defaults=None: seen.update(defaults=defaults) or Fake())
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
-    args = parser.parse_args(["lsp", "--compile", "reduce-overhead", "--device", "cuda"])
+    args = parser.parse_args(["lsp", "--compile", "reduce-overhead", "--device", "auto"])
     assert cli.run(args) == 0 and seen["started"]
     d = seen["defaults"]
-    assert (d.compile, d.quantize, d.device, d.model) == ("reduce-overhead", "auto", "cuda", None)
+    assert (d.compile, d.quantize, d.device, d.model) == ("reduce-overhead", "auto", "auto", None)
     assert d.load_options() == {"compile": "reduce-overhead", "quantize": "auto"}  # auto does nothing with compile or on a GPU
     args = parser.parse_args(["lsp", "--quantize", "int8"])
     assert cli.run(args) == 0 and seen["defaults"].load_options() == {"quantize": "int8"}
