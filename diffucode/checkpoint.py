@@ -100,6 +100,9 @@ def read_config(folder: str | Path) -> dict:
         if not folder.is_dir():
             raise CheckpointError(f"model path is not a folder: {folder}")
         if not path.is_file():
+            if (folder / "run.json").is_file() and (folder / "ckpt").is_dir():
+                raise CheckpointError(f"{folder} is a training run, not a model folder: export it with "
+                                      f"`diffucode train --out {folder} --export-only DEST` and pass DEST")
             raise CheckpointError(f"{folder} has no config.json: not a model folder")
     except OSError as exc:  # e.g. a folder without read permission
         raise CheckpointError(f"cannot read model folder {folder}: {exc.strerror or exc}") from exc

@@ -396,6 +396,11 @@ def cmd_rewrite(args) -> int:
     for flag, value in (("--fraction", args.fraction), ("--below", args.below)):
         if value is not None and not 0.0 < value <= 1.0:  # checked before the model loads
             raise ConfigError(f"{flag} must be in (0, 1], got {value}")
+    ignored = [flag for flag, name in (("--length", "length"), ("--length-mode", "length_mode"),
+                                       ("--search-lengths", "search_lengths")) if getattr(args, name, None) is not None]
+    if ignored:
+        raise ConfigError(f"rewrite keeps the span's tokens and re-predicts some of them: {', '.join(ignored)} "
+                          "does not apply (use infill to regenerate the span)")
     src = SourceFile.read(path)
     span = lines_to_span(src.text, a, b)
     engine = _load(args)

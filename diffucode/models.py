@@ -229,7 +229,8 @@ def is_interim(folder: Path | None) -> bool:
 
 
 def available() -> list[dict]:
-    """What `diffucode models` lists: the embedded model and any diffucode folders under $DIFFUCODE_MODELS."""
+    """What `diffucode models` lists: the embedded model and the model folders (with a config.json) under
+    $DIFFUCODE_MODELS."""
     rows = []
     candidates = [(DEFAULT_NAME, EMBEDDED)]
     root = os.environ.get("DIFFUCODE_MODELS")
@@ -244,6 +245,8 @@ def available() -> list[dict]:
         except OSError as exc:  # e.g. a folder without read permission
             rows.append({"name": name, "path": str(folder), "present": False, "error": f"cannot read: {exc.strerror or exc}"})
             continue
+        if not present and name != DEFAULT_NAME:
+            continue  # a folder under $DIFFUCODE_MODELS that is not a model (a training run, notes, ...)
         row = {"name": name, "path": str(folder), "present": present}
         if row["present"]:
             try:

@@ -162,6 +162,10 @@ def _common_checks(args: argparse.Namespace) -> tuple[int, ...]:
         raise DiffucodeError("--workers must be >= 1")
     if args.timeout <= 0:
         raise DiffucodeError("--timeout must be > 0")
+    if not args.memory_gb >= 0:
+        raise DiffucodeError("--memory-gb must be >= 0 (0: no limit)")
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise DiffucodeError("--fail-under is a percentage: 0 to 100")
     return ks
 
 

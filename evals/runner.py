@@ -230,7 +230,7 @@ def calibrate_limits(tasks: list[Task], config: RunConfig, cancel: threading.Eve
     cache = json.loads(path.read_text(encoding="utf-8")).get("tasks", {}) if path.exists() else {}
     todo = [t for t in tasks if t.task_id not in cache and (only is None or t.task_id in only)]
     if todo:
-        log(f"calibrating time limits: running {len(todo)} canonical solutions once")
+        log(f"calibrating time limits: running {len(todo)} canonical solution{'s' if len(todo) != 1 else ''} once")
         limits = Limits(timeout_s=config.max_timeout_s, memory_bytes=config.memory_bytes, tail_chars=500,
                         run_as=config.run_as)
         with ThreadPoolExecutor(config.workers or default_workers()) as pool:

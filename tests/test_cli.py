@@ -226,12 +226,19 @@ def test_lines_to_span():
         cli.lines_to_span(text, 4, 4)
 
 
-def test_models_command(capsysbinary, tiny_model_dir, monkeypatch):
+def test_models_command(capsysbinary, tiny_model_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("DIFFUCODE_MODELS", str(Path(tiny_model_dir).parent))
     code, out, _ = run(capsysbinary, "models", "--json")
     rows = json.loads(out)
     assert code == 0 and rows[0]["name"] == "default"
     assert any(r["path"] == str(tiny_model_dir) and r["present"] and r["size_bytes"] > 0 for r in rows)
+    root = tmp_path / "models"  # a folder of models and other things: only the models are listed
+    (root / "notes").mkdir(parents=True)
+    (root / "tiny").symlink_to(tiny_model_dir, target_is_directory=True)
+    monkeypatch.setenv("DIFFUCODE_MODELS", str(root))
+    code, out, _ = run(capsysbinary, "models", "--json")
+    paths = [r["path"] for r in json.loads(out)]
+    assert code == 0 and str(root / "tiny") in paths and str(root / "notes") not in paths
 
 
 def test_python_dash_m_and_exit_code(tmp_path):
@@ -350,7 +357,8 @@ def test_bad_device_and_temperature_exit_2(tmp_path, capsysbinary, tiny_model_di
     assert code == 2 and message in err and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("flag, value", [("--fraction", "0"), ("--fraction", "5"), ("--fraction", "-1"), ("--below", "2")])
+@pytest.mark.parametrize("flag, value", [("--fraction", "0"), ("--fraction", "5"), ("--fraction", "-1"), ("--below", "2"),
+                                         ("--length", "5"), ("--search-lengths", "4,8")])
 def test_rewrite_fraction_and_below_are_checked(tmp_path, capsysbinary, flag, value):
     p = write(tmp_path, SRC)
     code, out, err = run(capsysbinary, "rewrite", f"{p}:4", flag, value, "--model", tmp_path / "not-loaded")

@@ -44,9 +44,13 @@ def test_canonical_run_exit_0_and_summary(tmp_path, capsys):
 
 def test_fail_under_gives_exit_1(tmp_path):
     need("humaneval")
-    code = cli.main(["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA), "--tasks", "0",
-                     "--out", str(tmp_path), "--quiet", "--fail-under", "100.5"])
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return None\n"}) + "\n")
+    code = cli.main(["eval", "humaneval", "--samples", str(samples), "--data-dir", str(DATA), "--tasks", "0",
+                     "--out", str(tmp_path / "run"), "--quiet", "--fail-under", "50"])
     assert code == 1
+    assert cli.main(["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA), "--tasks", "0",
+                     "--out", str(tmp_path / "canonical"), "--quiet", "--fail-under", "100"]) == 0
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -57,6 +61,8 @@ def test_fail_under_gives_exit_1(tmp_path):
     (["eval", "humaneval", "--n-samples", "0"], "--n-samples"),
     (["eval", "humaneval", "--data-file", "/nonexistent/HumanEval.jsonl.gz"], "does not exist"),
     (["eval", "humaneval", "--data-file", "/"], "is a folder, not a file"),
+    (["eval", "humaneval", "--fail-under", "200"], "percentage"),
+    (["eval", "humaneval", "--memory-gb", "-1"], "--memory-gb"),
 ])
 def test_usage_and_data_errors_exit_2(argv, message, capsys):
     assert cli.main(argv) == 2

@@ -258,6 +258,11 @@ def test_every_training_call_is_recorded_and_exported(prepared, tmp_path):
     for n, call in enumerate(want, 1):
         assert f"# call {n} of 3, from step {call['step']}\n" + " ".join(call["argv"]) in card
     assert "on cpu over 2 call(s)" in card and "**Status: interim.**" in card
+    from diffucode.checkpoint import read_config
+    from diffucode.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="--export-only"):  # --model RUN: the run is not the model
+        read_config(out)
 
 
 def test_the_interim_label_counts_every_call_and_the_starting_models():
