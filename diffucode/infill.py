@@ -645,6 +645,8 @@ def _validated(source: str, edits: list[Edit], score: float, n_tokens: int, sett
             else:
                 new = repaired
                 reasons.append(f"repaired ({v.reason})")
+        elif v.reason:  # valid, with a caveat: "no grammar" (nothing was checked), a compile check skipped
+            reasons.append(v.reason)
         fixed.append(Edit(ed.start, ed.end, new))
         text = text[:s] + new + text[e:]
         shift += len(new) - (e - s)

@@ -259,6 +259,13 @@ def test_an_empty_infill_is_pointed_out(tmp_path, monkeypatch, capsysbinary):
     assert code == 0 and "nothing" not in err
 
 
+def test_a_file_with_no_grammar_says_nothing_was_checked(tmp_path, scripted, capsysbinary):
+    p = write(tmp_path, "hello\nworld\n", name="notes.txt")
+    code, out, _ = run(capsysbinary, "infill", f"{p}:1", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["valid"] and doc["reason"] == "no grammar"
+
+
 def test_the_interim_model_is_named_where_its_output_is_empty(tmp_path, capsysbinary):
     from types import SimpleNamespace
 
