@@ -238,17 +238,28 @@ def test_a_wrong_content_length_costs_a_message_not_the_session(tmp_path):
         proc.kill()
 
 
-def test_exit_without_shutdown_during_a_job_is_prompt_and_exits_1(tmp_path, tiny_model_dir):
-    """LSP: exit before shutdown → exit code 1. A job in flight must not delay it or flood the log."""
+def _scripted_session(tmp_path, model, script_args: list[str], uri: str, text: str):
+    """A scripted server over stdio (tests/e2e/lsp_scripted.py), initialized, with one open document."""
     script = Path(__file__).parent / "e2e" / "lsp_scripted.py"
-    proc = _stdio_server(tmp_path, str(script), "--script", "total + 1", "--delay", "0.2", "--", "--model", str(tiny_model_dir))
+    proc = _stdio_server(tmp_path, str(script), *script_args, "--", "--model", str(model))
     try:
         c = RawClient.stdio(proc)
         _init(c, 1)
         c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-        uri = "file:///tmp/stdio/a.py"
         c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-            "uri": uri, "languageId": "python", "version": 1, "text": "def f(total):\n    return total\n"}}})
+            "uri": uri, "languageId": "python", "version": 1, "text": text}}})
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, c
+
+
+def test_exit_without_shutdown_during_a_job_is_prompt_and_exits_1(tmp_path, tiny_model_dir):
+    """LSP: exit before shutdown → exit code 1. A job in flight must not delay it or flood the log."""
+    uri = "file:///tmp/stdio/a.py"
+    proc, c = _scripted_session(tmp_path, tiny_model_dir, ["--script", "total + 1", "--delay", "0.2"],
+                                uri, "def f(total):\n    return total\n")
+    try:
         c.send({"jsonrpc": "2.0", "id": 2, "method": "diffucode/infill", "params": {
             "textDocument": {"uri": uri}, "range": {"start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 16}},
             "options": {"steps": 64, "lengthMode": "fixed", "length": 64, "maxNewTokens": 64}}})
@@ -267,15 +278,9 @@ def test_exit_without_shutdown_during_a_job_is_prompt_and_exits_1(tmp_path, tiny
 
 def test_a_selection_filled_with_nothing_is_pointed_out(tmp_path, tiny_model_dir):
     """"Infill selection" whose best text is empty deletes the selection: the editor is told so."""
-    script = Path(__file__).parent / "e2e" / "lsp_scripted.py"
-    proc = _stdio_server(tmp_path, str(script), "--script", "", "--", "--model", str(tiny_model_dir))
+    uri = "file:///tmp/stdio/empty.py"
+    proc, c = _scripted_session(tmp_path, tiny_model_dir, ["--script", ""], uri, "def f(total):\n    return total + 1\n")
     try:
-        c = RawClient.stdio(proc)
-        _init(c, 1)
-        c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-        uri = "file:///tmp/stdio/empty.py"
-        c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-            "uri": uri, "languageId": "python", "version": 1, "text": "def f(total):\n    return total + 1\n"}}})
         c.send({"jsonrpc": "2.0", "id": 2, "method": "workspace/executeCommand", "params": {
             "command": "diffucode.infillSelection", "arguments": [{"uri": uri, "version": 1, "range": {
                 "start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 20}}}]}})
