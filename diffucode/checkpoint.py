@@ -41,6 +41,9 @@ class Checkpoint:
     path: Path | None = None
 
 
+# The first words of an interim model's card (train._cpu_status); models.is_interim looks for them.
+INTERIM_MARKER = "**Status: interim.**"
+
 def save(
     folder: str | Path,
     model: DiffusionTransformer,

@@ -195,10 +195,11 @@ def pick_quantization(model: torch.nn.Module, tokenizer, *, tokens: int = 256, p
     2.4x per forward on another. Costs a few forwards at load (~0.2 s for the embedded model)."""
     T = min(tokens, model.cfg.max_seq_len)
     positions = max(1, min(positions, T - 1))
-    ids = torch.full((1, T), NativeDenoiser(model, tokenizer).mask_id, dtype=torch.long)
-    pos = torch.arange(T - positions, T)[None]
     quantized = quantize_int8(copy.deepcopy(model))  # a copy: the float model stays as it is
-    float_ms, int8_ms = _best_ms([NativeDenoiser(m, tokenizer) for m in (model, quantized)], ids, pos, repeats)
+    dens = [NativeDenoiser(m, tokenizer) for m in (model, quantized)]
+    ids = torch.full((1, T), dens[0].mask_id, dtype=torch.long)
+    pos = torch.arange(T - positions, T)[None]
+    float_ms, int8_ms = _best_ms(dens, ids, pos, repeats)
     speedup = round(float_ms / int8_ms, 2) if int8_ms > 0 else 0.0
     use = speedup >= AUTO_INT8_MIN_SPEEDUP
     return (quantized if use else model), {"quantize": "int8" if use else "none", "chosen_by": "auto",
@@ -223,7 +224,7 @@ def _best_ms(denoisers, ids: torch.Tensor, pos: torch.Tensor, repeats: int) -> l
 def is_interim(folder: Path | None) -> bool:
     """Does the model's card say it is an interim model (trained only on a CPU: train._cpu_status)?"""
     try:
-        return folder is not None and "**Status: interim.**" in (Path(folder) / "README.md").read_text(encoding="utf-8")
+        return folder is not None and checkpoint.INTERIM_MARKER in (Path(folder) / "README.md").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
 

@@ -807,14 +807,19 @@ def _cpu_status(state: dict, run: dict) -> str:
     """A warning at the top of the card of a model trained only on CPUs (the interim embedded model):
     every call that trained it, those of the models it started from (--init-from) included."""
     devices = set(_devices(state))
-    init = run.get("init_from")
-    while init:
+    for init in _generations(run.get("init_from")):
         devices.update(c["device"] for c in init.get("commands") or [] if c.get("device"))
-        init = init.get("init_from")
     if not devices or not all(d.endswith("cpu") for d in devices):
         return ""
-    return ("\n**Status: interim.** This model was trained on a CPU, so it is small and briefly trained; its measured "
+    return (f"\n{checkpoint.INTERIM_MARKER} This model was trained on a CPU, so it is small and briefly trained; its measured "
             "numbers are below. Pass `--model` to use a stronger one (docs/models.md).\n")
+
+
+def _generations(init: dict | None):
+    """The models a run started from (run.json `init_from`), nearest first."""
+    while init:
+        yield init
+        init = init.get("init_from")
 
 
 def _devices(state: dict) -> list[str]:
@@ -846,16 +851,15 @@ def lineage(folder: str | Path, config: dict) -> dict:
 def _lineage_text(init: dict | None) -> str:
     """The card's account of the models this one was started from (--init-from), newest first."""
     parts = []
-    while init:
-        calls = init.get("commands") or ([{"step": 0, "argv": init["command"]}] if init.get("command") else [])
-        head = (f"It started from the weights of `{init.get('folder', '?')}`, trained {init.get('steps', '?')} steps "
-                f"({_millions(init.get('tokens_seen'))} M tokens, {_minutes(init.get('train_seconds'))} min)")
+    for gen in _generations(init):
+        calls = gen.get("commands") or ([{"step": 0, "argv": gen["command"]}] if gen.get("command") else [])
+        head = (f"It started from the weights of `{gen.get('folder', '?')}`, trained {gen.get('steps', '?')} steps "
+                f"({_millions(gen.get('tokens_seen'))} M tokens, {_minutes(gen.get('train_seconds'))} min)")
         if calls:
             lines = [f"# call {n} of {len(calls)}, from step {c['step']}\n" + " ".join(c["argv"]) for n, c in enumerate(calls, 1)]
             parts.append(head + " by:\n```\n" + "\n".join(lines) + "\n```")
         else:
             parts.append(head + "; its training commands were not recorded.")
-        init = init.get("init_from")
     return ("\n" + "\n\n".join(parts) + "\n") if parts else ""
 
 

@@ -225,8 +225,9 @@ def _merge(args: argparse.Namespace) -> int:
     runs = [Path(d) for d in args.dirs]
     first = json.loads((runs[0] / "run.json").read_text(encoding="utf-8")) if runs and (
         runs[0] / "run.json").is_file() else {}
-    if args.k is None:  # the pass@k values the shards were run with
-        ks = tuple(sorted({int(k) for k in (first.get("shard") or {}).get("k") or [] if isinstance(k, int) and k >= 1})) or ks
+    shard_ks = (first.get("shard") or {}).get("k")
+    if args.k is None and shard_ks:  # the pass@k values the shards were run with
+        ks = _parse_ks(",".join(map(str, shard_ks)))
     name = first.get("identity", {}).get("taskset")
     calibrate = args.calibrate == "on" or (args.calibrate == "auto" and name is not None
                                            and name in TASK_SETS and TASK_SETS[name].calibrate)
@@ -304,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
             from .merge import shard_taskset
 
             taskset, info = shard_taskset(taskset, *shard)
-            extra["shard"] = {**info, "n_samples": args.n_samples, "k": list(_parse_ks(args.k or "1"))}
+            extra["shard"] = {**info, "n_samples": args.n_samples, "k": list(ks)}
             if not taskset.tasks:  # still a run folder, so that eval merge finds every shard
                 print(f"note: shard {args.shard} has no tasks (only {info['n_selected']} selected)", file=err)
         if args.samples:

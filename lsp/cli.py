@@ -105,7 +105,7 @@ class _LspStdin:
 
     _CL = re.compile(rb"content-length:\s*(\d+)\s*$", re.I)
     _NEXT = re.compile(rb"content-length:[ \t]*\d+[ \t]*\r?\n", re.I)
-    _HEADER_START = re.compile(rb"[}\]](content-length:[ \t]*\d*\r?|c(?:o(?:n(?:t(?:e(?:n(?:t(?:-(?:l(?:e(?:n(?:g(?:t(?:h)?)?)?)?)?)?)?)?)?)?)?)?)?)$", re.I)
+    _HEADER_REST = re.compile(rb"content-length:[ \t]*\d*\r?", re.I)  # a header line cut before its \n
 
     def __init__(self, raw):
         self.raw = raw
@@ -121,8 +121,8 @@ class _LspStdin:
             scanned = len(body)
             if len(body) >= n:
                 # Declared a few bytes too long: the body ends inside the next header line ("}Content-Le").
-                tail = self._HEADER_START.search(body, max(0, len(body) - 40))
-                return self._cut(body, tail.start() + 1) if tail else bytes(body)
+                end = max(body.rfind(b"}"), body.rfind(b"]")) + 1
+                return self._cut(body, end) if end and self._header_start(body[end:]) else bytes(body)
             want = n - len(body)
             chunk = self._read_some(want)
             if not chunk:  # end of input
@@ -130,6 +130,10 @@ class _LspStdin:
             body += chunk
             if len(chunk) < want and _complete_json(body):  # the client stopped after a whole message
                 return bytes(body)
+
+    def _header_start(self, tail: bytearray) -> bool:
+        """Is `tail` (what follows a body's last } or ]) the first bytes of a Content-Length line?"""
+        return bool(tail) and (b"content-length:".startswith(bytes(tail).lower()) or bool(self._HEADER_REST.fullmatch(tail)))
 
     def _cut(self, body: bytearray, at: int) -> bytes:
         self._held = bytes(body[at:]) + self._held
