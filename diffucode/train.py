@@ -40,7 +40,9 @@ from diffucode.devices import resolve_device
 from diffucode.data import DataConfig, TokenStore, check_inputs, find_bench_data, prepare, token_tables
 from diffucode.errors import CheckpointError, ConfigError
 from diffucode.masking import KIND_NAMES, BatchSource, MaskingConfig, Specials, heldout_windows
+from diffucode.cpu_runtime import PRECISIONS, autocast, choose_precision, compile_pays, cpu_threads
 from diffucode.model import PRESETS, DiffusionTransformer, ModelConfig, preset
+from diffucode.schedule import SCHEDULES, cosine_lr, decay_left_by_steps, decay_left_by_time, wsd_lr
 from diffucode.tokenizer import Tokenizer
 
 STATE_VERSION = 1
@@ -67,8 +69,12 @@ class TrainConfig:
     batch_size: int = _h("rows per optimizer step, all GPUs together", default=256)
     micro_batch: int = _h("rows per forward pass per GPU (0: the whole batch); gradients are accumulated", default=0)
     lr: float = _h("peak learning rate", default=2e-3)
-    min_lr_frac: float = _h("the cosine ends at lr * min_lr_frac", default=0.1)
-    warmup_steps: int = _h("linear warmup steps", default=200)
+    min_lr_frac: float = _h("the schedule ends at lr * min_lr_frac", default=0.1)
+    warmup_steps: int = _h("linear warmup steps (wsd: at the start of every call)", default=200)
+    schedule: str = _h("learning-rate schedule: cosine (one horizon for the whole run) or wsd (warmup-stable-decay: "
+                       "every call warms up, holds the peak and decays over its last --decay-frac; see schedule.py)",
+                       default="cosine")
+    decay_frac: float = _h("wsd: share of each call (of its time budget, else of its steps) spent decaying", default=0.2)
     max_steps: int = _h("length of the cosine schedule in steps (0: from --total-tokens or --train-seconds)", default=0)
     total_tokens: float = _h("tokens the schedule is planned for (used when --max-steps is 0)", default=2e9)
     train_seconds: float = _h("plan the schedule for this many seconds of training over all calls; the step count "
@@ -84,12 +90,22 @@ class TrainConfig:
     save_every: int = _h("save a checkpoint every N steps (and always when stopping)", default=2000)
     log_every: int = _h("log every N steps", default=20)
     num_workers: int = _h("DataLoader worker processes building batches", default=6)
-    compile: str = _h("torch.compile the training step: auto (on with CUDA, off on the CPU), on, off; "
-                      "--compile alone means on, --no-compile means off", default="auto")
+    compile: str = _h("torch.compile the training step: auto (on with CUDA; on a CPU for models of 1 M parameters or more "
+                      "when a C compiler is found), on, off; --compile alone means on, --no-compile means off", default="auto")
+    precision: str = _h("bf16 autocast or fp32: auto (bf16 on CUDA; on a CPU bf16 only where a matmul of the model's "
+                        "width measures >= 1.2x faster in bf16), bf16, fp32", default="auto")
+    threads: int = _h("CPU threads for the training step (0: all cores, shared between the ranks)", default=0)
     peak_tflops: float = _h("peak bf16 TFLOP/s per GPU for MFU (0: from the device name)", default=0.0)
 
     def __post_init__(self):
         object.__setattr__(self, "compile", compile_mode(self.compile))
+        for name, allowed in (("schedule", SCHEDULES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if not 0 < self.decay_frac <= 1:
+            raise ConfigError("--decay-frac must be in (0, 1]")
+        if self.threads < 0:
+            raise ConfigError("--threads must be >= 0 (0: all cores)")
         for name in ("batch_size", "lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
@@ -108,11 +124,11 @@ def compile_mode(value) -> str:
     return value
 
 
-def compile_enabled(mode: str, device: torch.device) -> bool:
-    """Whether the training step is compiled: `auto` only on CUDA, where it pays (on the CPU the
-    inductor build of a tiny model takes longer than a smoke run); `on` forces it anywhere, so the
-    compiled step can be tested without a GPU."""
-    return mode == "on" or (mode == "auto" and device.type == "cuda")
+def compile_enabled(mode: str, device: torch.device, n_params: int = 0) -> bool:
+    """Whether the training step is compiled: `auto` on CUDA, and on a CPU where it pays
+    (cpu_runtime.compile_pays: not for tiny models, whose build takes longer than a smoke run); `on`
+    forces it anywhere, so the compiled step can be tested without a GPU."""
+    return mode == "on" or (mode == "auto" and compile_pays(device, n_params)[0])
 
 
 # Settings that shape the model or the data: fixed when a run starts, refused if changed later.
@@ -160,14 +176,16 @@ class LossNet(nn.Module):
         return self.head(self.model.lm_head.weight, h, sel, targets, w)
 
 
-def lr_at(step: int, cfg: TrainConfig, max_steps: int) -> float:
-    """Linear warmup, cosine to lr * min_lr_frac at max_steps, then flat."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, max_steps - cfg.warmup_steps)
-    p = min(1.0, (step - cfg.warmup_steps) / span)
-    floor = cfg.lr * cfg.min_lr_frac
-    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * p))
+def lr_at(step: int, cfg: TrainConfig, max_steps: int, *, call_start: int = 0, decay_left: float | None = None) -> float:
+    """The learning rate at `step` (schedule.py). wsd: `call_start` is this call's first step and
+    `decay_left` the share of the decay window still ahead (by time, when the call has a time budget;
+    None: by steps, to max_steps)."""
+    kw = dict(lr=cfg.lr, warmup=cfg.warmup_steps, floor_frac=cfg.min_lr_frac)
+    if cfg.schedule == "cosine":
+        return cosine_lr(step, max_steps=max_steps, **kw)
+    if decay_left is None:
+        decay_left = decay_left_by_steps(step, call_start=call_start, max_steps=max_steps, decay_frac=cfg.decay_frac)
+    return wsd_lr(step - call_start, decay_left=decay_left, **kw)
 
 
 def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
@@ -483,11 +501,11 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
     cuda = dev.type == "cuda"
     log = _log_fn(out, rank, quiet)
     threads = torch.get_num_threads()
-    if dev.type == "cpu":  # small CPU runs: oversubscribed OpenMP threads are 5-10x slower on a busy machine
-        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2 // world)))
+    if dev.type == "cpu":  # one thread per core (more oversubscribe and are several times slower)
+        torch.set_num_threads(cfg.threads or cpu_threads(world))
+        torch.set_flush_denormal(True)
     if cuda:
         torch.set_float32_matmul_precision("high")  # TF32 for the few fp32 matmuls left outside autocast
-    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
 
     tok = Tokenizer.from_file(out / "tokenizer.json")
     byte_len, ends_line = token_tables(tok)
@@ -528,7 +546,9 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
     state["device"] = f"{world} x {torch.cuda.get_device_name(dev)}" if cuda else (f"{world} x cpu" if ddp else "cpu")
     state["commands"][-1]["device"] = state["device"]
 
-    use_compile = compile_enabled(cfg.compile, dev)
+    precision, precision_why = choose_precision(cfg.precision, dev, mc.d_model)
+    amp = autocast(precision, dev)
+    use_compile = compile_enabled(cfg.compile, dev, n_params)
     if use_compile:  # compiled kernels are cached next to the run: a resumed call on the same machine compiles faster
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((out / "compile-cache").resolve()))
     net = LossNet(model, use_compile)
@@ -560,7 +580,9 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
     log(f"model: {n_params / 1e6:.1f} M parameters ({mc.d_model}d x {mc.n_layers}L, vocab {mc.vocab_size}, context {mc.max_seq_len}); "
         f"batch {cfg.batch_size} x {cfg.seq_len} = {tokens_per_step} tokens ({world} x {accum} x {micro} rows); "
         f"{store.n_tokens / 1e6:.1f} M training tokens; device {dev}; "
-        f"torch.compile {'on' if use_compile else 'off'} (--compile {cfg.compile})")
+        f"torch.compile {'on' if use_compile else 'off'} (--compile {cfg.compile}); {precision} ({precision_why}); "
+        f"{torch.get_num_threads() if dev.type == 'cpu' else ''}{' CPU threads; ' if dev.type == 'cpu' else ''}"
+        f"schedule {cfg.schedule}")
 
     save_est = 0.5 + n_params * 16 / 300e6  # weights + 2 Adam moments, fp32, ~300 MB/s (then measured)
     eval_est = None
@@ -592,6 +614,15 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
             log("eval " + " ".join(f"{k} {v:.4f}" for k, v in res.items()) + f" [{eval_est:.1f}s]", kind="eval", **state["last_eval"])
         return res
 
+    def decay_left_now(step_cost: float) -> float | None:
+        """wsd with a time budget: the share of the decay window left before the call must stop
+        training (the stop rule of should_stop, plus the closing evaluation); None: by steps."""
+        if cfg.schedule != "wsd" or not time_budget:
+            return None
+        stop_at = t_start + time_budget - step_cost - save_est - budget_margin - (eval_est or 0.0)
+        return decay_left_by_time(time.time(), call_start=t_slice, call_end=stop_at, decay_frac=cfg.decay_frac)
+
+    call_start = state["step"]
     first_cost = 90.0 if use_compile else (10.0 if cuda else 1.0)  # compile / CUDA warm-up happen in the first step
     if state["step"] == 0 and cfg.eval_rows > 0 and not should_stop(first_cost + 10):
         run_eval()  # the untrained baseline
@@ -607,7 +638,7 @@ def train_loop(out: Path, dcfg: DataConfig, mcfg: MaskingConfig, cfg: TrainConfi
             stopped_by = "time_budget"
             break
         t0 = time.time()
-        lr = lr_at(state["step"], cfg, max_steps)
+        lr = lr_at(state["step"], cfg, max_steps, call_start=call_start, decay_left=decay_left_now(est))
         for g in opt.param_groups:
             g["lr"] = lr
         for m in range(accum):

@@ -1,10 +1,12 @@
-"""Where tests find the benchmark data (../shared/data beside the checkout), and skipping without it."""
+"""Where tests find the benchmark data ($DIFFUCODE_EVAL_DATA, else ../shared/data beside the checkout),
+and skipping without it."""
 
+import os
 from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("DIFFUCODE_EVAL_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def load_or_skip(name: str):
