@@ -15,7 +15,7 @@ at batch 1 (one candidate) and batch 16 (16 candidates of the same prompt in one
 
 Printed: generated tokens per second, forwards per generated token, and the speed-up, p50 over the
 prompts, plus how often the optimized text equals the naive text at batch 1. Pass@1 deltas come from
-the eval harness (`diffucode eval humaneval --exact yes` vs the defaults); see README "Benchmarks".
+the eval harness (`diffucode eval humaneval --exact` vs the defaults); see README "Benchmarks".
 """
 
 from __future__ import annotations

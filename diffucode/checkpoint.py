@@ -110,9 +110,12 @@ def read_config(folder: str | Path) -> dict:
     except OSError as exc:  # e.g. a folder without read permission
         raise CheckpointError(f"cannot read model folder {folder}: {exc.strerror or exc}") from exc
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, not {type(config).__name__}")
+    return config
 
 
 def check(folder: str | Path) -> dict:

@@ -149,7 +149,7 @@ def atomic_write(path: Path, data: bytes, *, expect: bytes) -> None:
 
 # -- argument parsing -------------------------------------------------------------------------------
 def _add_settings_flags(p: argparse.ArgumentParser) -> None:
-    from diffucode.infill import SETTINGS_HELP, InfillSettings
+    from diffucode.settings import SETTINGS_HELP, InfillSettings
 
     g = p.add_argument_group("generation")
     for f in dataclasses.fields(InfillSettings):
@@ -157,8 +157,8 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
         help_ = SETTINGS_HELP.get(f.name, "")
         if f.name == "validate":
             g.add_argument("--no-validate", dest="validate", action="store_false", default=None, help="do not " + help_)
-        elif f.name == "exact":
-            g.add_argument("--exact", action="store_true", default=None, help=help_)
+        elif f.name in ("exact", "allow_delete"):
+            g.add_argument(flag, action="store_true", default=None, help=help_)
         elif f.name == "search_lengths":
             g.add_argument(flag, type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help=help_)
         else:
@@ -193,7 +193,7 @@ def _base_type(t) -> str:
 
 
 def _settings(args, language: str | None, engine=None):
-    from diffucode.infill import InfillSettings
+    from diffucode.settings import InfillSettings
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(InfillSettings) if getattr(args, f.name, None) is not None}
     if "language" in given:
@@ -260,14 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plugins():
-    """Subcommands from other packages (train, lsp, eval) through the `diffucode.commands` entry points."""
-    try:
-        from diffucode import train
+def _train(args) -> int:
+    from diffucode import train  # torch: loaded when the command runs, after its flags were parsed
 
-        yield train.register
-    except ImportError:
-        pass
+    return train.run(args)
+
+
+def _plugins():
+    """`diffucode train` (its flags from train_config, which loads no torch) and the subcommands of other
+    packages (lsp, eval, campaign) through the `diffucode.commands` entry points. None of them imports
+    torch to build its parser, so `--help` and flag errors answer at once."""
+    from diffucode import train_config
+
+    yield lambda sub: train_config.register(sub, _train)
     for ep in sorted(metadata.entry_points(group="diffucode.commands"), key=lambda e: e.name):
         try:
             yield ep.load()
@@ -324,9 +329,14 @@ def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | No
             "hole_tokens": list(result.hole_tokens),
             "candidates": len(result.candidates),
             "invalid": result.n_invalid,
+            "refused": result.refused,
             "elapsed_ms": round(result.elapsed_ms, 1),
         }
         _write_stdout((json.dumps(doc, ensure_ascii=False) + "\n").encode("utf-8"))
+    if best is None and result.refused:
+        print(f"diffucode: {result.refused}; nothing was written (pass --allow-delete to accept it; "
+              f"{_empty_hint(engine)})", file=sys.stderr)
+        return EXIT_NO_CANDIDATE
     if best is None:
         why = result.candidates[0].reason if result.candidates else "the model produced no candidate"
         print(f"diffucode: no valid candidate ({len(result.candidates)} tried): {why}", file=sys.stderr)
@@ -366,7 +376,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 def cmd_infill(args) -> int:
-    from diffucode import infill, syntax
+    from diffucode import guard, infill, syntax
 
     path, a, b = parse_target(args.target)
     src = SourceFile.read(path)
@@ -383,6 +393,9 @@ def cmd_infill(args) -> int:
                 file=sys.stderr,
             )
         extra["snapped"] = {"kind": snap.kind, "start": snap.start, "end": snap.end, "note": snap.note}
+        too_far = guard.snap_growth(src.text, span, (snap.start, snap.end))
+        if too_far:
+            raise SpanError(too_far.removeprefix(guard.REFUSED))
         span = (snap.start, snap.end)
     engine = _load(args)
     result = infill.infill(engine, src.text, [span], _settings(args, language, engine), on_step=_progress(args))
@@ -453,16 +466,18 @@ def cmd_models(args) -> int:
         elif not r["present"]:
             print(f"{r['name']:<12} (not installed)  {r['path']}")
         else:
-            print(f"{r['name']:<12} {r['size_bytes'] / 2**20:6.1f} MiB  {r['dtype']:<8} d={r['d_model']} layers={r['n_layers']} "
-                  f"context={r['context']}  {r['path']}" + ("  (interim: trained on a CPU; see its README.md)" if r.get("interim") else ""))
+            known = {k: "?" if r.get(k) is None else r[k] for k in ("dtype", "d_model", "n_layers", "context")}
+            print(f"{r['name']:<12} {r['size_bytes'] / 2**20:6.1f} MiB  {known['dtype']!s:<8} d={known['d_model']} "
+                  f"layers={known['n_layers']} context={known['context']}  {r['path']}"
+                  + ("  (interim: trained on a CPU; see its README.md)" if r.get("interim") else ""))
     print("other models: pass --model FOLDER (a diffucode model folder) or a hub id", file=sys.stderr)
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except NoValidCandidate as exc:
         print(f"diffucode: {exc}", file=sys.stderr)

@@ -3,8 +3,9 @@
 Measured on a 2-core AVX-512 (BF16) machine (benchmarks/bench_train.py prints the table): the
 default shape used to run with half the cores (1 thread: 4.1 k tok/s) in eager float32; with both
 cores 7.1 k, with bfloat16 autocast 11.8 k. Whether bfloat16 pays depends on the processor (a CPU
-without native bf16 dot products emulates it and is slower), so `--precision auto` times one matmul
-of the model's shape both ways when training starts and keeps bf16 only where it is clearly faster.
+without bf16 dot-product instructions emulates it and is slower), so `--precision auto` takes bf16
+where the processor's flags list them, and where the flags cannot be read it times one matmul of the
+model's shape both ways and keeps bf16 only where it is clearly faster.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp32")
 BF16_MIN_SPEEDUP = 1.2  # bf16 must be this much faster than fp32 to be chosen by `auto`
 COMPILE_MIN_PARAMS = 1_000_000  # `--compile auto` on a CPU: only for models where the build pays off
 
@@ -46,13 +46,28 @@ def bf16_speedup(d_model: int, *, rows: int = 2048, reps: int = 5) -> float:
     return best["fp32"] / best["bf16"]
 
 
+def native_bf16() -> bool | None:
+    """Whether the processor has bf16 dot-product instructions (x86 avx512_bf16 / amx_bf16, Arm bf16), from
+    /proc/cpuinfo; None where that cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            words = set(f.read().split())
+    except OSError:
+        return None
+    return bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 def choose_precision(mode: str, device: torch.device, d_model: int) -> tuple[str, str]:
     """(precision, why) for the training step: bf16 autocast on CUDA; on a CPU by `mode`, where `auto`
-    measures (bf16_speedup)."""
+    reads the processor's flags (a timing taken while other work runs can say anything: one measured
+    1.00x on a machine where a quiet one measures 2x) and measures only where they cannot be read."""
     if device.type == "cuda":
         return ("fp32", "--precision fp32") if mode == "fp32" else ("bf16", "CUDA")
     if mode != "auto":
         return mode, f"--precision {mode}"
+    native = native_bf16()
+    if native is not None:
+        return ("bf16", "the CPU has bf16 dot products") if native else ("fp32", "the CPU has no bf16 dot products")
     ratio = bf16_speedup(d_model)
     return ("bf16" if ratio >= BF16_MIN_SPEEDUP else "fp32"), f"bf16 matmul measured {ratio:.2f}x fp32"
 

@@ -22,16 +22,9 @@ import torch
 
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
-from diffucode.guidance import check_cfg_scale, guided_logits
-from diffucode.sampler import (
-    NEG_INF,
-    STRATEGIES,
-    _banned,
-    _choose,
-    _gumbel_keys,
-    _suppress_,
-    check_position_temperature,
-)
+from diffucode.guidance import guided_logits
+from diffucode.sampler import NEG_INF, _banned, _choose, _gumbel_keys, _suppress_
+from diffucode.settings import STRATEGIES, check_cfg_scale, check_position_temperature
 
 ExpandCallback = Callable[[int, list[int]], None]  # (forwards so far, hole ids with masks)
 

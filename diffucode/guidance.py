@@ -12,17 +12,10 @@ the generated positions — masks or tokens committed since — are the same in 
 
 from __future__ import annotations
 
-import math
 
 import torch
 
 from diffucode.denoiser import Denoiser
-from diffucode.errors import ConfigError
-
-
-def check_cfg_scale(cfg_scale: float) -> None:
-    if not (math.isfinite(cfg_scale) and cfg_scale >= 0):
-        raise ConfigError("cfg_scale must be a finite number ≥ 0")
 
 
 def unconditional(ids: torch.Tensor, prompt: torch.Tensor, mask_id: int) -> torch.Tensor:

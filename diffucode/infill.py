@@ -20,119 +20,15 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from diffucode import syntax
+from diffucode import guard, syntax
 from diffucode.denoiser import CachedDenoiser
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
 from diffucode.expand import sample_expanding
-from diffucode.guidance import check_cfg_scale
 from diffucode.models import Engine
-from diffucode.sampler import STRATEGIES, check_position_temperature, sample
+from diffucode.sampler import sample
+from diffucode.settings import LENGTH_MODES, MAX_CANDIDATES, SETTINGS_HELP, InfillSettings  # noqa: F401 (re-exported)
 
-LENGTH_MODES = ("auto", "pad", "search", "fixed", "expand")
-MAX_CANDIDATES = 64  # one batch in memory: rows × context × vocabulary logits
 MASK_GLYPH = "\u2591"  # how a still-masked token shows in streamed intermediate text
-
-
-@dataclass(frozen=True)
-class InfillSettings:
-    """Generation knobs shared by infill, rewrite and complete (the CLI has one flag per field)."""
-
-    steps: int | None = None  # forwards per hole set; None: one per 2 masked tokens
-    strategy: str = "confidence"  # unmasking order: confidence, margin, entropy, origin
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    threshold: float | None = 0.9  # parallel decoding: also commit every token with confidence ≥ threshold
-    entropy_bound: float | None = None  # also commit lowest-entropy tokens while Σ entropy − max ≤ this
-    early_stop: float | None = None  # commit all when predictions repeat and each is this confident
-    block_length: int | None = None  # semi-autoregressive blocks of this many masks
-    remask_below: float | None = None  # re-predict committed tokens whose confidence was below this
-    position_temperature: float | None = None  # Dream's alg_temp: draw the positions to commit from softmax(score / this)
-    cfg_scale: float = 0.0  # LLaDA's classifier-free guidance against the context masked (0: off)
-    candidates: int = 1  # drawn in one batch; the best valid one wins
-    seed: int = 0
-    max_new_tokens: int = 64  # largest hole, in tokens, per span
-    length_mode: str = "auto"  # auto: expand or pad if the model was trained for it, else search
-    length: int | None = None  # fixed hole length in tokens (length_mode "fixed")
-    search_lengths: tuple[int, ...] | None = None  # hole lengths tried by the search
-    validate: bool = True  # reject candidates that break the syntax (syntax.py)
-    language: str | None = "python"
-    context_tokens: int | None = None  # prompt budget; default: the model's context
-    cache_refresh: int | None = 4  # approximate K/V cache: full forward every N steps (1 = exact; None = off)
-    exact: bool = False  # ignore threshold, entropy_bound, early_stop and cache_refresh: the reference decoder
-
-    def check(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
-        if self.length_mode not in LENGTH_MODES:
-            raise ConfigError(f"unknown length mode {self.length_mode!r}; choose from {', '.join(LENGTH_MODES)}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError("steps must be ≥ 1")
-        if not 1 <= self.candidates <= MAX_CANDIDATES:
-            raise ConfigError(f"candidates must be between 1 and {MAX_CANDIDATES} (they are decoded as one batch)")
-        if self.max_new_tokens < 1:
-            raise ConfigError("max_new_tokens must be ≥ 1")
-        if not (math.isfinite(self.temperature) and self.temperature >= 0):
-            raise ConfigError("temperature must be a finite number ≥ 0")
-        if self.cache_refresh is not None and self.cache_refresh < 1:
-            raise ConfigError("cache_refresh must be ≥ 1")
-        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
-            raise ConfigError("threshold must be in (0, 1]")
-        if self.entropy_bound is not None and not self.entropy_bound >= 0:  # NaN too
-            raise ConfigError("entropy_bound must be ≥ 0")
-        if self.early_stop is not None and not 0.0 < self.early_stop <= 1.0:
-            raise ConfigError("early_stop must be in (0, 1]")
-        if self.length_mode == "fixed" and not self.length:
-            raise ConfigError("length_mode 'fixed' needs length ≥ 1")
-        if self.length is not None and self.length < 1:
-            raise ConfigError("length must be ≥ 1")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError("top_k must be ≥ 1")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ConfigError("top_p must be in (0, 1]")
-        if self.block_length is not None and self.block_length < 1:
-            raise ConfigError("block_length must be ≥ 1")
-        if self.remask_below is not None and not 0.0 < self.remask_below <= 1.0:
-            raise ConfigError("remask_below must be in (0, 1]")
-        check_position_temperature(self.position_temperature)
-        check_cfg_scale(self.cfg_scale)
-        if self.context_tokens is not None and self.context_tokens < 1:
-            raise ConfigError("context_tokens must be ≥ 1")
-        if not 0 <= self.seed < 2**63:
-            raise ConfigError("seed must be in [0, 2^63)")
-        if self.search_lengths is not None and (not self.search_lengths or min(self.search_lengths) < 1):
-            raise ConfigError("search_lengths must be one or more lengths ≥ 1")
-
-
-# One line of help per setting: the CLI builds its flags from these, the LSP documents its options with them.
-SETTINGS_HELP = {
-    "steps": "denoising forward passes (default: one per 2 masked tokens)",
-    "strategy": "which masks to commit first: " + ", ".join(STRATEGIES),
-    "temperature": "0 picks the most likely token; higher samples more freely",
-    "top_k": "sample only among the k most likely tokens",
-    "top_p": "sample only from the smallest set of tokens with this much probability",
-    "threshold": "parallel decoding: also commit every token at least this confident",
-    "entropy_bound": "parallel decoding: also commit the surest tokens while their summed entropy, less the largest, stays within this (nats)",
-    "early_stop": "commit every remaining token once the predictions repeat the previous step's and each is at least this confident",
-    "block_length": "fill the hole left to right in blocks of this many tokens",
-    "remask_below": "re-predict committed tokens whose confidence was below this",
-    "position_temperature": "draw which tokens to commit at random, the surer the likelier: softmax(score / this) "
-                            "(Dream's alg_temp; unset or 0: the surest first)",
-    "cfg_scale": "classifier-free guidance: also run the model with the context masked and move away from that "
-                 "prediction by this much (LLaDA's cfg_scale; 0: off; twice the rows per forward)",
-    "candidates": "candidates drawn in one batch; the best valid one wins",
-    "seed": "random seed (same seed, same output)",
-    "max_new_tokens": "largest hole per span, in tokens",
-    "length_mode": "how the hole length is chosen: " + ", ".join(LENGTH_MODES),
-    "length": "exact hole length in tokens (implies length mode fixed)",
-    "search_lengths": "hole lengths the length search tries, comma-separated",
-    "validate": "reject candidates that break the syntax",
-    "language": "language for syntax checks (default: from the file extension)",
-    "context_tokens": "tokens of surrounding code the model sees (default: its context)",
-    "cache_refresh": "reuse the context's keys/values, recomputing everything every N steps (faster, approximate)",
-    "exact": "the reference decoder: no threshold, entropy bound, early stop or cache (slower)",
-}
-
 
 @dataclass(frozen=True)
 class Edit:
@@ -160,6 +56,7 @@ class InfillResult:
     elapsed_ms: float = 0.0
     hole_tokens: tuple[int, ...] = ()  # hole sizes tried
     n_invalid: int = 0
+    refused: str | None = None  # no candidate is left valid and the best was refused as destructive: why (guard.py)
 
     @property
     def best(self) -> Candidate | None:
@@ -177,6 +74,16 @@ class StepUpdate:
 
 OnStep = Callable[[StepUpdate], None]
 ShouldStop = Callable[[], bool]
+
+
+def finish(kind: str, source: str, candidates, settings: InfillSettings, *, forwards: int, t0: float,
+           hole_tokens: tuple[int, ...]) -> InfillResult:
+    """The result of a generation: candidates ranked (valid first, each group by score), destructive ones
+    refused unless settings.allow_delete (guard.py; kind "fill" or "rewrite"), invalid ones counted."""
+    ranked = sorted(candidates, key=lambda c: (not c.valid, -c.score))
+    ranked = guard.screen(kind, source, ranked, allow_delete=settings.allow_delete)
+    return InfillResult(ranked, forwards, (time.perf_counter() - t0) * 1e3, tuple(hole_tokens),
+                        sum(not c.valid for c in ranked), guard.refused_reason(ranked))
 
 
 def apply_edits(source: str, edits: Sequence[Edit]) -> str:
@@ -295,7 +202,7 @@ def rewrite(
     ids = base.repeat(settings.candidates, 1)
     ids[:, lo + chosen] = den.mask_id
     out = _sample(engine, ids, settings, on_step, should_stop, layout, [len(orig)])
-    cands, n_invalid = [], 0
+    cands = []
     seen = {source[s:e]}
     for row in range(ids.size(0)):
         toks = out.ids[row, lo : lo + len(orig)].tolist()
@@ -305,10 +212,8 @@ def rewrite(
         seen.add(text)
         lp = out.logprobs[row, lo + chosen]
         cand = _validated(source, [Edit(s, e, text)], float(lp.mean()), len(toks), settings)
-        n_invalid += not cand.valid
         cands.append(cand)
-    cands.sort(key=lambda c: (not c.valid, -c.score))
-    return InfillResult(cands, out.forwards + 1, (time.perf_counter() - t0) * 1e3, (len(orig),), n_invalid)
+    return finish("rewrite", source, cands, settings, forwards=out.forwards + 1, t0=t0, hole_tokens=(len(orig),))
 
 
 # -- internals --------------------------------------------------------------------------------------
@@ -464,9 +369,7 @@ def _generate(engine, source, spans, settings, *, post=None, on_step=None, shoul
                 cand = _candidate(engine, source, spans, layout, out.ids[r], merged_lp, settings, post, pooled, note="remasked")
                 if cand is not None:
                     pooled[apply_edits(source, cand.edits)] = cand
-    cands = sorted(pooled.values(), key=lambda c: (not c.valid, -c.score))
-    n_invalid = sum(not c.valid for c in cands)
-    return InfillResult(cands, forwards, (time.perf_counter() - t0) * 1e3, tuple(lengths), n_invalid)
+    return finish("fill", source, pooled.values(), settings, forwards=forwards, t0=t0, hole_tokens=tuple(lengths))
 
 
 def _generate_expanding(engine, source, span, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:
@@ -505,8 +408,7 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
         score = sum(out.logprobs) / len(out.logprobs) if out.logprobs else 0.0
         cand = _validated(source, [Edit(span[0], span[1], text)], score, len(out.ids), settings)
         pooled.setdefault(apply_edits(source, cand.edits), cand)
-    cands = sorted(pooled.values(), key=lambda c: (not c.valid, -c.score))
-    return InfillResult(cands, forwards, (time.perf_counter() - t0) * 1e3, (initial,), sum(not c.valid for c in cands))
+    return finish("fill", source, pooled.values(), settings, forwards=forwards, t0=t0, hole_tokens=(initial,))
 
 
 def _candidate(engine, source, spans, layout, ids, logprobs, settings, post, seen=None, note="") -> Candidate | None:

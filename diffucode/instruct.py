@@ -31,6 +31,7 @@ from diffucode.infill import (
     _sample,
     _tail_ids,
     _validated,
+    finish,
     apply_edits,
     check_spans,
 )
@@ -85,8 +86,7 @@ def instruct(
         score = float(out.logprobs[r, P : P + min(k + 1, n)].mean())
         cand = _validated(source, [Edit(s, e, text)], score, k, settings)
         cands.setdefault(apply_edits(source, cand.edits), cand)
-    ranked = sorted(cands.values(), key=lambda c: (not c.valid, -c.score))
-    return InfillResult(ranked, out.forwards, (time.perf_counter() - t0) * 1e3, (n,), sum(not c.valid for c in ranked))
+    return finish("fill", source, cands.values(), settings, forwards=out.forwards, t0=t0, hole_tokens=(n,))
 
 
 def answer_code(answer: str) -> str:

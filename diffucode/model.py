@@ -44,10 +44,27 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
+        if not isinstance(d, dict):
+            raise ValueError(f"expected an object of model settings, not {type(d).__name__}")
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        for f in fields(cls):
+            if f.name in d:
+                _check_field(f.name, d[f.name], f.default)
         return cls(**d)
+
+
+def _check_field(name: str, value, default) -> None:
+    """A model setting of the type of its default; sizes positive (ffn_hidden may be 0: the default)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= (0 if name == "ffn_hidden" else 1)
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if not ok:
+        raise ValueError(f"{name} must be {'true or false' if isinstance(default, bool) else 'a positive number'}, not {value!r}")
 
 
 # Architecture presets; vocab_size is set from the tokenizer when a model is built.

@@ -229,6 +229,18 @@ def is_interim(folder: Path | None) -> bool:
         return False
 
 
+def _describe(folder: Path, cfg: dict) -> dict:
+    """Size, format, dtype, width, depth and context of a model folder: diffucode's own config.json
+    (`model`) or a transformers one (hidden_size, num_hidden_layers, torch_dtype or its newer name dtype)."""
+    own = cfg.get("model") if isinstance(cfg.get("model"), dict) else None
+    m = own or cfg
+    pick = (lambda *keys: next((m[k] for k in keys if isinstance(m.get(k), (int, str))), None))
+    return dict(size_bytes=checkpoint.folder_size(folder), format=cfg.get("format") or cfg.get("model_type"),
+                dtype=cfg.get("torch_dtype") or cfg.get("dtype"), d_model=pick("d_model", "hidden_size"),
+                n_layers=pick("n_layers", "num_hidden_layers"), context=pick("max_seq_len", "max_position_embeddings"),
+                interim=is_interim(folder))
+
+
 def available() -> list[dict]:
     """What `diffucode models` lists: the embedded model and the model folders (with a config.json) under
     $DIFFUCODE_MODELS."""
@@ -251,12 +263,8 @@ def available() -> list[dict]:
         row = {"name": name, "path": str(folder), "present": present}
         if row["present"]:
             try:
-                cfg = checkpoint.read_config(folder)
-                m = cfg.get("model", {})
-                row.update(size_bytes=checkpoint.folder_size(folder), format=cfg.get("format"), dtype=cfg.get("torch_dtype"),
-                           d_model=m.get("d_model"), n_layers=m.get("n_layers"), context=m.get("max_seq_len"),
-                           interim=is_interim(folder))
-            except CheckpointError as exc:
+                row.update(_describe(folder, checkpoint.read_config(folder)))
+            except (CheckpointError, OSError) as exc:
                 row["error"] = str(exc)
         rows.append(row)
     from diffucode.families import hub_models  # public checkpoints already in the Hugging Face cache

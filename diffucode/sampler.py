@@ -33,9 +33,9 @@ import torch
 
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
-from diffucode.guidance import check_cfg_scale, guided_logits
+from diffucode.guidance import guided_logits
+from diffucode.settings import STRATEGIES, check_cfg_scale, check_position_temperature  # noqa: F401 (STRATEGIES re-exported)
 
-STRATEGIES = ("confidence", "margin", "entropy", "origin")
 NEG_INF = float("-inf")
 
 
@@ -317,11 +317,6 @@ def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     cum = torch.softmax(sorted_logits, -1).cumsum(-1)
     drop = cum - torch.softmax(sorted_logits, -1) > top_p  # keep the smallest set whose mass reaches p
     return logits.masked_fill(drop.scatter(-1, idx, drop), NEG_INF)
-
-
-def check_position_temperature(position_temperature: float | None) -> None:
-    if position_temperature is not None and not (math.isfinite(position_temperature) and position_temperature >= 0):
-        raise ConfigError("position_temperature must be a finite number ≥ 0")
 
 
 def pick_positions(score: torch.Tensor, k: torch.Tensor, *, temperature: float | None,

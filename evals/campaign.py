@@ -28,14 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from diffucode import checkpoint
-from diffucode.data import find_bench_data
 from diffucode.errors import ConfigError, DiffucodeError
-from diffucode.models import EMBEDDED
-from diffucode.train import check_export_dest, export
-from diffucode_evals.heldout import bits_per_byte, common_chunks, heldout_texts
 
 TASKSET = "single-line"
 EVAL_SECTION = "## Evaluation"
@@ -71,7 +64,7 @@ def register(subparsers) -> None:
                                                           "~/.cache/diffucode/campaign)")
     p.add_argument("--hours", type=float, default=3.0, help="training time of this run (0: only export, measure and "
                                                             "promote the run's latest checkpoint; default: 3)")
-    p.add_argument("--shipped", type=Path, default=EMBEDDED, help="the model to beat and replace (default: the embedded model)")
+    p.add_argument("--shipped", type=Path, default=None, help="the model to beat and replace (default: the embedded model)")
     p.add_argument("--data-dir", default=None, help="benchmark data laid out like shared/data (default: $DIFFUCODE_EVAL_DATA "
                                                     "or a shared/data beside the checkout)")
     p.add_argument("--limit", type=int, default=0, help="only the first N single-line tasks (0: all; a partial run never promotes)")
@@ -83,6 +76,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch and the training code load here, once the command runs: `diffucode campaign --help` stays quick
+    from diffucode import checkpoint
+    from diffucode.data import find_bench_data
+    from diffucode.models import EMBEDDED
+    from diffucode.train import check_export_dest, export
+
+    args.shipped = args.shipped or EMBEDDED
     run_dir = (args.run or default_run()).expanduser()
     extra = [a for a in args.train_args if a != "--"]
     data_dir = find_bench_data(args.data_dir or "")
@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
 def train_argv(run_dir: Path, hours: float, shipped: Path, data_dir: Path, extra: list[str], export_dir: Path) -> list[str]:
     """The `diffucode train` flags of this run: resume the run folder, else start from the shipped weights
     (or from scratch with the shape given in `extra`)."""
+    import torch
+
     argv = ["--out", str(run_dir), "--schedule", "wsd", "--time-budget", str(round(hours * 3600)), "--export", str(export_dir)]
     if not torch.cuda.is_available():
         argv += ["--num-workers", "0"]  # a batch costs ~3 ms; a worker process would take a core from the step
@@ -131,6 +133,9 @@ def train(run_dir: Path, hours: float, shipped: Path, data_dir: Path, extra: lis
 
 # -- 3. measure ---------------------------------------------------------------------------------------------
 def measure_both(new_dir: Path, old_dir: Path, run_dir: Path, data_dir: Path, *, limit: int, n_chunks: int):
+    from diffucode import checkpoint
+    from diffucode_evals.heldout import bits_per_byte, common_chunks, heldout_texts
+
     new, old = checkpoint.load(new_dir), checkpoint.load(old_dir)
     texts = common_chunks(heldout_texts(run_dir), [new, old], n=n_chunks)
     if not texts:

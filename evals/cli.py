@@ -85,7 +85,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-sanitize", action="store_true",
                    help="execute completions as generated (no stop sequences, no parse fallback)")
     for name, (typ, help_text) in MODEL_KNOBS.items():
-        g.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_text)
+        if typ is bool:  # a plain flag, the same as diffucode infill's
+            g.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=help_text)
+        else:
+            g.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_text)
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, default=None, metavar="W",
                    help=f"programs run in parallel (default: CPU count, here {default_workers()})")

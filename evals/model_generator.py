@@ -12,17 +12,6 @@ from typing import Any, Sequence
 from .data import Task
 from .prompts import PromptStyle, build_prompt
 
-def yes_no(text: str) -> bool:
-    """argparse type for on/off knobs: yes/no, true/false, on/off, 1/0."""
-    t = text.strip().lower()
-    if t in ("yes", "true", "on", "1"):
-        return True
-    if t in ("no", "false", "off", "0"):
-        return False
-    raise ValueError(f"expected yes or no, got {text!r}")
-
-
-yes_no.__name__ = "yes/no"  # what argparse prints for a bad value
 
 # One entry per sampling knob: (InfillSettings field, CLI help). cli.py builds its flags from this table.
 MODEL_KNOBS: dict[str, tuple[Any, str]] = {
@@ -34,7 +23,8 @@ MODEL_KNOBS: dict[str, tuple[Any, str]] = {
     "threshold": (float, "parallel decoding: also commit tokens at least this confident (engine default 0.9)"),
     "entropy_bound": (float, "parallel decoding by summed entropy (nats; off if unset)"),
     "cache_refresh": (int, "approximate K/V cache, full forward every N steps (engine default 4)"),
-    "exact": (yes_no, "yes: the reference decoder, without threshold, entropy bound or cache (measures their cost)"),
+    "exact": (bool, "the reference decoder, without threshold, entropy bound or cache (measures their cost); "
+                    "a plain flag, as in diffucode infill"),
     "length_mode": (str, "hole length: auto, pad, search, fixed, expand (engine default auto)"),
     "position_temperature": (float, "Dream's alg_temp: draw the positions to commit from softmax(score / this) (off if unset)"),
     "cfg_scale": (float, "LLaDA's classifier-free guidance scale (engine default 0: off)"),

@@ -8,12 +8,14 @@ report says the chart was skipped. Outcome classes: pass (``passed``), fail (``f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections import Counter
 from pathlib import Path
 
 from diffucode.errors import DiffucodeError
+from diffucode.settings import InfillSettings
 
 REPORT = "report.md"
 CHART = "report.png"
@@ -90,6 +92,16 @@ def _chart(path: Path, summary: dict, counts: Counter) -> str | None:
     return None
 
 
+def _effective(key: str, value, summary: dict) -> str:
+    """A setting as it took effect: a generation setting left unset shows the engine's default."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if value is None and summary.get("generator") == "model" and key in _GENERATION_DEFAULTS:
+        default = _GENERATION_DEFAULTS[key]
+        return "the engine's (unset)" if default is None else f"{default} (default)"
+    return str(value)
+
+
 def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
     """The Markdown text of the report."""
     counts = Counter(outcome(r) for r in records)
@@ -106,11 +118,16 @@ def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
                      f"sha256 `{src.get('sha256')}` |")
     for note in summary.get("data_notes", []):
         lines.append(f"| data note | {note} |")
+    empty = sum(1 for r in records if not str(r.get("completion", "")).strip())
+    if records and empty == len(records):
+        lines.append(f"| note | every completion is empty ({empty} of {len(records)}): the model wrote nothing, or each of "
+                     "its results was refused as one that would delete code; the passes are tasks whose tests pass "
+                     "without the missing code |")
+    elif empty:
+        lines.append(f"| empty completions | {empty} of {len(records)} |")
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     for key, value in settings.items():
-        if isinstance(value, (dict, list)):
-            value = json.dumps(value)
-        lines.append(f"| {key} | {value} |")
+        lines.append(f"| {key} | {_effective(key, value, summary)} |")
 
     ks = [f"pass@{k}" for k in settings.get("k", [1])]
     lines += ["", "## pass@k", "", "| metric | value | tasks averaged |", "|---|---|---|"]
@@ -170,6 +187,9 @@ def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
               "summary: `summary.json`.", ""]
     return "\n".join(lines)
 
+
+# The engine's defaults of the generation settings (diffucode.settings, no torch), for the report's Settings
+_GENERATION_DEFAULTS = {f.name: f.default for f in dataclasses.fields(InfillSettings)}
 
 # What every summary.json of this harness has (runner.summarize), with its type.
 SUMMARY_KEYS = {"taskset": str, "settings": dict, "per_task": dict}

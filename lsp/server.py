@@ -259,12 +259,15 @@ class DiffucodeServer(LanguageServer):
         if mode in ("rewrite", "repair") and start == end:
             raise P.invalid_params(f"{mode} needs a non-empty range")
         if mode == "infill" and (options or {}).get("snap", self.settings.snap_selection):
-            from diffucode import syntax
+            from diffucode import guard, syntax
 
             try:
                 snapped = syntax.snap(src, start, end, language=settings.language)
             except DiffucodeError as exc:
                 raise P.invalid_params(f"cannot snap the range: {exc}") from exc
+            too_far = guard.snap_growth(src, (start, end), (snapped.start, snapped.end))
+            if too_far:
+                raise P.invalid_params(too_far.removeprefix(guard.REFUSED))
             start, end = snapped.start, snapped.end
         win = Window.around(src, start, end, self.settings.window_chars)
         s, e = start - win.base, end - win.base
@@ -309,7 +312,7 @@ class DiffucodeServer(LanguageServer):
         reply = self._reply(snapshot, win, result, mode)
         if apply:
             if reply["edit"] is None:
-                reply["applied"], reply["failureReason"] = False, "no valid candidate"
+                reply["applied"], reply["failureReason"] = False, reply["refused"] or "no valid candidate"
             else:
                 reply["applied"], reply["failureReason"] = await self.apply_edit(uri, version0, reply["edit"], mode, doc)
         return reply
@@ -331,7 +334,8 @@ class DiffucodeServer(LanguageServer):
             del c["_edits"]
         return {"mode": mode, "uri": snapshot.uri, "version": snapshot.version, "candidates": cands,
                 "edit": conv.unstructure(edit) if edit else None, "applied": None, "failureReason": None,
-                "forwards": result.forwards, "elapsedMs": round(result.elapsed_ms, 1), "invalid": result.n_invalid}
+                "forwards": result.forwards, "elapsedMs": round(result.elapsed_ms, 1), "invalid": result.n_invalid,
+                "refused": result.refused}
 
     async def apply_edit(self, uri: str, version0: int, edit: dict, mode: str, doc0: TextDocument) -> tuple[bool, str | None]:
         """Send a versioned edit, unless the document moved on since `version0` (then refuse it here).
@@ -369,8 +373,9 @@ class DiffucodeServer(LanguageServer):
             except JsonRpcException as exc:
                 self.show(lsp.MessageType.Warning, f"diffucode: {mode} failed: {exc.message}")
                 return
-            if not reply["applied"]:
-                self.show(lsp.MessageType.Warning, f"diffucode: {mode}: {reply['failureReason'] or 'edit not applied'}")
+            if not reply["applied"]:  # a refused result names why (guard.py) and that nothing was applied
+                self.show(lsp.MessageType.Warning, f"diffucode: {mode}: {reply['failureReason'] or 'edit not applied'}"
+                          + ("; nothing was applied (setting diffucode.allowDelete accepts it)" if reply["refused"] else ""))
             elif rng.start != rng.end and not any(c["text"].strip() for c in reply["candidates"] if c["valid"]):
                 model = self.worker.engine
                 why = (" (the embedded model is an interim model that usually leaves holes empty; set diffucode.model "

@@ -44,6 +44,11 @@ def test_cpu_choices(monkeypatch):
     assert cpu_runtime.choose_precision("fp32", cpu, 64)[0] == "fp32"
     assert cpu_runtime.choose_precision("bf16", cpu, 64)[0] == "bf16"
     assert cpu_runtime.choose_precision("auto", cuda, 64)[0] == "bf16"
+    monkeypatch.setattr(cpu_runtime, "native_bf16", lambda: True)
+    assert cpu_runtime.choose_precision("auto", cpu, 64) == ("bf16", "the CPU has bf16 dot products")
+    monkeypatch.setattr(cpu_runtime, "native_bf16", lambda: False)
+    assert cpu_runtime.choose_precision("auto", cpu, 64)[0] == "fp32"
+    monkeypatch.setattr(cpu_runtime, "native_bf16", lambda: None)  # no /proc/cpuinfo: measured
     monkeypatch.setattr(cpu_runtime, "bf16_speedup", lambda d: 1.05)
     assert cpu_runtime.choose_precision("auto", cpu, 64) == ("fp32", "bf16 matmul measured 1.05x fp32")
     monkeypatch.setattr(cpu_runtime, "bf16_speedup", lambda d: 2.0)

@@ -250,9 +250,11 @@ def test_an_empty_infill_is_pointed_out(tmp_path, monkeypatch, capsysbinary):
     use_script(monkeypatch, "")
     p = write(tmp_path, SRC)
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
+    assert code == 1 and out == "" and "refused" in err  # tests/test_guard.py has the refusal itself
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff", "--allow-delete")
     assert code == 0 and "-    y = x + 1" in out
     assert "filled the span with nothing" in err and "--model" in err and "interim" not in err  # a scripted model
-    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff", "--quiet")
+    code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff", "--quiet", "--allow-delete")
     assert code == 0 and err == ""
     use_script(monkeypatch, "    y = x * 2\n")
     code, out, err = run(capsysbinary, "infill", f"{p}:4", "--diff")
@@ -404,3 +406,30 @@ def test_complete_in_a_crlf_file_adds_no_stray_carriage_return(tmp_path, monkeyp
     assert code == 0, err
     assert "\r\r" not in out and out.count("\r") == out.count("\r\n"), repr(out)
     assert out.startswith("def f(x):\r\n    return x + 1")
+
+
+def test_parsing_every_command_loads_no_torch():
+    """--help and flag errors answer before torch loads: no parser imports it (a bad flag exits 2 at once)."""
+    code = ("import sys; from diffucode import cli; p = cli.build_parser(); "
+            "[p.parse_args(a) for a in (['infill', 'f.py:1'], ['rewrite', 'f.py:1'], ['complete', 'f.py:1:1'], ['models'], "
+            "['train', '--out', 'x'], ['campaign'], ['eval', 'humaneval'], ['lsp'])]; "
+            "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "torch" not in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.2])
+def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay):
+    import signal
+    import time
+
+    p = write(tmp_path, SRC)
+    proc = subprocess.Popen([sys.executable, "-m", "diffucode", "infill", f"{p}:4", "--in-place"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)  # while parsing, importing torch, loading the model or generating
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (130, 1), err  # 1: it finished first (the embedded model's fill was refused)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert p.read_text() == SRC

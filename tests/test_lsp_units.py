@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import re
@@ -285,3 +286,41 @@ async def test_an_edit_is_never_applied_to_a_reopened_document(monkeypatch):
     monkeypatch.setattr(server, "workspace_apply_edit_async", lambda params: sent.append(params))
     applied, why = await server.apply_edit("file:///t.py", 1, {"documentChanges": []}, "infill", before)
     assert applied is False and "closed" in why and not sent
+
+
+@pytest.mark.asyncio
+async def test_a_destructive_result_is_refused_and_nothing_is_applied(monkeypatch):
+    """Infill selection over code, with a model that writes nothing: the reply names the refusal,
+    no workspace/applyEdit is sent, and the command's message says why (guard.py)."""
+    from diffucode.testing import sample_tokenizer
+    from diffucode_lsp.server import build_server
+    from tests.scripted import scripted_engine
+
+    server = build_server()
+    server.protocol.client_capabilities = lsp.ClientCapabilities()  # as after `initialize`
+    server.settings = dataclasses.replace(server.settings, stream=False)
+    doc = TextDocument("file:///t.py", source="import os\n\nx = os.sep\ny = 2\n", version=3)
+    monkeypatch.setattr(server, "open_doc", lambda uri: doc)
+    engine = scripted_engine(sample_tokenizer(512), "")
+
+    async def get_engine(**kw):
+        return engine
+
+    monkeypatch.setattr(server, "engine", get_engine)
+    sent, shown = [], []
+    monkeypatch.setattr(server, "workspace_apply_edit_async", lambda params: sent.append(params))
+    monkeypatch.setattr(server, "show", lambda kind, text: shown.append(text))
+    line2 = lsp.Range(start=lsp.Position(line=2, character=0), end=lsp.Position(line=3, character=0))
+    reply = await server.edit_job("file:///t.py", line2, "infill", apply=True)
+    assert reply["applied"] is False and reply["edit"] is None and not sent
+    assert reply["refused"].startswith("refused: the model filled line 3 with nothing")
+    assert reply["failureReason"] == reply["refused"]
+    ok = await server.edit_job("file:///t.py", line2, "infill", {"allowDelete": True})
+    assert ok["refused"] is None and ok["edit"] is not None
+    server.spawn_command_job("infill", {"uri": "file:///t.py", "range": {"start": {"line": 2, "character": 0},
+                                                                         "end": {"line": 3, "character": 0}}, "version": 3})
+    for _ in range(200):
+        if shown:
+            break
+        await asyncio.sleep(0.02)
+    assert shown and "refused: " in shown[0] and "allowDelete" in shown[0]

@@ -167,7 +167,6 @@ def complete_by_continuation(engine, source: str, cursor: int, settings=None, *,
     line_start = source.rfind("\n", 0, hole.start) + 1
     head = source[line_start: hole.start]
     pooled: dict[str, infill.Candidate] = {}
-    n_invalid = 0
     for c in range(settings.candidates):
         if should_stop is not None and should_stop():
             raise GenerationCancelled("generation cancelled")
@@ -185,10 +184,8 @@ def complete_by_continuation(engine, source: str, cursor: int, settings=None, *,
         if settings.validate:
             v = syntax.validate_splice(source, hole.start, hole.end, text, language=settings.language)
             valid, reason = v.ok, ("" if v.ok else v.reason)
-        n_invalid += not valid
         pooled[text] = infill.Candidate((infill.Edit(hole.start, hole.end, text),), 0.0, valid, reason, len(ids))
-    cands = sorted(pooled.values(), key=lambda cand: not cand.valid)
-    return infill.InfillResult(cands, forwards, (time.perf_counter() - t0) * 1e3, (new_tokens,), n_invalid)
+    return infill.finish("fill", source, pooled.values(), settings, forwards=forwards, t0=t0, hole_tokens=(new_tokens,))
 
 
 def _cut(text: str, kind: str, head: str, max_lines: int | None) -> str:

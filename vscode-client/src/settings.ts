@@ -40,6 +40,7 @@ export const SERVER_KEYS = [
   "contextTokens",
   "cacheRefresh",
   "exact",
+  "allowDelete",
 ] as const;
 
 /** Settings only the extension reads; they never go to the server. */
