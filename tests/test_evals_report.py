@@ -182,3 +182,15 @@ def test_cli_stdout_carries_only_the_result(tmp_path, capsys, monkeypatch):
     assert len(out.splitlines()) == 1 and out.startswith("humaneval [canonical, -]: pass@1 100.00%")
     assert "generate" in sys.stderr.getvalue()
     assert json.loads((tmp_path / "summary.json").read_text())["complete"]
+
+
+def test_settings_show_what_took_effect_and_all_empty_is_said():
+    summary = {"taskset": "humaneval", "generator": "model", "n_tasks": 2, "settings": {"seed": None, "threshold": None,
+                                                                                       "steps": None, "k": [1]}}
+    records = [{"task_id": f"HumanEval/{i}", "completion": " \n", "passed": False, "status": "failed"} for i in range(2)]
+    text = render(summary, records, chart_note="test")
+    assert "| seed | 0 (default) |" in text and "| threshold | 0.9 (default) |" in text
+    assert "| steps | the engine's (unset) |" in text and "| seed | None |" not in text
+    assert "every completion is empty (2 of 2)" in text
+    records[0]["completion"] = "return 1"
+    assert "| empty completions | 1 of 2 |" in render(summary, records, chart_note="test")

@@ -124,3 +124,15 @@ def test_models_lists_a_transformers_folder_with_dtype(tmp_path, monkeypatch, ca
     line = next(x for x in out.splitlines() if x.endswith(str(hf)))
     assert "bfloat16" in line and "d=896" in line and "layers=24" in line and "context=32768" in line
     assert "unreadable: " in next(x for x in out.splitlines() if "broken" in x)
+
+
+def test_eval_with_a_malformed_model_exits_2_and_leaves_no_run(tmp_path, tiny_model_dir, capsys):
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, m)
+    (m / "config.json").write_text("[1, 2, 3]")
+    data = tmp_path / "HumanEval.jsonl"
+    data.write_text(json.dumps({"task_id": "HumanEval/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n",
+                                "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}) + "\n")
+    code = cli.main(["eval", "humaneval", "--limit", "1", "--model", str(m), "--data-file", str(data), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "must hold a JSON object" in err and not (tmp_path / "run").exists()
