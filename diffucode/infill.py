@@ -122,7 +122,18 @@ def infill(
     """Discard the text of each span and generate new text for it (an empty span inserts)."""
     settings.check()
     spans = check_spans(source, spans)
-    return _generate(engine, source, spans, settings, on_step=on_step, should_stop=should_stop)
+    post = (lambda text, _span: first_lines(text, settings.max_lines)) if settings.max_lines else None
+    return _generate(engine, source, spans, settings, post=post, on_step=on_step, should_stop=should_stop)
+
+
+def first_lines(text: str, n: int) -> str:
+    """The first `n` lines of `text`, each with its newline (CRLF included)."""
+    end = -1
+    for _ in range(n):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            return text
+    return text[: end + 1]
 
 
 def complete(

@@ -56,6 +56,7 @@ class InfillSettings:
     context_tokens: int | None = None  # prompt budget; default: the model's context
     cache_refresh: int | None = 4  # approximate K/V cache: full forward every N steps (1 = exact; None = off)
     exact: bool = False  # ignore threshold, entropy_bound, early_stop and cache_refresh: the reference decoder
+    max_lines: int | None = None  # infill keeps at most this many lines of each hole's text (line-bounded)
     allow_delete: bool = False  # accept results that delete the span's code (guard.py); else they are refused
 
     def check(self) -> None:
@@ -81,6 +82,8 @@ class InfillSettings:
             raise ConfigError("early_stop must be in (0, 1]")
         if self.length_mode == "fixed" and not self.length:
             raise ConfigError("length_mode 'fixed' needs length ≥ 1")
+        if self.max_lines is not None and self.max_lines < 1:
+            raise ConfigError("max_lines must be ≥ 1")
         if self.length is not None and self.length < 1:
             raise ConfigError("length must be ≥ 1")
         if self.top_k is not None and self.top_k < 1:
@@ -128,6 +131,8 @@ SETTINGS_HELP = {
     "context_tokens": "tokens of surrounding code the model sees (default: its context)",
     "cache_refresh": "reuse the context's keys/values, recomputing everything every N steps (faster, approximate)",
     "exact": "the reference decoder: no threshold, entropy bound, early stop or cache (slower)",
+    "max_lines": "infill keeps at most this many lines of each hole's text, cut after its newline "
+                 "(line-bounded decoding: 1 for a single-line hole)",
     "allow_delete": "accept a result that deletes code: an empty fill of lines that held code, a rewrite that "
                     "drops or merges lines (refused otherwise)",
 }

@@ -28,6 +28,7 @@ MODEL_KNOBS: dict[str, tuple[Any, str]] = {
     "length_mode": (str, "hole length: auto, pad, search, fixed, expand (engine default auto)"),
     "position_temperature": (float, "Dream's alg_temp: draw the positions to commit from softmax(score / this) (off if unset)"),
     "cfg_scale": (float, "LLaDA's classifier-free guidance scale (engine default 0: off)"),
+    "max_lines": (int, "infill tasks: keep at most this many lines of the hole's text (line-bounded decoding; off if unset)"),
 }
 
 

@@ -257,3 +257,20 @@ def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, 
     # Without "auto" nothing is measured: runtime says what was asked.
     assert load_engine(tiny_model_dir).runtime == {"quantize": "none"}
     assert load_engine(tiny_model_dir, quantize="int8").runtime == {"quantize": "int8"}
+
+
+def test_max_lines_keeps_the_first_lines_with_their_newline():
+    from diffucode.infill import first_lines
+    from diffucode.testing import sample_tokenizer
+    from tests.scripted import scripted_engine
+
+    assert first_lines("a = 1\r\nb = 2\n", 1) == "a = 1\r\n" and first_lines("a = 1", 1) == "a = 1"
+    assert first_lines("a\nb\nc\n", 2) == "a\nb\n"
+    src = "def f(x):\n    y = x + 1\n    return y\n"
+    at = src.index("    return")
+    engine = scripted_engine(sample_tokenizer(512), "    z = 1\n    w = 2\n")
+    two = infill(engine, src, [(at, at)], InfillSettings(max_new_tokens=16))
+    one = infill(engine, src, [(at, at)], InfillSettings(max_new_tokens=16, max_lines=1))
+    assert two.best.edits[0].text == "    z = 1\n    w = 2\n" and one.best.edits[0].text == "    z = 1\n"
+    with pytest.raises(ConfigError):
+        InfillSettings(max_lines=0).check()

@@ -40,6 +40,7 @@ export const SERVER_KEYS = [
   "contextTokens",
   "cacheRefresh",
   "exact",
+  "maxLines",
   "allowDelete",
 ] as const;
 
