@@ -136,3 +136,10 @@ def test_eval_with_a_malformed_model_exits_2_and_leaves_no_run(tmp_path, tiny_mo
     code = cli.main(["eval", "humaneval", "--limit", "1", "--model", str(m), "--data-file", str(data), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and "must hold a JSON object" in err and not (tmp_path / "run").exists()
+
+
+def test_exact_is_the_same_plain_flag_in_infill_and_eval():
+    p = cli.build_parser()
+    assert p.parse_args(["infill", "f.py:1", "--exact"]).exact is True
+    assert p.parse_args(["eval", "humaneval", "--exact"]).exact is True
+    assert p.parse_args(["eval", "humaneval"]).exact is None
