@@ -419,7 +419,7 @@ def test_parsing_every_command_loads_no_torch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.2, 0.6, 1.2])
+@pytest.mark.parametrize("delay", [0.2, 0.5, 0.9])
 def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay):
     import signal
     import time
@@ -430,6 +430,9 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay):
     time.sleep(delay)  # while parsing, importing torch, loading the model or generating
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode in (130, 1), err  # 1: it finished first (the embedded model's fill was refused)
+    # 1: it finished first (the embedded model's fill was refused); -SIGINT: the signal came while the
+    # interpreter was exiting after that, when Python no longer turns it into KeyboardInterrupt
+    finished = "refused" in err
+    assert proc.returncode == 130 or (finished and proc.returncode in (1, -signal.SIGINT)), (proc.returncode, err)
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert p.read_text() == SRC

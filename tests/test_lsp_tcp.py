@@ -276,8 +276,9 @@ def test_exit_without_shutdown_during_a_job_is_prompt_and_exits_1(tmp_path, tiny
         proc.kill()
 
 
-def test_a_selection_filled_with_nothing_is_pointed_out(tmp_path, tiny_model_dir):
-    """"Infill selection" whose best text is empty deletes the selection: the editor is told so."""
+def test_a_selection_filled_with_nothing_is_refused_and_pointed_out(tmp_path, tiny_model_dir):
+    """"Infill selection" whose best text is empty would delete the selection: nothing is applied, and
+    the editor is told why (guard.py)."""
     uri = "file:///tmp/stdio/empty.py"
     proc, c = _scripted_session(tmp_path, tiny_model_dir, ["--script", ""], uri, "def f(total):\n    return total + 1\n")
     try:
@@ -286,15 +287,12 @@ def test_a_selection_filled_with_nothing_is_pointed_out(tmp_path, tiny_model_dir
                 "start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 20}}}]}})
         assert c.response(2)["result"] == {"started": True}
         end = time.monotonic() + 120
-        while not (apply := [m for m in c.messages if m.get("method") == "workspace/applyEdit"]):
+        while not (shown := [m for m in c.messages if m.get("method") == "window/showMessage"]):
             assert time.monotonic() < end and proc.poll() is None, c.messages[-3:]
             time.sleep(0.05)
-        assert apply[0]["params"]["edit"]["documentChanges"][0]["edits"][0]["newText"] == ""
-        c.send({"jsonrpc": "2.0", "id": apply[0]["id"], "result": {"applied": True}})
-        while not (shown := [m for m in c.messages if m.get("method") == "window/showMessage"]):
-            assert time.monotonic() < end, c.messages[-3:]
-            time.sleep(0.05)
-        assert "filled the selection with nothing" in shown[0]["params"]["message"]
+        message = shown[0]["params"]["message"]
+        assert "refused: the model filled line 2 with nothing" in message and "allowDelete" in message
         assert shown[0]["params"]["type"] == 2  # a warning
+        assert not [m for m in c.messages if m.get("method") == "workspace/applyEdit"]  # nothing applied
     finally:
         proc.kill()
