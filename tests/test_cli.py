@@ -430,9 +430,8 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay):
     time.sleep(delay)  # while parsing, importing torch, loading the model or generating
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    # 1: it finished first (the embedded model's fill was refused); -SIGINT: the signal came while the
-    # interpreter was exiting after that, when Python no longer turns it into KeyboardInterrupt
-    finished = "refused" in err
-    assert proc.returncode == 130 or (finished and proc.returncode in (1, -signal.SIGINT)), (proc.returncode, err)
+    # 130, or ended by SIGINT, which a shell reports as 130 too (seen here for interrupts early in the run:
+    # the one-line message is printed, then the interpreter ends by the signal); 1: it finished first (refused)
+    assert proc.returncode in (130, -signal.SIGINT) or (proc.returncode == 1 and "refused" in err), (proc.returncode, err)
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert p.read_text() == SRC
