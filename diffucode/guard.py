@@ -14,11 +14,8 @@ every front end (CLI, language server, eval) applies the same ones through the i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
-
-if TYPE_CHECKING:
-    from diffucode.infill import Candidate
 
 KINDS = ("fill", "rewrite")
 REFUSED = "refused: "  # how a refusal reason starts (Candidate.reason, InfillResult.refused)
@@ -42,7 +39,7 @@ def refusal(kind: str, source: str, start: int, end: int, new: str) -> str | Non
     return None
 
 
-def screen(kind: str, source: str, candidates: Sequence["Candidate"], *, allow_delete: bool) -> list["Candidate"]:
+def screen(kind: str, source: str, candidates: Sequence, *, allow_delete: bool) -> list:
     """The candidates with every destructive valid one turned invalid (reason: why), in the same order
     of preference: valid and kept first, by score; then the rest."""
     if kind not in KINDS:
@@ -56,7 +53,7 @@ def screen(kind: str, source: str, candidates: Sequence["Candidate"], *, allow_d
     return sorted(out, key=lambda c: not c.valid)  # stable: each group keeps its order by score
 
 
-def refused_reason(candidates: Sequence["Candidate"]) -> str | None:
+def refused_reason(candidates: Sequence) -> str | None:
     """The reason the best candidate was refused, when no candidate is left valid and one was refused."""
     if any(c.valid for c in candidates):
         return None

@@ -24,7 +24,7 @@ from diffucode import guard, syntax
 from diffucode.denoiser import CachedDenoiser
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
 from diffucode.expand import sample_expanding
-from diffucode.models import Engine
+from diffucode.engine import Engine
 from diffucode.sampler import sample
 from diffucode.settings import LENGTH_MODES, MAX_CANDIDATES, SETTINGS_HELP, InfillSettings  # noqa: F401 (re-exported)
 
@@ -149,10 +149,8 @@ def complete(
     settings.check()
     if not 0 <= cursor <= len(source):
         raise SpanError(f"cursor {cursor} is outside the text (length {len(source)})")
-    if hasattr(engine.denoiser, "continuation"):  # prefix-only models (DiffusionGemma) continue the text instead
-        from diffucode.families import complete_by_continuation
-
-        return complete_by_continuation(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
+    if engine.complete is not None:  # declared by the family: e.g. DiffusionGemma continues the text instead
+        return engine.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
     hole = syntax.hole_at_cursor(source, cursor, language=settings.language)
     budget = {"line_rest": 32, "expression": 32, "statement": 48}.get(hole.kind, settings.max_new_tokens)
     settings = replace(settings, max_new_tokens=min(settings.max_new_tokens, budget))

@@ -35,7 +35,7 @@ from diffucode.infill import (
     apply_edits,
     check_spans,
 )
-from diffucode.models import Engine
+from diffucode.engine import Engine
 
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")  # Qwen (Dream family), LLaMA 3 (LLaDA), Gemma
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n```|\Z)", re.S)

@@ -10,40 +10,18 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
 from diffucode import checkpoint
 from diffucode.devices import resolve_device
-from diffucode.denoiser import Denoiser, NativeDenoiser
+from diffucode.denoiser import NativeDenoiser
+from diffucode.engine import Engine, TextTokenizer  # noqa: F401 (re-exported: where loaders' callers find them)
 from diffucode.errors import CheckpointError, ConfigError
 
 EMBEDDED = Path(__file__).parent / "weights" / "default"
 DEFAULT_NAME = "default"
-
-
-class TextTokenizer(Protocol):
-    def encode(self, text: str) -> list[int]: ...
-    def decode(self, ids) -> str: ...
-
-
-@dataclass
-class Engine:
-    denoiser: Denoiser
-    tokenizer: TextTokenizer
-    name: str
-    path: Path | None = None
-    meta: dict = field(default_factory=dict)
-    load_seconds: float = 0.0
-    runtime: dict = field(default_factory=dict)  # load-time choices: {"quantize": ..., "int8_speedup": ...}
-
-    @property
-    def pad_tail(self) -> bool:
-        """True when the model was trained to fill the unused tail of a hole with <|pad|> (masking.py)."""
-        return bool(self.meta.get("infill", {}).get("pad_tail")) and self.denoiser.pad_id is not None
 
 
 def resolve(name_or_path: str | os.PathLike | None) -> Path:

@@ -223,13 +223,13 @@ def _parse_infill(records: list[dict], path: str, extra: dict) -> tuple[list[Tas
     return tasks, []
 
 
-def _parse_humaneval_syntax(records: list[dict], path: str, extra: dict,
+def parse_humaneval_syntax(records: list[dict], path: str, extra: dict,
                             keep_trivial: bool = False) -> tuple[list[Task], list[str]]:
     """Infill tasks whose hole is one syntax node of the canonical solution (evals/infill_tasks.py builds
     them with diffucode.syntax.node_spans): categories expression, statement, block, body. The 74 tasks an
     empty hole passes (evals/syntax_trivial.py) are left out unless ``keep_trivial``."""
     from .infill_tasks import syntax_tasks  # imports the tree-sitter layer only for this task set
-    from .syntax_trivial import TRIVIAL_HOLES
+    from .trivial_holes import TRIVIAL_HOLES
 
     for r in records:
         _need(r, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), path)
@@ -355,7 +355,7 @@ TASK_SETS: dict[str, TaskSetSpec] = {
                     fewshot=True, calibrate=True),
         TaskSetSpec("humaneval-syntax", "HumanEval syntax-node infilling (3,854): one expression / statement / "
                     "block / body of the solution masked; --category picks", "human-eval/HumanEval.jsonl.gz",
-                    3854, _parse_humaneval_syntax, _HE_URL, ("syntax-infill", "he-syntax"),
+                    3854, parse_humaneval_syntax, _HE_URL, ("syntax-infill", "he-syntax"),
                     package=("human_eval", ("data/HumanEval.jsonl.gz", "../data/HumanEval.jsonl.gz")),
                     hub=("openai/openai_humaneval", None)),
         _infill_spec("humaneval-infill-single", "HumanEval-SingleLineInfilling.jsonl.gz", 1033,

@@ -25,7 +25,8 @@ from typing import TextIO
 from diffucode.errors import DiffucodeError
 
 from .data import TaskSet, load_taskset
-from .runner import RESULTS, RUN, SAMPLES, RunConfig, _check_identity, _ResultWriter, evaluate, load_results
+from .results import RESULTS, RUN, SAMPLES, ResultWriter, load_results
+from .runner import RunConfig, check_identity, evaluate
 
 
 class MergeError(DiffucodeError):
@@ -155,7 +156,7 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
                              "data_paths": [s.path for s in taskset.sources]}
     full_identity = {"taskset": taskset.name, "data_sha256": identity["data_sha256"],
                      "sanitize": config.sanitize, **config.identity}
-    _check_identity(out, full_identity, config.overwrite, config.extra_run_info)
+    check_identity(out, full_identity, config.overwrite, config.extra_run_info)
     config.overwrite = False
     have_out = load_results(out / SAMPLES)
     done_out = load_results(out / RESULTS)
@@ -167,8 +168,8 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
             if rec is not None and rec.get("completion") != sample.get("completion"):
                 raise MergeError(f"{out / name} holds a different completion for {key[0]} sample {key[1]} than "
                                  "the shards; pass --overwrite to replace it, or merge into another --out")
-    with_samples = _ResultWriter(out / SAMPLES)
-    with_results = _ResultWriter(out / RESULTS)
+    with_samples = ResultWriter(out / SAMPLES)
+    with_results = ResultWriter(out / RESULTS)
     try:
         order = {tid: pos for pos, tid in enumerate(by_id)}
         for key in sorted(samples, key=lambda k: (order[k[0]], k[1])):

@@ -17,6 +17,8 @@ from pathlib import Path
 from diffucode.errors import DiffucodeError
 from diffucode.settings import InfillSettings
 
+from .results import RESULTS, load_results
+
 REPORT = "report.md"
 CHART = "report.png"
 MAX_FAILING_IDS = 50
@@ -219,8 +221,6 @@ def write_report(out_dir: str | Path, *, summary: dict | None = None,
             raise DiffucodeError(f"cannot read {path}: {e}; rerun the eval command to write it again") from None
         _check_summary(summary, path)
     if records is None:
-        from .runner import RESULTS, load_results
-
         records = load_results(out_dir / RESULTS, repair=False)
     rows = list(records.values()) if isinstance(records, dict) else list(records)
     ids = set(summary.get("per_task", {}))

@@ -33,13 +33,17 @@ from .data import Task, TaskSet
 from .execution import GiB, ExecutionResult, Limits, default_workers, run_program
 from .metrics import aggregate_pass_at_k, count_by_task
 from .prompts import sanitize as sanitize_completion
+from .results import (  # noqa: F401 (the run files' names: part of this module's API)
+    CALIBRATION,
+    RESULTS,
+    RUN,
+    RUN_FILES,
+    SAMPLES,
+    SUMMARY,
+    ResultWriter,
+    load_results,
+)
 
-RESULTS = "results.jsonl"
-SAMPLES = "samples.jsonl"
-RUN = "run.json"
-CALIBRATION = "calibration.json"
-SUMMARY = "summary.json"
-RUN_FILES = (RESULTS, SAMPLES, RUN, CALIBRATION, SUMMARY, "report.md", "report.png")  # what a run writes
 TAIL_CHARS = 2000  # stdout/stderr kept per sample in results.jsonl
 
 
@@ -127,46 +131,6 @@ class CanonicalGenerator:
 # Results file
 
 
-def load_results(path: Path, *, repair: bool = True) -> dict[tuple[str, int], dict]:
-    """Records already in ``path`` keyed by (task_id, sample_id). A torn last line is ignored, and with
-    ``repair`` also cut off the file (so appending goes on from a line start); ``repair=False`` only reads
-    (``eval merge`` reads shard folders it may not write to)."""
-    if not path.exists():
-        return {}
-    with open(path, "rb+" if repair else "rb") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            if repair:
-                f.truncate(keep)
-            data = data[:keep]
-    done: dict[tuple[str, int], dict] = {}
-    for line in data.splitlines():
-        try:
-            rec = json.loads(line)
-            done[(rec["task_id"], int(rec["sample_id"]))] = rec
-        except (ValueError, KeyError, TypeError):
-            continue  # a damaged line: that pair simply runs again
-    return done
-
-
-class _ResultWriter:
-    """Appends whole lines with one unbuffered write each, so an interrupt never leaves half a line."""
-
-    def __init__(self, path: Path):
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def write(self, record: dict) -> None:
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -184,7 +148,7 @@ def remove_run_files(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _check_identity(out_dir: Path, identity: dict, overwrite: bool, extra: dict | None = None) -> None:
+def check_identity(out_dir: Path, identity: dict, overwrite: bool, extra: dict | None = None) -> None:
     run_path = out_dir / RUN
     if overwrite:
         remove_run_files(out_dir)
@@ -397,7 +361,7 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
                 "data_sha256": [s.sha256 for s in taskset.sources],
                 "sanitize": config.sanitize,
                 **config.identity}
-    _check_identity(out_dir, identity, config.overwrite, config.extra_run_info)
+    check_identity(out_dir, identity, config.overwrite, config.extra_run_info)
     cancel = cancel or threading.Event()
     tasks = list(taskset.tasks)
     workers = config.workers or default_workers()
@@ -423,8 +387,8 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
 
     progress = _Progress(taskset.name, len(pending), stream if config.progress else None,
                          execute=not config.generate_only)
-    writer = None if config.generate_only else _ResultWriter(results_path)
-    sample_writer = _ResultWriter(samples_path)
+    writer = None if config.generate_only else ResultWriter(results_path)
+    sample_writer = ResultWriter(samples_path)
     recorded_time = getattr(generator, "generate_time", None)  # merge / --samples: the original times
     gen_s = exec_s = 0.0
     interrupted: BaseException | None = None

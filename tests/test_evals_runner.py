@@ -302,11 +302,11 @@ def test_keeping_cap_dac_read_search_is_warned_once(monkeypatch):
 
 
 def test_an_out_folder_with_files_of_no_run_is_not_taken_over(tmp_path):
-    from diffucode_evals.runner import _check_identity
+    from diffucode_evals.runner import check_identity
 
     (tmp_path / "summary.json").write_text("{}")
     with pytest.raises(ResumeMismatch, match="no run.json"):
-        _check_identity(tmp_path, {"generator": "canonical"}, overwrite=False)
+        check_identity(tmp_path, {"generator": "canonical"}, overwrite=False)
     assert (tmp_path / "summary.json").read_text() == "{}"
-    _check_identity(tmp_path, {"generator": "canonical"}, overwrite=True)  # --overwrite discards them
+    check_identity(tmp_path, {"generator": "canonical"}, overwrite=True)  # --overwrite discards them
     assert (tmp_path / "run.json").is_file()

@@ -76,10 +76,10 @@ def test_trivial_holes_still_pass_empty_and_a_sample_of_the_set_is_sound(syntax_
     # The left-out list stays right: each of the 74 passes with an empty hole. And every 40th task of the
     # set (97 tasks, all categories): canonical passes, empty fails. The whole set was measured the same
     # way (docs/evals.md, "Measured with the canonical generator").
-    from diffucode_evals.data import _parse_humaneval_syntax, read_records
+    from diffucode_evals.data import parse_humaneval_syntax, read_records
 
     path = DATA / "human-eval" / "HumanEval.jsonl.gz"
-    everything, _ = _parse_humaneval_syntax(read_records(path), str(path), {}, keep_trivial=True)
+    everything, _ = parse_humaneval_syntax(read_records(path), str(path), {}, keep_trivial=True)
     trivial = [t for t in everything if t.task_id in TRIVIAL_HOLES]
     assert len(trivial) == 74
     assert all(r.passed for r in run_programs([t.program("") for t in trivial], Limits(timeout_s=10)))

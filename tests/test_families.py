@@ -432,8 +432,8 @@ def test_gemma_continuation_is_transformers_generate(gemma):
 def test_gemma_complete_maps_and_infill_rewrite_refuse(gemma, tmp_path, capsysbinary):
     folder, eng = gemma
     cursor = SRC.index("    return") + 4
-    res = families.complete_by_continuation(eng, SRC, cursor, infill.InfillSettings(steps=2, max_new_tokens=8,
-                                                                                    validate=False, candidates=2))
+    assert eng.complete is not None  # declared by the family
+    res = infill.complete(eng, SRC, cursor, infill.InfillSettings(steps=2, max_new_tokens=8, validate=False, candidates=2))
     assert res.candidates and res.forwards >= 1
     edit = res.candidates[0].edits[0]
     out = res.candidates[0].apply(SRC)

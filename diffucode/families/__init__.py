@@ -5,7 +5,7 @@
     diffusion_gemma.py  DiffusionGemma: transformers' own classes and generate; complete only
     hf.py               shared: lazy transformers import, dtype/device, memory estimate, tokenizer, denoiser
 
-`load(folder, config, ...)` returns a `diffucode.models.Engine`; the sampler and infill code never learn
+`load(folder, config, ...)` returns a `diffucode.engine.Engine`; the sampler and infill code never learn
 which family runs underneath. transformers is imported only when one of these models is loaded.
 """
 
@@ -103,7 +103,7 @@ def load(
     trust_remote_code: bool = False,
     name: str | None = None,
 ):
-    """Load a public checkpoint folder as a `diffucode.models.Engine`.
+    """Load a public checkpoint folder as a `diffucode.engine.Engine`.
 
     Args:
         folder: a local model folder (config.json, *.safetensors, tokenizer files).
@@ -115,8 +115,8 @@ def load(
             Never the default: it executes code downloaded with the weights.
         name: what the user called the model (hub id or path), for messages and `default_preset`.
     """
+    from diffucode.engine import Engine
     from diffucode.families import hf
-    from diffucode.models import Engine
 
     t0 = time.perf_counter()
     folder = Path(folder)
@@ -132,14 +132,7 @@ def load(
             "device": str(dev), "memory_bytes": need, "preset": default_preset(fam, label),
             "trust_remote_code": trust_remote_code}
     return Engine(denoiser=den, tokenizer=tok, name=label, path=folder, meta=meta,
-                  load_seconds=time.perf_counter() - t0)
-
-
-def complete_by_continuation(engine, source: str, cursor: int, settings=None, *, on_step=None, should_stop=None):
-    """`complete` for engines whose denoiser only continues a prefix (DiffusionGemma); see diffusion_gemma.py."""
-    from diffucode.families.diffusion_gemma import complete_by_continuation as run
-
-    return run(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
+                  load_seconds=time.perf_counter() - t0, complete=module.COMPLETE)
 
 
 def instruction_prompt(engine, instruction: str, code: str = "") -> str:

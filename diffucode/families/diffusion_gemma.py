@@ -211,4 +211,6 @@ def _cut(text: str, kind: str, head: str, max_lines: int | None) -> str:
     return out
 
 
-__all__ = ["CanvasDenoiser", "complete_by_continuation", "load", "NOT_MASKED"]
+COMPLETE = complete_by_continuation  # declared on the engine (engine.Engine.complete): infill.complete calls it
+
+__all__ = ["CanvasDenoiser", "COMPLETE", "complete_by_continuation", "load", "NOT_MASKED"]

@@ -26,6 +26,8 @@ import torch
 from diffucode.errors import CheckpointError
 from diffucode.families import hf
 
+COMPLETE = None  # the family's own `complete` (engine.Engine.complete): none, infill.complete fills the hole
+
 # Context the authors trained with (Dream's README: 2,048); config.json says 131,072 (inherited RoPE limit).
 TRAINED_CONTEXT = 2048
 _META_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")

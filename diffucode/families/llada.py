@@ -31,6 +31,8 @@ import torch
 from diffucode.errors import CheckpointError
 from diffucode.families import hf
 
+COMPLETE = None  # the family's own `complete` (engine.Engine.complete): none, infill.complete fills the hole
+
 _B = r"^model\.transformer\.blocks\.(\d+)\."
 KEY_MAPPING = {
     r"^model\.transformer\.wte\.": "model.embed_tokens.",
