@@ -26,13 +26,17 @@ class Denoiser(Protocol):
     forbidden_ids: frozenset[int]  # never sampled as content: mask, bos, expand, ...
     max_seq_len: int
     device: torch.device
+    # Declared capabilities (every denoiser states them; the infill path reads them, never probes):
+    cacheable: bool  # has prefill(ids, positions) -> (logits, cache) and forward_cached(ids, cache, positions):
+    #                  CachedDenoiser can wrap it (the approximate K/V cache)
+    expand_id: int | None  # DreamOn: a mask predicted as this becomes two masks (expand.py); None: no expand/delete
+    delete_id: int | None  # ... and a mask predicted as this is removed
+    infill_frame: tuple[tuple[int, ...], tuple[int, ...]]  # ids around the context (DreamOn: BOS, EOS); ((), ()): none
 
     def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) ids -> (B, T, V) logits, or (B, P, V) at `positions` (B, P)."""
         ...
 
-    # Optional: a denoiser with `cacheable = True` also has `prefill(ids, positions) -> (logits, cache)`
-    # and `forward_cached(ids, cache, active, positions=None) -> logits`, and CachedDenoiser can wrap it.
 
 
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
@@ -70,6 +74,8 @@ class NativeDenoiser:
         self.forbidden_ids = frozenset(i for i in (tokenizer.mask_id, tokenizer.bos_id, tokenizer.expand_id) if i is not None)
         self.max_seq_len = model.cfg.max_seq_len
         self.cacheable = True  # has prefill / forward_cached (CachedDenoiser)
+        self.expand_id = self.delete_id = None  # holes are sized by pad tails or the length search, not expand/delete
+        self.infill_frame = ((), ())
         self.compile = compile
         self.forward, self.prefill, self.forward_cached = model.forward, model.prefill, model.forward_cached
         if compile != "none":
@@ -233,8 +239,10 @@ class CachedDenoiser:
             raise ValueError("refresh_every must be ≥ 1")
         self.base = base
         self.refresh_every = refresh_every
-        for name in ("mask_id", "pad_id", "eos_id", "vocab_size", "forbidden_ids", "max_seq_len"):
+        for name in ("mask_id", "pad_id", "eos_id", "vocab_size", "forbidden_ids", "max_seq_len", "expand_id", "delete_id",
+                     "infill_frame"):
             setattr(self, name, getattr(base, name))
+        self.cacheable = False  # it is the cache
         self._cache = None
         self._shape = None
         self._calls = 0

@@ -248,7 +248,7 @@ class _Layout:
     @classmethod
     def build(cls, engine: Engine, source: str, spans, hole_lens: Sequence[int], settings: InfillSettings) -> "_Layout":
         tok = engine.tokenizer
-        before, after = getattr(engine.denoiser, "infill_frame", ((), ()))  # DreamOn: BOS, EOS around the context
+        before, after = engine.denoiser.infill_frame  # DreamOn: BOS, EOS around the context
         budget = min(settings.context_tokens or engine.denoiser.max_seq_len, engine.denoiser.max_seq_len)
         middles = [tok.encode(_model_text(source[spans[i][1] : spans[i + 1][0]])) for i in range(len(spans) - 1)]
         room = budget - sum(hole_lens) - sum(map(len, middles)) - len(before) - len(after)
@@ -322,7 +322,7 @@ def _hole_lengths(engine: Engine, source: str, spans, settings: InfillSettings) 
 
 def _expand_ids(engine: Engine) -> tuple[int, int] | None:
     """(expand id, delete id) when the model grows and shrinks holes itself (DreamOn), else None."""
-    e, d = getattr(engine.denoiser, "expand_id", None), getattr(engine.denoiser, "delete_id", None)
+    e, d = engine.denoiser.expand_id, engine.denoiser.delete_id
     return (e, d) if e is not None and d is not None else None
 
 
@@ -459,7 +459,7 @@ def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, t
     den = engine.denoiser
     if settings.exact:
         settings = replace(settings, threshold=None, entropy_bound=None, early_stop=None, cache_refresh=None)
-    if settings.cache_refresh and getattr(den, "cacheable", False):
+    if settings.cache_refresh and den.cacheable:
         den = CachedDenoiser(den, refresh_every=settings.cache_refresh)
     n_masked = int((ids[0] == den.mask_id).sum())
     steps = settings.steps or max(1, math.ceil(n_masked / 2))

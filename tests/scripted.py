@@ -19,6 +19,9 @@ class ScriptedDenoiser:
         self.vocab_size = tokenizer.vocab_size
         self.forbidden_ids = frozenset({tokenizer.mask_id, tokenizer.bos_id, tokenizer.expand_id})
         self.max_seq_len = max_seq_len
+        self.cacheable = False
+        self.expand_id = self.delete_id = None
+        self.infill_frame = ((), ())
         self.device = torch.device("cpu")
         self.script = tokenizer.encode(script_text)
         self.calls = 0

@@ -27,6 +27,8 @@ class ExpandingScript:
         self.vocab_size = TOK.vocab_size
         self.forbidden_ids = frozenset({TOK.mask_id, TOK.bos_id, TOK.expand_id})
         self.max_seq_len = 512
+        self.cacheable = False
+        self.infill_frame = ((), ())
         self.device = torch.device("cpu")
         self.calls = 0
 

@@ -875,3 +875,24 @@ def test_family_on_a_diffucode_folder_is_a_one_line_error(tiny_model_dir):
     # It used to build a default-size transformers model from the diffucode config (tens of GB).
     with pytest.raises(ConfigError, match="diffucode model folder"):
         load_engine(tiny_model_dir, family="dream")
+
+
+# -- declared capabilities ------------------------------------------------------------------------------------
+def test_every_family_declares_its_capabilities_and_does_what_it_declares(tiny_engine, dream_engine, llada, gemma, tmp_path):
+    """Each engine states cacheable / expand / infill_frame / complete (engine.py, denoiser.Denoiser); a
+    family that claims the K/V cache decodes the same tokens with it refreshed every step as without it."""
+    dreamon = load_engine(_dream_folder(tmp_path / "DreamOn-v0-7B", dreamon=True))
+    engines = {"diffucode": tiny_engine, "dream": dream_engine, "llada": llada[2], "dreamon": dreamon, "gemma": gemma[1]}
+    span = (SRC.index("    y"), SRC.index("    return"))
+    for name, eng in engines.items():
+        den = eng.denoiser
+        assert isinstance(den.cacheable, bool) and isinstance(den.infill_frame, tuple), name
+        assert (den.expand_id is None) == (den.delete_id is None), name
+        assert (eng.complete is not None) == (name == "gemma"), name  # only DiffusionGemma completes by continuation
+        if den.cacheable:
+            kw = dict(validate=False, length=6, steps=6, temperature=0.0, threshold=None)
+            cached = infill.infill(eng, SRC, [span], infill.InfillSettings(cache_refresh=1, **kw))
+            plain = infill.infill(eng, SRC, [span], infill.InfillSettings(cache_refresh=None, **kw))
+            assert [c.edits for c in cached.candidates] == [c.edits for c in plain.candidates], name
+    assert engines["dreamon"].denoiser.expand_id is not None and engines["dreamon"].denoiser.infill_frame != ((), ())
+    assert not engines["gemma"].denoiser.cacheable and engines["diffucode"].denoiser.cacheable

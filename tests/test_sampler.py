@@ -17,6 +17,7 @@ class MockDenoiser:
     forbidden_ids = frozenset({MASK, 3})
     max_seq_len = 64
     device = torch.device("cpu")
+    cacheable, expand_id, delete_id, infill_frame = False, None, None, ((), ())
 
     def __init__(self, bias=None):
         self.calls = 0

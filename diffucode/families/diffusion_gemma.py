@@ -49,6 +49,9 @@ class CanvasDenoiser:
         self.vocab_size = vocab_size
         self.forbidden_ids = frozenset(forbidden_ids)
         self.max_seq_len = max_seq_len
+        self.cacheable = False  # transformers' generate denoises its own canvases
+        self.expand_id = self.delete_id = None
+        self.infill_frame = ((), ())
 
     @property
     def device(self) -> torch.device:
