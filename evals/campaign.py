@@ -19,6 +19,7 @@ Phases:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -149,14 +150,30 @@ def measure_both(new_dir: Path, old_dir: Path, run_dir: Path, data_dir: Path, *,
     return out[0], out[1]
 
 
+def weights_digest(model: Path) -> str:
+    """sha256 over a model folder's config.json and weight files: what an earlier measurement was of."""
+    h = hashlib.sha256()
+    for f in sorted(model.glob("*.safetensors")) + [model / "config.json"]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def single_line(model: Path, out: Path, data_dir: Path, *, limit: int) -> tuple[float, float, int, str]:
-    """pass@1, share of non-empty completions, tasks and the run folder of `diffucode eval single-line`."""
+    """pass@1, share of non-empty completions, tasks and the run folder of `diffucode eval single-line`;
+    an earlier measurement of the same weights with the same limit in `out` is read, not repeated."""
     cmd = [sys.executable, "-m", "diffucode", "eval", TASKSET, "--model", str(model), "--data-dir", str(data_dir),
            "--out", str(out), "--overwrite", "--quiet"] + (["--limit", str(limit)] if limit else [])
-    print(" ".join(["diffucode", *cmd[3:]]), flush=True)
-    done = subprocess.run(cmd)
-    if done.returncode != 0:
-        raise DiffucodeError(f"diffucode eval {TASKSET} exited with {done.returncode} for {model}")
+    stamp = {"weights": weights_digest(model), "limit": limit, "argv": cmd[3:]}
+    done_before = out / "campaign.json"
+    if not (done_before.is_file() and json.loads(done_before.read_text()) == stamp and (out / "summary.json").is_file()):
+        print(" ".join(["diffucode", *cmd[3:]]), flush=True)
+        done = subprocess.run(cmd)
+        if done.returncode != 0:
+            raise DiffucodeError(f"diffucode eval {TASKSET} exited with {done.returncode} for {model}")
+        done_before.write_text(json.dumps(stamp) + "\n")
+    else:
+        print(f"{out}: measured before (same weights, same tasks)", flush=True)
     summary = json.loads((out / "summary.json").read_text())
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
     nonempty = sum(bool(s.get("completion", "").strip()) for s in samples) / max(len(samples), 1)

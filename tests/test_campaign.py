@@ -135,6 +135,8 @@ def test_campaign_measures_records_and_promotes(trained, tiny_model_dir, tmp_pat
     assert ev["single_line_tasks"] == 3 and ev["promoted"] is False and ev["compared_with"]["heldout_bpb"] > 0
     card = (run / "export" / "README.md").read_text()
     assert card.count(campaign.EVAL_SECTION) == 1 and "Training so far: 2 call(s)" in card  # --prepare-only, then training
+    assert campaign.run(args) == 0  # again: both models' single-line runs are read, not repeated
+    assert capsys.readouterr().out.count("measured before (same weights, same tasks)") == 2
     campaign.record(run / "export", campaign.Measured(1.0, 0.5, 1.0, 3, "n"), campaign.Measured(2.0, 0.0, 0.0, 3, "o"), None)
     assert (run / "export" / "README.md").read_text().count(campaign.EVAL_SECTION) == 1  # replaced, not appended
     campaign.promote(run / "export", shipped)
