@@ -61,3 +61,16 @@ def _old_line_numbers(diff: str):
         elif line.startswith(("-", " ")) and not line.startswith("---"):
             yield n, line
             n += 1
+
+
+def test_docs_name_no_path_of_one_machine():
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        assert not re.search(r"(?<![\w.])/(work|root|home/\w+)/", text), f"{doc.name} names a path of one machine"
+
+
+def test_tests_find_the_benchmark_data_through_the_environment(tmp_path):
+    code = "from tests.benchdata import DATA; print(DATA)"
+    env = {**os.environ, "DIFFUCODE_EVAL_DATA": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+    assert r.stdout.strip() == str(tmp_path), r.stderr
