@@ -23,7 +23,7 @@ import torch
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
 from diffucode.guidance import guided_logits
-from diffucode.sampler import NEG_INF, _banned, _choose, _gumbel_keys, _suppress_
+from diffucode.sampler import NEG_INF, banned_ids, choose_tokens, gumbel_keys, suppress_
 from diffucode.settings import STRATEGIES, check_cfg_scale, check_position_temperature
 
 ExpandCallback = Callable[[int, list[int]], None]  # (forwards so far, hole ids with masks)
@@ -88,7 +88,7 @@ def sample_expanding(
     hole, lps = [mask] * initial, [0.0] * initial
     forwards = expansions = deletions = 0
     device = denoiser.device
-    banned = _banned(denoiser, allow=(expand_id, delete_id))
+    banned = banned_ids(denoiser, allow=(expand_id, delete_id))
     while mask in hole:
         open_ = [i for i, t in enumerate(hole) if t == mask]
         ids = torch.tensor(prefix + hole + suffix, device=device)[None]
@@ -97,12 +97,12 @@ def sample_expanding(
         logits = guided_logits(denoiser, ids, pos, prompt=prompt, cfg_scale=cfg_scale).to(torch.float32, copy=True)  # (1, M, V), edited below
         forwards += 1
         last = forwards >= cap
-        _suppress_(logits, banned, denoiser.vocab_size)
+        suppress_(logits, banned, denoiser.vocab_size)
         if len(hole) >= max_length or last:
             logits[..., expand_id] = NEG_INF
         if last:
             logits[..., delete_id] = NEG_INF
-        x0, conf, score, logp, _ = _choose(logits, strategy, temperature, top_k, top_p, generator, entropy=False)
+        x0, conf, score, logp, _ = choose_tokens(logits, strategy, temperature, top_k, top_p, generator, entropy=False)
         x0, conf, score, logp = x0[0], conf[0], score[0], logp[0]
         if last:
             commit = list(range(len(open_)))
@@ -132,7 +132,7 @@ def _pick_one(score: torch.Tensor, temperature: float | None, generator: torch.G
     """The open position a step commits: the best `score`, or one drawn from softmax(score / temperature)."""
     if not temperature:
         return int(score.argmax())
-    return int(_gumbel_keys(score[None], temperature, generator)[0].argmax())  # Gumbel-max: one softmax draw
+    return int(gumbel_keys(score[None], temperature, generator)[0].argmax())  # Gumbel-max: one softmax draw
 
 
 def _context(n_prefix: int, n_hole: int, n_suffix: int, device: torch.device) -> torch.Tensor:

@@ -195,7 +195,7 @@ def rewrite(
     orig = engine.tokenizer.encode(_model_text(source[s:e]))
     if not orig:
         raise SpanError("the span has no tokens to rewrite")
-    layout = _Layout.build(engine, source, [(s, e)], [len(orig)], settings)  # the context makes room for the span
+    layout = Layout.build(engine, source, [(s, e)], [len(orig)], settings)  # the context makes room for the span
     den = engine.denoiser
     base = torch.tensor(layout.ids_with([orig]), device=den.device)[None]  # (1, T)
     lo = len(layout.prefix_ids)
@@ -210,17 +210,17 @@ def rewrite(
         return InfillResult([], 0, (time.perf_counter() - t0) * 1e3, (len(orig),))
     ids = base.repeat(settings.candidates, 1)
     ids[:, lo + chosen] = den.mask_id
-    out = _sample(engine, ids, settings, on_step, should_stop, layout, [len(orig)])
+    out = sample_layout(engine, ids, settings, on_step, should_stop, layout, [len(orig)])
     cands = []
     seen = {source[s:e]}
     for row in range(ids.size(0)):
         toks = out.ids[row, lo : lo + len(orig)].tolist()
-        text = _finish_text(engine.tokenizer.decode(toks), source, (s, e))
+        text = fit_to_file(engine.tokenizer.decode(toks), source, (s, e))
         if text in seen:
             continue
         seen.add(text)
         lp = out.logprobs[row, lo + chosen]
-        cand = _validated(source, [Edit(s, e, text)], float(lp.mean()), len(toks), settings)
+        cand = validated(source, [Edit(s, e, text)], float(lp.mean()), len(toks), settings)
         cands.append(cand)
     return finish("rewrite", source, cands, settings, forwards=out.forwards + 1, t0=t0, hole_tokens=(len(orig),))
 
@@ -237,7 +237,7 @@ def _uses_crlf(source: str) -> bool:
 
 
 @dataclass
-class _Layout:
+class Layout:
     """Token layout of one job: [prefix][hole 0][middle 0]...[hole n-1][suffix], windowed to the model's context."""
 
     prefix_ids: list[int]
@@ -246,7 +246,7 @@ class _Layout:
     hole_lens: list[int] = field(default_factory=list)
 
     @classmethod
-    def build(cls, engine: Engine, source: str, spans, hole_lens: Sequence[int], settings: InfillSettings) -> "_Layout":
+    def build(cls, engine: Engine, source: str, spans, hole_lens: Sequence[int], settings: InfillSettings) -> "Layout":
         tok = engine.tokenizer
         before, after = engine.denoiser.infill_frame  # DreamOn: BOS, EOS around the context
         budget = min(settings.context_tokens or engine.denoiser.max_seq_len, engine.denoiser.max_seq_len)
@@ -348,12 +348,12 @@ def _generate(engine, source, spans, settings, *, post=None, on_step=None, shoul
     lengths = _hole_lengths(engine, source, spans, settings)
     pooled: dict[str, Candidate] = {}
     forwards = 0
-    worst: tuple[float, torch.Tensor, torch.Tensor, _Layout] | None = None  # best-scoring invalid row, to remask
+    worst: tuple[float, torch.Tensor, torch.Tensor, Layout] | None = None  # best-scoring invalid row, to remask
     for L in lengths:
-        layout = _Layout.build(engine, source, spans, [L] * len(spans), settings)
+        layout = Layout.build(engine, source, spans, [L] * len(spans), settings)
         row = layout.ids_with([[den.mask_id] * L] * len(spans))
         ids = torch.tensor(row, device=den.device)[None].repeat(settings.candidates, 1)  # (N, T)
-        out = _sample(engine, ids, settings, on_step, should_stop, layout, layout.hole_lens)
+        out = sample_layout(engine, ids, settings, on_step, should_stop, layout, layout.hole_lens)
         forwards += out.forwards
         for r in range(ids.size(0)):
             cand = _candidate(engine, source, spans, layout, out.ids[r], out.logprobs[r], settings, post)
@@ -363,7 +363,7 @@ def _generate(engine, source, spans, settings, *, post=None, on_step=None, shoul
             if not cand.valid and (worst is None or cand.score > worst[0]):
                 worst = (cand.score, out.ids[r], out.logprobs[r], layout)
     if settings.validate and worst is not None and not any(c.valid for c in pooled.values()):
-        # Last resort (after prefix cuts and re-indenting failed in _validated): re-mask the least
+        # Last resort (after prefix cuts and re-indenting failed in validated): re-mask the least
         # confident half of the best invalid candidate's content and keep denoising from the rest.
         _, ids, lp, layout = worst
         content = _content_mask(engine, ids, layout)
@@ -371,7 +371,7 @@ def _generate(engine, source, spans, settings, *, post=None, on_step=None, shoul
             cut = lp[content].median()
             redo = content & (lp <= cut)
             batch = torch.where(redo, torch.full_like(ids, den.mask_id), ids)[None].repeat(settings.candidates, 1)
-            out = _sample(engine, batch, replace(settings, seed=settings.seed + 1), on_step, should_stop, layout, layout.hole_lens)
+            out = sample_layout(engine, batch, replace(settings, seed=settings.seed + 1), on_step, should_stop, layout, layout.hole_lens)
             forwards += out.forwards
             for r in range(batch.size(0)):
                 merged_lp = torch.where(redo, out.logprobs[r], lp)
@@ -386,7 +386,7 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
     t0 = time.perf_counter()
     expand_id, delete_id = _expand_ids(engine)
     cap = settings.max_new_tokens
-    layout = _Layout.build(engine, source, [span], [cap], settings)  # context room for the longest hole
+    layout = Layout.build(engine, source, [span], [cap], settings)  # context room for the longest hole
     prefix, suffix = layout.prefix_ids, layout.suffix_ids
     old = len(engine.tokenizer.encode(_model_text(source[span[0] : span[1]])))
     initial = min(cap, settings.length or max(4, old))
@@ -411,23 +411,23 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
             callback=lambda n, hole, r=r: callback(n, hole, stream=r == 0),  # stream the first candidate
         )
         forwards += out.forwards
-        text = _finish_text(engine.tokenizer.decode(out.ids), source, span)
+        text = fit_to_file(engine.tokenizer.decode(out.ids), source, span)
         if post is not None:
             text = post(text, span)
         score = sum(out.logprobs) / len(out.logprobs) if out.logprobs else 0.0
-        cand = _validated(source, [Edit(span[0], span[1], text)], score, len(out.ids), settings)
+        cand = validated(source, [Edit(span[0], span[1], text)], score, len(out.ids), settings)
         pooled.setdefault(apply_edits(source, cand.edits), cand)
     return finish("fill", source, pooled.values(), settings, forwards=forwards, t0=t0, hole_tokens=(initial,))
 
 
 def _candidate(engine, source, spans, layout, ids, logprobs, settings, post, seen=None, note="") -> Candidate | None:
     """Decode one sampled row into a validated Candidate (None if `seen` already has its text)."""
-    tok, tail = engine.tokenizer, _tail_ids(engine.denoiser)
+    tok, tail = engine.tokenizer, hole_tail_ids(engine.denoiser)
     edits, lps, n_tok = [], [], 0
     for (s, e), start, L in zip(spans, layout.hole_starts(), layout.hole_lens):
         toks = ids[start : start + L].tolist()
         n = next((i for i, t in enumerate(toks) if t in tail), L)
-        text = _finish_text(tok.decode(toks[:n]), source, (s, e))
+        text = fit_to_file(tok.decode(toks[:n]), source, (s, e))
         if post is not None:
             text = post(text, (s, e))
         edits.append(Edit(s, e, text))
@@ -436,13 +436,13 @@ def _candidate(engine, source, spans, layout, ids, logprobs, settings, post, see
     if seen is not None and apply_edits(source, edits) in seen:
         return None
     score = float(torch.cat(lps).mean()) if lps else 0.0
-    cand = _validated(source, edits, score, n_tok, settings)
+    cand = validated(source, edits, score, n_tok, settings)
     return replace(cand, reason="; ".join(x for x in (note, cand.reason) if x)) if note else cand
 
 
-def _content_mask(engine, ids: torch.Tensor, layout: _Layout) -> torch.Tensor:
+def _content_mask(engine, ids: torch.Tensor, layout: Layout) -> torch.Tensor:
     """(T,) bool: hole positions holding content (not the pad/eos tail)."""
-    tail = _tail_ids(engine.denoiser)
+    tail = hole_tail_ids(engine.denoiser)
     mask = torch.zeros_like(ids, dtype=torch.bool)
     for start, L in zip(layout.hole_starts(), layout.hole_lens):
         toks = ids[start : start + L].tolist()
@@ -451,11 +451,15 @@ def _content_mask(engine, ids: torch.Tensor, layout: _Layout) -> torch.Tensor:
     return mask
 
 
-def _tail_ids(den) -> set[int]:
+def hole_tail_ids(den) -> set[int]:
+    """The ids that end a hole's content (the model's pad and end-of-text)."""
     return {i for i in (den.pad_id, den.eos_id) if i is not None}
 
 
-def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, tail_ids=None, allow_ids=()):
+def sample_layout(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, tail_ids=None, allow_ids=()):
+    """Denoise the masks of `ids` (rows laid out by `layout`) with the settings' sampler, K/V cache and step
+    schedule, streaming the first row's holes to `on_step`; also what instruct.py's prompt-and-answer
+    layout samples through. tail_ids: the ids that end a hole (default: pad/eos for pad-tail models)."""
     den = engine.denoiser
     if settings.exact:
         settings = replace(settings, threshold=None, entropy_bound=None, early_stop=None, cache_refresh=None)
@@ -487,7 +491,7 @@ def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, t
         entropy_bound=settings.entropy_bound,
         early_stop=settings.early_stop,
         block_length=settings.block_length,
-        tail_ids=tail_ids if tail_ids is not None else sorted(_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad"
+        tail_ids=tail_ids if tail_ids is not None else sorted(hole_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad"
         else [t for t in [den.eos_id] if t is not None],
         allow_ids=allow_ids,
         remask_below=settings.remask_below,
@@ -499,7 +503,7 @@ def _sample(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, t
     )
 
 
-def _context_mask(layout: _Layout, T: int, device) -> torch.Tensor:
+def _context_mask(layout: Layout, T: int, device) -> torch.Tensor:
     """(T,) bool: the positions outside the holes — what classifier-free guidance masks (the prompt)."""
     ctx = torch.ones(T, dtype=torch.bool, device=device)
     for start, n in zip(layout.hole_starts(), layout.hole_lens):
@@ -509,7 +513,7 @@ def _context_mask(layout: _Layout, T: int, device) -> torch.Tensor:
 
 def _render(engine, toks: list[int]) -> str:
     """Intermediate text of a hole: decoded runs of committed tokens with a glyph per mask."""
-    mask, tail = engine.denoiser.mask_id, _tail_ids(engine.denoiser)
+    mask, tail = engine.denoiser.mask_id, hole_tail_ids(engine.denoiser)
     out, run = [], []
     for t in toks:
         if t == mask or t in tail:
@@ -525,7 +529,7 @@ def _render(engine, toks: list[int]) -> str:
     return "".join(out)
 
 
-def _finish_text(text: str, source: str, span: tuple[int, int]) -> str:
+def fit_to_file(text: str, source: str, span: tuple[int, int]) -> str:
     """Fit generated text to the file: its newline style, and a trailing newline iff the span had one."""
     s, e = span
     old = source[s:e]
@@ -539,7 +543,9 @@ def _finish_text(text: str, source: str, span: tuple[int, int]) -> str:
     return text
 
 
-def _validated(source: str, edits: list[Edit], score: float, n_tokens: int, settings: InfillSettings) -> Candidate:
+def validated(source: str, edits: list[Edit], score: float, n_tokens: int, settings: InfillSettings) -> Candidate:
+    """A Candidate of `edits`: checked by tree-sitter (syntax.validate_splice), repaired where it can be,
+    else invalid with the reason; unchecked when settings.validate is off."""
     if not settings.validate:
         return Candidate(tuple(edits), score, True, "not validated", n_tokens)
     text, shift, fixed, reasons = source, 0, [], []

@@ -26,11 +26,11 @@ from diffucode.infill import (
     InfillSettings,
     OnStep,
     ShouldStop,
-    _finish_text,
-    _Layout,
-    _sample,
-    _tail_ids,
-    _validated,
+    fit_to_file,
+    Layout,
+    sample_layout,
+    hole_tail_ids,
+    validated,
     finish,
     apply_edits,
     check_spans,
@@ -69,10 +69,10 @@ def instruct(
         raise SpanError(f"the instruction, the code and a {n}-token answer need more than the model's "
                         f"{den.max_seq_len}-token context")
     stops = {i for i in (engine.tokenizer.token_id(t) for t in END_OF_TURN) if i is not None}
-    tails = sorted(_tail_ids(den) | stops)
-    layout = _Layout(prompt, [], [], [n])
+    tails = sorted(hole_tail_ids(den) | stops)
+    layout = Layout(prompt, [], [], [n])
     ids = torch.tensor(prompt + [den.mask_id] * n, device=den.device)[None].repeat(settings.candidates, 1)
-    out = _sample(engine, ids, replace(settings, length_mode="pad"), on_step, should_stop, layout, [n],
+    out = sample_layout(engine, ids, replace(settings, length_mode="pad"), on_step, should_stop, layout, [n],
                   tail_ids=tails, allow_ids=sorted(stops))  # end-of-turn ids are control tokens
     cands: dict[str, Candidate] = {}
     P = len(prompt)
@@ -82,9 +82,9 @@ def instruct(
         toks = out.ids[r, P:].tolist()
         k = next((i for i, t in enumerate(toks) if t in tails), n)
         code = answer_code(engine.tokenizer.decode(toks[:k]))
-        text = _finish_text(code + trailing if code else code, source, (s, e))
+        text = fit_to_file(code + trailing if code else code, source, (s, e))
         score = float(out.logprobs[r, P : P + min(k + 1, n)].mean())
-        cand = _validated(source, [Edit(s, e, text)], score, k, settings)
+        cand = validated(source, [Edit(s, e, text)], score, k, settings)
         cands.setdefault(apply_edits(source, cand.edits), cand)
     return finish("fill", source, cands.values(), settings, forwards=out.forwards, t0=t0, hole_tokens=(n,))
 

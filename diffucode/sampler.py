@@ -145,7 +145,7 @@ def sample(
     seg_start, seg_end = _segments(generated)
     tail = torch.tensor(sorted(set(tail_ids)), dtype=torch.long, device=device)
     remasked = torch.zeros_like(generated)
-    banned = _banned(denoiser, allow_ids)
+    banned = banned_ids(denoiser, allow_ids)
     prev_x0 = None  # last forward's predictions, for early_stop
     prompt = None  # what classifier-free guidance masks in its unconditional input
     if cfg_scale:
@@ -162,10 +162,10 @@ def sample(
 
         logits = guided_logits(denoiser, ids, gen_pos, prompt=prompt, cfg_scale=cfg_scale).to(torch.float32, copy=True)  # (B, G, V), ours to edit
         forwards += 1
-        _suppress_(logits, banned, denoiser.vocab_size)
+        suppress_(logits, banned, denoiser.vocab_size)
         if tail.numel():
             _forbid_tail_before_content_(logits, ids, gen_pos, masked, generated, tail, seg_end)
-        x0, conf, score, logp, ent = _choose(logits, strategy, temperature, top_k, top_p, generator,
+        x0, conf, score, logp, ent = choose_tokens(logits, strategy, temperature, top_k, top_p, generator,
                                              entropy=entropy_bound is not None)  # each (B, G)
 
         # Scatter per-generated-position results back to (B, T).
@@ -226,12 +226,12 @@ def _segments(generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return starts, ends_rev
 
 
-def _banned(denoiser: Denoiser, allow: Sequence[int] = ()) -> torch.Tensor:
-    """The forbidden specials (mask, bos, ...) a call does not `allow`, as a tensor of ids for `_suppress_`."""
+def banned_ids(denoiser: Denoiser, allow: Sequence[int] = ()) -> torch.Tensor:
+    """The forbidden specials (mask, bos, ...) a call does not `allow`, as a tensor of ids for `suppress_`."""
     return torch.tensor(sorted(set(denoiser.forbidden_ids) - set(allow)), dtype=torch.long, device=denoiser.device)
 
 
-def _suppress_(logits: torch.Tensor, banned: torch.Tensor, vocab_size: int) -> None:
+def suppress_(logits: torch.Tensor, banned: torch.Tensor, vocab_size: int) -> None:
     """In place: ids past the tokenizer's vocabulary and the `banned` ids (forbidden specials such as
     mask and bos, less those a call allows) are never sampled."""
     V = logits.size(-1)
@@ -283,7 +283,7 @@ def _entropy_bounded(ent: torch.Tensor, bound: float) -> torch.Tensor:
     return torch.zeros_like(take).scatter(1, idx, take)
 
 
-def _choose(logits, strategy, temperature, top_k, top_p, generator, *, entropy: bool = True):
+def choose_tokens(logits, strategy, temperature, top_k, top_p, generator, *, entropy: bool = True):
     """Per position: the token to commit, its confidence, the ordering score, its log-prob and the
     distribution's entropy (nats; None unless `entropy` or the entropy strategy asks for it). (B, G) each."""
     if top_k is not None and top_k > 0 and top_k < logits.size(-1):
@@ -329,11 +329,11 @@ def pick_positions(score: torch.Tensor, k: torch.Tensor, *, temperature: float |
     with noise from `generator`. A temperature so small that score / temperature overflows ranks the row
     by score, the limit as temperature → 0."""
     if temperature:
-        score = _gumbel_keys(score, temperature, generator)
+        score = gumbel_keys(score, temperature, generator)
     return _top_k_mask(score, k)
 
 
-def _gumbel_keys(score: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+def gumbel_keys(score: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
     """score / temperature + Gumbel(0, 1) noise per finite entry (−inf stays −inf), shifted per row; in
     float64 (float32 on MPS, which has no float64)."""
     finite = score > NEG_INF

@@ -197,7 +197,7 @@ def _mapped(uid: int) -> bool:
 _READ_SEARCH: bool | None = None
 
 
-def _interpreter_hidden_from_others() -> bool:
+def interpreter_hidden_from_others() -> bool:
     """True when a non-root uid cannot reach this interpreter's files (e.g. a pyenv under /root, 0700):
     then the dropped program keeps CAP_DAC_READ_SEARCH so that imports still work (see the child)."""
     global _READ_SEARCH
@@ -421,7 +421,7 @@ def run_program(
             "preimport": list(preimport),
             "deadline": None,
             "uid": uid,
-            "keep_read_search": uid is not None and _interpreter_hidden_from_others(),
+            "keep_read_search": uid is not None and interpreter_hidden_from_others(),
             "pidns": want_pidns,
         }
         env = _scrubbed_env(str(work))

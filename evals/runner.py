@@ -69,7 +69,7 @@ def check_sandbox(limits: Limits, log: Callable[[str], None] = lambda s: None) -
     """Run one trivial program with the run's limits; raise SandboxError when it does not pass, so that a
     broken sandbox stops the run instead of filling results.jsonl with errors."""
     global _warned_read_search
-    from .execution import _interpreter_hidden_from_others, sandbox_uid
+    from .execution import interpreter_hidden_from_others, sandbox_uid
 
     r = run_program(SANDBOX_CHECK, replace(limits, timeout_s=max(limits.timeout_s, 30.0), tail_chars=500))
     if r.status == "cancelled":
@@ -80,7 +80,7 @@ def check_sandbox(limits: Limits, log: Callable[[str], None] = lambda s: None) -
         raise SandboxError(f"the sandbox cannot run a trivial program here ({r.status}: {detail}"
                            + (f"; {tail[0]}" if tail else "") + "); nothing was executed or recorded")
     if (not _warned_read_search and sandbox_uid(limits.run_as) is not None
-            and _interpreter_hidden_from_others()):
+            and interpreter_hidden_from_others()):
         _warned_read_search = True
         log("warning: the Python interpreter is not readable by other users, so sandboxed programs keep "
             "CAP_DAC_READ_SEARCH (they can read every file on this machine); install Python where all "

@@ -293,7 +293,7 @@ def test_keeping_cap_dac_read_search_is_warned_once(monkeypatch):
     from diffucode_evals import execution, runner
     from diffucode_evals.execution import Limits
 
-    monkeypatch.setattr(execution, "_interpreter_hidden_from_others", lambda: True)
+    monkeypatch.setattr(execution, "interpreter_hidden_from_others", lambda: True)
     monkeypatch.setattr(runner, "_warned_read_search", False)
     said: list[str] = []
     runner.check_sandbox(Limits(timeout_s=10), said.append)

@@ -85,3 +85,13 @@ def test_the_core_never_imports_the_front_ends():
     core = {n: imports(n, p, known) for n, p in known.items() if n.startswith("diffucode.") or n == "diffucode"}
     leaks = {n: sorted(t for t in ts if not t.startswith("diffucode.") and t != "diffucode") for n, ts in core.items()}
     assert not {n: t for n, t in leaks.items() if t}
+
+
+def test_no_module_imports_another_modules_private_names():
+    import_private = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                import_private += [f"{name} <- {node.module}.{a.name}" for a in node.names
+                                   if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not import_private, import_private

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
-from diffucode.infill import MASK_GLYPH, InfillSettings, _Layout, apply_edits, infill, rewrite
+from diffucode.infill import MASK_GLYPH, InfillSettings, Layout, apply_edits, infill, rewrite
 from diffucode.testing import sample_tokenizer
 from tests.scripted import scripted_engine
 
@@ -100,7 +100,7 @@ def test_window_cut_for_a_long_file(tiny_engine):
     src = "".join(lines)
     s = sum(map(len, lines[:2500]))
     e = s + len(lines[2500])
-    layout = _Layout.build(tiny_engine, src, [(s, e)], [16], InfillSettings())
+    layout = Layout.build(tiny_engine, src, [(s, e)], [16], InfillSettings())
     total = len(layout.prefix_ids) + 16 + len(layout.suffix_ids)
     max_len = tiny_engine.denoiser.max_seq_len
     assert max_len - 40 <= total <= max_len  # the context is used, and never exceeded
