@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 from importlib import metadata
@@ -149,7 +150,7 @@ def atomic_write(path: Path, data: bytes, *, expect: bytes) -> None:
 
 # -- argument parsing -------------------------------------------------------------------------------
 def _add_settings_flags(p: argparse.ArgumentParser) -> None:
-    from diffucode.settings import SETTINGS_HELP, InfillSettings
+    from diffucode.settings import SETTINGS_HELP, InfillSettings, flag_type
 
     g = p.add_argument_group("generation")
     for f in dataclasses.fields(InfillSettings):
@@ -162,7 +163,7 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
         elif f.name == "search_lengths":
             g.add_argument(flag, type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help=help_)
         else:
-            kind = {"int": int, "float": float, "str": str}.get(_base_type(f.type), str)
+            kind = flag_type(f.name)
             default = "" if "(default" in help_ else f" (default: {f.default})"  # the help says it better
             g.add_argument(flag, type=kind, default=None, help=help_ + default)
     m = p.add_argument_group("model")
@@ -185,11 +186,6 @@ def add_checkpoint_flags(g) -> None:
     g.add_argument("--preset", default=None,
                    help="the authors' generation settings for a public model (e.g. diffucoder-instruct, dream-coder, llada; "
                         "'auto' picks the loaded model's); settings given explicitly still win")
-
-
-def _base_type(t) -> str:
-    t = str(t)
-    return next((k for k in ("int", "float", "str") if t.startswith(k)), "str")
 
 
 def _settings(args, language: str | None, engine=None):
@@ -261,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    _import_torch()
     from diffucode import train  # torch: loaded when the command runs, after its flags were parsed
 
     return train.run(args)
@@ -289,6 +286,26 @@ def version() -> str:
 
 
 # -- commands ---------------------------------------------------------------------------------------
+def _import_torch() -> None:
+    """Import torch with Ctrl-C held back: an interrupt that lands inside torch's native initialisation
+    aborts the process (C++ terminate, exit -6) instead of raising KeyboardInterrupt. One that came
+    meanwhile is raised as soon as the import is done, so the command still stops with its one line."""
+    if "torch" in sys.modules:
+        return
+    came: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    except ValueError:  # not the main thread: nothing to hold back
+        import torch  # noqa: F401
+        return
+    try:
+        import torch  # noqa: F401,F811
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if came:
+        raise KeyboardInterrupt
+
+
 def _load(args):
     from diffucode.models import load_engine
 
@@ -376,6 +393,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 def cmd_infill(args) -> int:
+    _import_torch()
     from diffucode import guard, infill, syntax
 
     path, a, b = parse_target(args.target)
@@ -403,6 +421,7 @@ def cmd_infill(args) -> int:
 
 
 def cmd_rewrite(args) -> int:
+    _import_torch()
     from diffucode import infill, syntax
 
     path, a, b = parse_target(args.target)
@@ -429,6 +448,7 @@ def cmd_rewrite(args) -> int:
 
 
 def cmd_complete(args) -> int:
+    _import_torch()
     from diffucode import infill, syntax
 
     path, line, col = parse_target(args.target, with_column=True)
@@ -454,6 +474,7 @@ def cmd_complete(args) -> int:
 
 
 def cmd_models(args) -> int:
+    _import_torch()
     from diffucode.models import available
 
     rows = available()

@@ -8,7 +8,7 @@ checks from here too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from diffucode.errors import ConfigError
 
@@ -136,3 +136,11 @@ SETTINGS_HELP = {
     "allow_delete": "accept a result that deletes code: an empty fill of lines that held code, a rewrite that "
                     "drops or merges lines (refused otherwise)",
 }
+
+
+def flag_type(name: str):
+    """The Python type of a setting's command-line value (int, float, str or bool), from its field."""
+    f = next(f for f in fields(InfillSettings) if f.name == name)
+    t = str(f.type)
+    return bool if t == "bool" else next((k for n, k in (("int", int), ("float", float)) if t.startswith(n)), str)
+

@@ -9,26 +9,24 @@ from __future__ import annotations
 import zlib
 from typing import Any, Sequence
 
+from diffucode.settings import SETTINGS_HELP, flag_type
+
 from .data import Task
 from .prompts import PromptStyle, build_prompt
 
 
-# One entry per sampling knob: (InfillSettings field, CLI help). cli.py builds its flags from this table.
+# The sampling settings `diffucode eval` offers: their types and help come from diffucode.settings (the
+# CLI's and the language server's too); a note says what differs in an eval. cli.py builds its flags from this.
+_EVAL_NOTES = {
+    "temperature": "; use > 0 with --n-samples > 1",
+    "seed": "; sample i of a task uses a seed derived from (seed, task id, i)",
+    "max_lines": "; infill tasks only",
+}
 MODEL_KNOBS: dict[str, tuple[Any, str]] = {
-    "steps": (int, "denoising steps per sample (engine default if unset)"),
-    "temperature": (float, "sampling temperature; 0 is greedy, so use > 0 with --n-samples > 1"),
-    "seed": (int, "base seed; sample i of a task uses a seed derived from (seed, task id, i)"),
-    "max_new_tokens": (int, "most tokens generated per sample (engine default if unset)"),
-    "strategy": (str, "unmasking order: confidence, margin, entropy, origin (engine default if unset)"),
-    "threshold": (float, "parallel decoding: also commit tokens at least this confident (engine default 0.9)"),
-    "entropy_bound": (float, "parallel decoding by summed entropy (nats; off if unset)"),
-    "cache_refresh": (int, "approximate K/V cache, full forward every N steps (engine default 4)"),
-    "exact": (bool, "the reference decoder, without threshold, entropy bound or cache (measures their cost); "
-                    "a plain flag, as in diffucode infill"),
-    "length_mode": (str, "hole length: auto, pad, search, fixed, expand (engine default auto)"),
-    "position_temperature": (float, "Dream's alg_temp: draw the positions to commit from softmax(score / this) (off if unset)"),
-    "cfg_scale": (float, "LLaDA's classifier-free guidance scale (engine default 0: off)"),
-    "max_lines": (int, "infill tasks: keep at most this many lines of the hole's text (line-bounded decoding; off if unset)"),
+    name: (flag_type(name), SETTINGS_HELP[name] + _EVAL_NOTES.get(name, "") + ("" if flag_type(name) is bool else
+                                                                              " (engine default if unset)"))
+    for name in ("steps", "temperature", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
+                 "cache_refresh", "exact", "length_mode", "position_temperature", "cfg_scale", "max_lines")
 }
 
 

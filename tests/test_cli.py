@@ -419,7 +419,7 @@ def test_parsing_every_command_loads_no_torch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.2, 0.5, 0.9])
+@pytest.mark.parametrize("delay", [0.2, 0.35, 0.5, 0.65, 0.9])
 def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay):
     import signal
     import time
@@ -430,8 +430,8 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay):
     time.sleep(delay)  # while parsing, importing torch, loading the model or generating
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    # 130, or ended by SIGINT, which a shell reports as 130 too (seen here for interrupts early in the run:
-    # the one-line message is printed, then the interpreter ends by the signal); 1: it finished first (refused)
-    assert proc.returncode in (130, -signal.SIGINT) or (proc.returncode == 1 and "refused" in err), (proc.returncode, err)
+    # 1: it finished first (refused). Without cli._import_torch an interrupt inside torch's native start-up
+    # aborted the process (-6, "terminate called after throwing ... KeyboardInterrupt") or ended it by SIGINT
+    assert proc.returncode == 130 or (proc.returncode == 1 and "refused" in err), (proc.returncode, err)
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert p.read_text() == SRC
