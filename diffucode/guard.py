@@ -21,9 +21,13 @@ KINDS = ("fill", "rewrite")
 REFUSED = "refused: "  # how a refusal reason starts (Candidate.reason, InfillResult.refused)
 
 
+def _lines(source: str, start: int, end: int) -> tuple[int, int]:
+    """1-based first and last line of source[start:end]."""
+    return source.count("\n", 0, start) + 1, source.count("\n", 0, max(start, end - 1)) + 1
+
+
 def _line_range(source: str, start: int, end: int) -> str:
-    first = source.count("\n", 0, start) + 1
-    last = source.count("\n", 0, max(start, end - 1)) + 1
+    first, last = _lines(source, start, end)
     return f"line {first}" if first == last else f"lines {first}-{last}"
 
 
@@ -33,9 +37,10 @@ def refusal(kind: str, source: str, start: int, end: int, new: str) -> str | Non
     where = _line_range(source, start, end)
     if old.strip() and not new.strip():
         return f"{REFUSED}the model {'rewrote' if kind == 'rewrite' else 'filled'} {where} with nothing, which would delete them"
-    if kind == "rewrite" and new.count("\n") != old.count("\n"):
-        return (f"{REFUSED}the rewrite of {where} has {new.count(chr(10))} line break(s) instead of "
-                f"{old.count(chr(10))}: lines would be dropped or merged")
+    breaks_old, breaks_new = old.count("\n"), new.count("\n")
+    if kind == "rewrite" and breaks_new != breaks_old:
+        return (f"{REFUSED}the rewrite of {where} has {breaks_new} line break(s) instead of "
+                f"{breaks_old}: lines would be dropped or merged")
     return None
 
 
@@ -64,8 +69,7 @@ def snap_growth(source: str, selected: tuple[int, int], snapped: tuple[int, int]
     """Why a snapped range grew too far beyond the selection to be regenerated, or None. It may add at
     most as many lines as were selected, and at least 3 (e.g. a `def` line and a closing bracket): a
     3-line selection that snaps to a 22-line function would regenerate 19 lines nobody selected."""
-    count = (lambda s, e: source.count("\n", s, max(s, e - 1)) + 1)
-    n, m = count(*selected), count(*snapped)
+    n, m = (last - first + 1 for first, last in (_lines(source, *selected), _lines(source, *snapped)))
     if m - n <= max(3, n):
         return None
     return (f"{REFUSED}snapping {_line_range(source, *selected)} gives {_line_range(source, *snapped)}, {m - n} lines more "
