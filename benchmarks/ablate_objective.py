@@ -40,7 +40,7 @@ def slug(name: str) -> str:
 def train(folder: Path, flags: list[str], args, extra: list[str]) -> dict:
     """Train and export one variant; the exported config.json's training record."""
     export = folder / "export"
-    cmd = [sys.executable, "-m", "diffucode.train", "--out", str(folder), "--train-seconds", str(args.seconds),
+    cmd = [sys.executable, "-m", "diffucode.training", "--out", str(folder), "--train-seconds", str(args.seconds),
            "--time-budget", str(args.seconds + args.overhead), "--export", str(export), *flags, *extra]
     print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True)

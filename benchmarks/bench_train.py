@@ -5,10 +5,10 @@ matmul peak it reaches, measured in one run and printed as a table.
     python benchmarks/bench_train.py                                      # builds a small stdlib run first
 
 The step is diffucode train's own: a micro-batch from the objective (masking.BatchSource through
-train.MicroBatches), the LossNet forward (trunk + loss only at the predicted positions), backward,
+batches.MicroBatches), the LossNet forward (trunk + loss only at the predicted positions), backward,
 gradient clipping and AdamW, with the threads `diffucode train` sets on a CPU. For every model size and
 every variant (eager fp32, eager bf16 autocast, torch.compile fp32, torch.compile bf16) it reports the
-median step's tokens/s and GFLOP/s (train.train_flops) and their share of the matmul peak of the same
+median step's tokens/s and GFLOP/s (flops.train_flops) and their share of the matmul peak of the same
 precision, measured here first (best of several large square matmuls). Only ratios inside one run
 mean anything on a shared machine: run it alone.
 """
@@ -23,12 +23,16 @@ from pathlib import Path
 
 import torch
 
-from diffucode import train
-from diffucode.cpu_runtime import autocast, cpu_threads
-from diffucode.data import TokenStore, token_tables
-from diffucode.masking import BatchSource, MaskingConfig, Specials
 from diffucode.model import DiffusionTransformer, preset
 from diffucode.tokenizer import Tokenizer
+from diffucode.training import cli as train_cli
+from diffucode.training.batches import MicroBatches
+from diffucode.training.cpu_runtime import autocast, cpu_threads
+from diffucode.training.flops import train_flops
+from diffucode.training.masking import BatchSource, MaskingConfig, Specials
+from diffucode.training.objective import LossNet
+from diffucode.training.token_store import TokenStore
+from diffucode.training.vocab import token_tables
 
 VARIANTS = {"eager fp32": (False, "fp32"), "eager bf16": (False, "bf16"),
             "compile fp32": (True, "fp32"), "compile bf16": (True, "bf16")}
@@ -50,7 +54,7 @@ def matmul_peak(precision: str, *, n: int = 2048, reps: int = 5) -> float:
 def prepared_run(root: Path) -> Path:
     """A small run folder (300 stdlib files, 4 k vocabulary) when no --run is given."""
     out = root / "run"
-    rc = train.main(["--out", str(out), "--prepare-only", "--smoke", "--vocab-size", "4096", "--max-files", "300",
+    rc = train_cli.main(["--out", str(out), "--prepare-only", "--smoke", "--vocab-size", "4096", "--max-files", "300",
                      "--no-decontaminate", "--quiet"])
     if rc:
         raise SystemExit(rc)
@@ -65,11 +69,11 @@ def time_steps(run: Path, size: tuple[int, int], compiled: bool, precision: str,
     mc = preset("mini", d_model=d, n_layers=layers, n_heads=max(1, d // 64), vocab_size=tok.vocab_size, max_seq_len=seq)
     torch.manual_seed(0)
     model = DiffusionTransformer(mc)
-    net = train.LossNet(model, compiled)
+    net = LossNet(model, compiled)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     source = BatchSource(TokenStore(run / "data", "train"), MaskingConfig(), seq, ends_line,
                          Specials(tok.mask_id, tok.pad_id), rows=batch, seed=0)
-    batches = train.MicroBatches(source, batch_size=batch, micro=batch, accum=1, world=1, rank=0)
+    batches = MicroBatches(source, batch_size=batch, micro=batch, accum=1, world=1, rank=0)
     amp = autocast(precision, torch.device("cpu"))
     times, heads = [], []
     for i in range(steps + 2):  # two warm-up steps (the compiled build happens in the first)
@@ -84,7 +88,7 @@ def time_steps(run: Path, size: tuple[int, int], compiled: bool, precision: str,
         if i >= 2:
             times.append(time.perf_counter() - t0)
             heads.append(b["sel"].numel())
-    flops = train.train_flops(mc, model.num_params(), seq_len=seq, tokens=batch * seq, head_positions=statistics.mean(heads))
+    flops = train_flops(mc, model.num_params(), seq_len=seq, tokens=batch * seq, head_positions=statistics.mean(heads))
     return statistics.median(times), flops, model.num_params()
 
 

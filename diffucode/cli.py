@@ -150,22 +150,9 @@ def atomic_write(path: Path, data: bytes, *, expect: bytes) -> None:
 
 # -- argument parsing -------------------------------------------------------------------------------
 def _add_settings_flags(p: argparse.ArgumentParser) -> None:
-    from diffucode.settings import SETTINGS_HELP, InfillSettings, flag_type
+    from diffucode.settings import add_flags
 
-    g = p.add_argument_group("generation")
-    for f in dataclasses.fields(InfillSettings):
-        flag = "--" + f.name.replace("_", "-")
-        help_ = SETTINGS_HELP.get(f.name, "")
-        if f.name == "validate":
-            g.add_argument("--no-validate", dest="validate", action="store_false", default=None, help="do not " + help_)
-        elif f.name in ("exact", "allow_delete"):
-            g.add_argument(flag, action="store_true", default=None, help=help_)
-        elif f.name == "search_lengths":
-            g.add_argument(flag, type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help=help_)
-        else:
-            kind = flag_type(f.name)
-            default = "" if "(default" in help_ else f" (default: {f.default})"  # the help says it better
-            g.add_argument(flag, type=kind, default=None, help=help_ + default)
+    add_flags(p.add_argument_group("generation"))
     m = p.add_argument_group("model")
     m.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, or auto (default: cpu)")
@@ -189,9 +176,9 @@ def add_checkpoint_flags(g) -> None:
 
 
 def _settings(args, language: str | None, engine=None):
-    from diffucode.settings import InfillSettings
+    from diffucode.settings import InfillSettings, from_flags
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(InfillSettings) if getattr(args, f.name, None) is not None}
+    given = from_flags(args)
     if "language" in given:
         from diffucode.syntax.languages import SPECS, canonical_name
 
@@ -258,18 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args) -> int:
     _import_torch()
-    from diffucode import train  # torch: loaded when the command runs, after its flags were parsed
+    from diffucode.training import cli as training_cli  # torch: loaded when the command runs, after its flags were parsed
 
-    return train.run(args)
+    return training_cli.run(args)
 
 
 def _plugins():
-    """`diffucode train` (its flags from train_config, which loads no torch) and the subcommands of other
+    """`diffucode train` (its flags from training/config.py, which loads no torch) and the subcommands of other
     packages (lsp, eval, campaign) through the `diffucode.commands` entry points. None of them imports
     torch to build its parser, so `--help` and flag errors answer at once."""
-    from diffucode import train_config
+    from diffucode.training import config as training_config
 
-    yield lambda sub: train_config.register(sub, _train)
+    yield lambda sub: training_config.register(sub, _train)
     for ep in sorted(metadata.entry_points(group="diffucode.commands"), key=lambda e: e.name):
         try:
             yield ep.load()

@@ -79,9 +79,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     # torch and the training code load here, once the command runs: `diffucode campaign --help` stays quick
     from diffucode import checkpoint
-    from diffucode.data import find_bench_data
+    from diffucode.training.decontamination import find_bench_data
     from diffucode.models import EMBEDDED
-    from diffucode.train import check_export_dest, export
+    from diffucode.training.export import check_export_dest, export
 
     args.shipped = args.shipped or EMBEDDED
     run_dir = (args.run or default_run()).expanduser()
@@ -127,7 +127,7 @@ def train_argv(run_dir: Path, hours: float, shipped: Path, data_dir: Path, extra
 def train(run_dir: Path, hours: float, shipped: Path, data_dir: Path, extra: list[str], export_dir: Path) -> None:
     argv = train_argv(run_dir, hours, shipped, data_dir, extra, export_dir)
     print("diffucode train " + " ".join(argv), flush=True)
-    done = subprocess.run([sys.executable, "-m", "diffucode.train", *argv])
+    done = subprocess.run([sys.executable, "-m", "diffucode.training", *argv])
     if done.returncode != 0:
         raise DiffucodeError(f"diffucode train exited with {done.returncode}; the run folder {run_dir} keeps its last checkpoint")
 

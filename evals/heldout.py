@@ -5,8 +5,9 @@ tokenizers (or trained from different corpora) cannot be compared that way. Here
 first: held-out documents are cut at line boundaries into chunks of at most `chunk_bytes` bytes, and
 only chunks that every compared model can read whole (its tokens fit its context) are kept. Each
 model then gets the masked-diffusion ELBO of every chunk (t stratified over the chunks, two passes,
-cross-entropy of the masked tokens weighted 1/t; the estimator of diffucode train's evaluation) and
-the sum is divided by the chunks' bytes: bits per byte, comparable across tokenizers.
+cross-entropy of the masked tokens weighted 1/t: diffucode/training/elbo.py, the estimator of diffucode
+train's evaluation) and the sum is divided by the chunks' bytes: bits per byte, comparable across
+tokenizers.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from diffucode import checkpoint
-from diffucode.data import TokenStore
 from diffucode.tokenizer import Tokenizer
+from diffucode.training.elbo import elbo_terms
+from diffucode.training.token_store import TokenStore
 
 
 def heldout_texts(run_dir: str | Path) -> list[str]:
@@ -73,14 +74,9 @@ def bits_per_byte(ck: checkpoint.Checkpoint, texts: list[str], *, eps: float = 1
         ids[i, : len(r)] = torch.tensor(r)
         real[i, : len(r)] = True
     gen = torch.Generator().manual_seed(seed)
-    N, nats = len(rows), 0.0
-    for k in range(2):  # two stratified passes of the masking rate over the rows
-        t = (((torch.arange(N) + 0.5 + k / 2) / N) % 1.0).clamp(min=eps)
-        masked = (torch.rand(ids.shape, generator=gen) < t[:, None]) & real
-        for s in range(0, N, batch):
-            x, m = ids[s : s + batch], masked[s : s + batch]
-            logits = model(torch.where(m, tok.mask_id, x)).float()
-            ce = F.cross_entropy(logits.transpose(1, 2), x, reduction="none") * m
-            nats += float((ce / t[s : s + batch, None]).sum())
+    nats = 0.0
+    for term in elbo_terms(model, ids, real, mask_id=tok.mask_id, eps=eps, generator=gen, micro=batch):
+        for s in range(0, len(rows), batch):  # batch by batch: the order of the float32 sums fixes the last bits
+            nats += float(term[s : s + batch].sum())
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     return nats / 2 / math.log(2) / max(n_bytes, 1)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffucode import checkpoint, cpu_runtime, schedule, train
+from diffucode import checkpoint
 from diffucode.errors import ConfigError
+from diffucode.training import cli as train_cli
+from diffucode.training import config, cpu_runtime, loop, schedule
 from diffucode_evals import campaign, heldout
 from tests.benchdata import DATA
 from tests.training_kit import TRAIN, prepare_run
@@ -18,24 +20,24 @@ from tests.training_kit import TRAIN, prepare_run
 
 # -- schedule -----------------------------------------------------------------------------------------------
 def test_wsd_warms_up_each_call_holds_the_peak_and_decays_over_the_calls_last_share():
-    cfg = train.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_frac=0.1, schedule="wsd", decay_frac=0.2)
-    lrs = [train.lr_at(s, cfg, 1100, call_start=100) for s in range(100, 1101)]  # a call from step 100 to 1100
+    cfg = config.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_frac=0.1, schedule="wsd", decay_frac=0.2)
+    lrs = [loop.lr_at(s, cfg, 1100, call_start=100) for s in range(100, 1101)]  # a call from step 100 to 1100
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # warmup again at the call's start
     assert all(lr == pytest.approx(1e-3) for lr in lrs[10:800])  # stable until the last 20 % of the call
     assert all(a >= b for a, b in zip(lrs[800:], lrs[801:])) and lrs[850] < 1e-3
     assert lrs[-1] == pytest.approx(1e-4)  # ends at the floor: a decayed model
     # by time: half of the decay window left -> half-way between the peak and the floor
-    assert train.lr_at(500, cfg, 10**9, call_start=0, decay_left=0.5) == pytest.approx(1e-4 + 0.5 * 9e-4)
-    assert train.lr_at(500, cfg, 10**9, call_start=0, decay_left=-3.0) == pytest.approx(1e-4)
+    assert loop.lr_at(500, cfg, 10**9, call_start=0, decay_left=0.5) == pytest.approx(1e-4 + 0.5 * 9e-4)
+    assert loop.lr_at(500, cfg, 10**9, call_start=0, decay_left=-3.0) == pytest.approx(1e-4)
     assert schedule.decay_left_by_time(90.0, call_start=0.0, call_end=100.0, decay_frac=0.2) == pytest.approx(0.5)
 
 
 def test_the_cosine_schedule_is_unchanged_and_bad_settings_are_refused():
-    cfg = train.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_frac=0.1)
-    assert train.lr_at(55, cfg, 100) == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # the cosine's midpoint
+    cfg = config.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_frac=0.1)
+    assert loop.lr_at(55, cfg, 100) == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # the cosine's midpoint
     for bad in (dict(schedule="step"), dict(decay_frac=0.0), dict(precision="fp8"), dict(threads=-1)):
         with pytest.raises(ConfigError):
-            train.TrainConfig(**bad)
+            config.TrainConfig(**bad)
 
 
 # -- CPU runtime --------------------------------------------------------------------------------------------
@@ -53,9 +55,9 @@ def test_cpu_choices(monkeypatch):
     assert cpu_runtime.choose_precision("auto", cpu, 64) == ("fp32", "bf16 matmul measured 1.05x fp32")
     monkeypatch.setattr(cpu_runtime, "bf16_speedup", lambda d: 2.0)
     assert cpu_runtime.choose_precision("auto", cpu, 64)[0] == "bf16"
-    assert train.compile_enabled("auto", cpu, 50_000) is False  # tiny models: the build costs more than it saves
+    assert cpu_runtime.compile_enabled("auto", cpu, 50_000) is False  # tiny models: the build costs more than it saves
     has_cc = any(shutil.which(c) for c in ("cc", "gcc", "g++"))
-    assert train.compile_enabled("auto", cpu, 5_000_000) is has_cc
+    assert cpu_runtime.compile_enabled("auto", cpu, 5_000_000) is has_cc
     monkeypatch.setattr(cpu_runtime.shutil, "which", lambda name: None)
     assert cpu_runtime.compile_pays(cpu, 5_000_000) == (False, "no C compiler found")
     assert cpu_runtime.cpu_threads(1) >= 1 and cpu_runtime.cpu_threads(1000) == 1
@@ -87,7 +89,7 @@ def test_bits_per_byte_is_an_elbo_in_bits_per_byte(tiny_model_dir):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     out = prepare_run(tmp_path_factory.mktemp("campaign"))
-    assert train.main(["--out", str(out), "--max-steps", "20", "--eval-every", "0", "--schedule", "wsd", *TRAIN]) == 0
+    assert train_cli.main(["--out", str(out), "--max-steps", "20", "--eval-every", "0", "--schedule", "wsd", *TRAIN]) == 0
     return out
 
 

@@ -1,5 +1,5 @@
-"""Corpus → tokenizer → shards (diffucode/data.py) on small folders made by the tests; a streamed Hugging
-Face dataset through a stand-in `datasets` module; the tokenizer's special tokens."""
+"""Corpus → tokenizer → shards (diffucode/training/: corpus, vocab, shards, token_store) on small folders made
+by the tests; a streamed Hugging Face dataset through a stand-in `datasets` module; the tokenizer's special tokens."""
 
 import gzip
 import json
@@ -11,9 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffucode import data
-from diffucode.data import DataConfig, Decontaminator, TokenStore, prepare
-from diffucode.tokenizer import Tokenizer
+from diffucode.errors import ConfigError
+from diffucode.tokenizer import SPECIAL_TOKENS, Tokenizer
+from diffucode.training import corpus as corpus_module
+from diffucode.training import decontamination, files
+from diffucode.training.corpus import DataConfig
+from diffucode.training.decontamination import Decontaminator
+from diffucode.training.shards import prepare
+from diffucode.training.token_store import TokenStore
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 MODULES = ["textwrap.py", "string.py", "bisect.py", "heapq.py", "fnmatch.py", "shlex.py", "colorsys.py", "keyword.py",
@@ -93,10 +98,10 @@ def test_corpus_filters_dedup_and_decontamination(built):
 
 def test_split_is_deterministic_by_path():
     keys = [f"site-packages/pkg{i}/mod.py" for i in range(4000)]
-    held = [data.heldout(k, 10) for k in keys]
-    assert held == [data.heldout(k, 10) for k in keys]
+    held = [corpus_module.heldout(k, 10) for k in keys]
+    assert held == [corpus_module.heldout(k, 10) for k in keys]
     assert 20 <= sum(held) <= 60  # ~1 %
-    assert not any(data.heldout(k, 0) for k in keys)
+    assert not any(corpus_module.heldout(k, 0) for k in keys)
 
 
 def test_shards_round_trip_and_index(built):
@@ -111,12 +116,12 @@ def test_shards_round_trip_and_index(built):
         store = TokenStore(out, split)
         assert store.tokens(0).dtype == np.uint16
         for i in range(len(store)):
-            text = data.normalize_text(Path(corpus[store.keys[i]]["path"]).read_bytes().decode())
+            text = files.normalize_text(Path(corpus[store.keys[i]]["path"]).read_bytes().decode())
             assert tok.decode(store.tokens(i).tolist()) == text
             assert store.doc_bytes[i] == len(text.encode())
             n += 1
     assert n == len(corpus)
-    crlf = TokenStore(out, "train" if not data.heldout(next(k for k in corpus if k.endswith("crlf.py")), 150) else "heldout")
+    crlf = TokenStore(out, "train" if not corpus_module.heldout(next(k for k in corpus if k.endswith("crlf.py")), 150) else "heldout")
     i = next(i for i, k in enumerate(crlf.keys) if k.endswith("crlf.py"))
     assert "\r" not in tok.decode(crlf.tokens(i).tolist())
 
@@ -164,9 +169,9 @@ def test_decontaminator_rules():
     assert not d.contaminated("def g(s):\n    return len(s)\n")  # short programs are too generic to match
 
 
-@pytest.mark.skipif(data.find_bench_data() is None, reason="no shared benchmark data")
+@pytest.mark.skipif(decontamination.find_bench_data() is None, reason="no shared benchmark data")
 def test_real_benchmarks_flag_humaneval_not_stdlib():
-    progs = data.benchmark_programs(data.find_bench_data())
+    progs = decontamination.benchmark_programs(decontamination.find_bench_data())
     d = Decontaminator(progs)
     assert len(progs) > 500 and d.n_grams > 1000
     he = next(p for p in progs if "has_close_elements" in p)
@@ -176,9 +181,9 @@ def test_real_benchmarks_flag_humaneval_not_stdlib():
 
 
 def test_missing_bench_data_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "find_bench_data", lambda explicit="": None)
+    monkeypatch.setattr(decontamination, "find_bench_data", lambda explicit="": None)
     (tmp_path / "a.py").write_text("def f(x):\n    return x + 1\n" * 10)
-    with pytest.raises(data.ConfigError, match="no-decontaminate"):
+    with pytest.raises(ConfigError, match="no-decontaminate"):
         prepare(tmp_path / "d", DataConfig(sources=(str(tmp_path),)), workers=1, log=lambda m: None)
 
 
@@ -223,14 +228,14 @@ HF_RECORDS[3] = {"content": None, "path": "binary.py"}  # no text: no file
 def test_materialize_hf_writes_records_up_to_the_limit(tmp_path, monkeypatch):
     calls = fake_datasets(monkeypatch, FakeStream(HF_RECORDS))
     cfg = DataConfig(hf_dataset="org/code", hf_config="python", hf_split="train", hf_max_docs=1200)
-    dest = data.materialize_hf(tmp_path / "hf", cfg)
+    dest = corpus_module.materialize_hf(tmp_path / "hf", cfg)
     assert calls == [("org/code", "python", "train", True)]
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.py"))
     assert len(files) == 1199  # records 0..1199 except record 3
     assert files[0] == "0000/0000000.py" and files[-1] == "0001/0001199.py" and "0000/0000003.py" not in files
     assert (dest / "0001" / "0001007.py").read_text() == HF_RECORDS[1007]["content"]
     assert (dest / "DONE").is_file()
-    data.materialize_hf(dest, cfg)  # finished: the stream is not opened again
+    corpus_module.materialize_hf(dest, cfg)  # finished: the stream is not opened again
     assert len(calls) == 1
 
 
@@ -238,12 +243,12 @@ def test_materialize_hf_resumes_after_an_interruption(tmp_path, monkeypatch):
     fake_datasets(monkeypatch, FakeStream(HF_RECORDS, fail_after=700))
     cfg = DataConfig(hf_dataset="org/code", hf_max_docs=1000)
     with pytest.raises(ConnectionError):
-        data.materialize_hf(tmp_path / "hf", cfg)
+        corpus_module.materialize_hf(tmp_path / "hf", cfg)
     assert not (tmp_path / "hf" / "DONE").exists() and len(list((tmp_path / "hf").rglob("*.py"))) == 699
     first = (tmp_path / "hf" / "0000" / "0000000.py").stat().st_mtime_ns
     rest = FakeStream(HF_RECORDS)
     sys.modules["datasets"].streams.append(rest)
-    data.materialize_hf(tmp_path / "hf", cfg)
+    corpus_module.materialize_hf(tmp_path / "hf", cfg)
     assert rest.handed == 0  # the resumed stream was asked to skip the 700 records already written
     assert len(list((tmp_path / "hf").rglob("*.py"))) == 999
     assert (tmp_path / "hf" / "0000" / "0000000.py").stat().st_mtime_ns == first  # not written again
@@ -254,7 +259,7 @@ def test_special_tokens_have_fixed_ids_and_never_come_from_text(tmp_path):
     texts = [(STDLIB / m).read_text() for m in ("textwrap.py", "string.py")]
     tok = Tokenizer.train(texts, vocab_size=400)
     assert (tok.mask_id, tok.pad_id, tok.eos_id, tok.bos_id, tok.expand_id) == (0, 1, 2, 3, 4)
-    assert [tok.hf.token_to_id(t) for t in data.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert [tok.hf.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
     quoting = 'MASK = "<|mask|>"\nPAD, EOS = "<|pad|>", "<|eos|>"  # <|bos|><|expand|>\n'
     for text in [*texts, quoting, "<|mask|>"]:
         for ids in (tok.encode(text), tok.encode_batch([text])[0]):

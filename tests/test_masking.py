@@ -1,10 +1,10 @@
-"""The objective (diffucode/masking.py): invariants of every row kind, on a synthetic token store."""
+"""The objective (diffucode/training/masking.py): invariants of every row kind, on a synthetic token store."""
 
 import numpy as np
 import pytest
 
-from diffucode.masking import (BODY, INFILL, UNIFORM, BatchSource, MaskingConfig, RowBuilder, Specials,
-                               heldout_windows, low_discrepancy_t)
+from diffucode.training.masking import (BODY, INFILL, UNIFORM, BatchSource, MaskingConfig, RowBuilder, Specials,
+                                        heldout_windows, low_discrepancy_t)
 
 MASK, PAD, NL = 0, 1, 5  # ids: <|mask|>, <|pad|>; token 5 ends a line; 6.. are words
 V, T = 100, 128
@@ -206,7 +206,7 @@ def test_line_spans_are_whole_lines_with_a_real_tokenizer():
     import sysconfig
     from pathlib import Path
 
-    from diffucode.data import token_tables
+    from diffucode.training.vocab import token_tables
     from diffucode.tokenizer import Tokenizer
 
     text = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text()
@@ -242,7 +242,9 @@ def test_heldout_windows_are_fixed():
 
 def test_function_bodies_are_infill_spans_without_their_docstring():
     """`body` spans: a function's statements after its docstring, as a hole with code after it."""
-    from diffucode.data import DataConfig, doc_spans, token_tables
+    from diffucode.training.corpus import DataConfig
+    from diffucode.training.spans import doc_spans
+    from diffucode.training.vocab import token_tables
     from diffucode.tokenizer import Tokenizer
 
     body = "    total = a + b * {i}\n    if total > {i}:\n        total -= 1\n    return total\n"

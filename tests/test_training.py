@@ -1,4 +1,4 @@
-"""The training loop on CPU (diffucode/train.py): loss falls, resume is exact, the time budget is kept,
+"""The training loop on CPU (diffucode/training/): loss falls, resume is exact, the time budget is kept,
 export writes a loadable model folder, every call is recorded, two DDP ranks (gloo) agree, the
 compiled step runs on the CPU. Everything runs the `tiny` preset on a few stdlib modules."""
 
@@ -15,10 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffucode import checkpoint, train
-from diffucode.data import DataConfig
+from diffucode import checkpoint
 from diffucode.errors import ConfigError
 from diffucode.model import DiffusionTransformer, ModelConfig, preset
+from diffucode.training import card, config, cpu_runtime, flops, loop, objective
+from diffucode.training import cli as train_cli
+from diffucode.training.corpus import DataConfig
 from tests.training_kit import TRAIN, prepare_run
 
 @pytest.fixture(scope="module")
@@ -41,18 +43,18 @@ def test_hidden_states_match_the_model_forward():
     torch.manual_seed(0)
     m = DiffusionTransformer(preset("tiny", vocab_size=97)).eval()
     ids = torch.randint(0, 97, (2, 16))
-    torch.testing.assert_close(m.lm_head(train.hidden_states(m, ids)), m(ids))
+    torch.testing.assert_close(m.lm_head(objective.hidden_states(m, ids)), m(ids))
     sel = torch.tensor([0, 5, 17, 31])
     tg = torch.randint(0, 97, (4,))
-    total, ce = train.head_loss(m.lm_head.weight, train.hidden_states(m, ids), sel, tg, torch.ones(4))
+    total, ce = objective.head_loss(m.lm_head.weight, objective.hidden_states(m, ids), sel, tg, torch.ones(4))
     ref = torch.nn.functional.cross_entropy(m(ids).flatten(0, 1)[sel], tg, reduction="none")
     torch.testing.assert_close(ce, ref)
     torch.testing.assert_close(total, ref.sum())
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
-    cfg = train.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_frac=0.1)
-    lrs = [train.lr_at(s, cfg, 100) for s in range(120)]
+    cfg = config.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_frac=0.1)
+    lrs = [loop.lr_at(s, cfg, 100) for s in range(120)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert lrs[100] == pytest.approx(1e-4) and lrs[119] == pytest.approx(1e-4)
@@ -61,19 +63,19 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 def test_cli_has_help_for_every_flag():
     parser = argparse.ArgumentParser(prog="diffucode")
     sub = parser.add_subparsers()
-    train.register(sub)
+    train_cli.register(sub)
     p = sub.choices["train"]
     for action in p._actions:
         if action.option_strings and action.dest != "help":
             assert action.help and len(action.help) > 10, action.option_strings
     args = parser.parse_args(["train", "--out", "x", "--preset", "tiny", "--time-budget", "540", "--hole-menu", "8", "16"])
-    assert args.func is train.run and args.hole_menu == [8, 16] and args.time_budget == 540
+    assert args.func is train_cli.run and args.hole_menu == [8, 16] and args.time_budget == 540
     assert "--time-budget" in p.format_help()
 
 
 def test_smoke_run_loss_falls(prepared, tmp_path):
     out = fresh(prepared, tmp_path, "smoke")
-    assert train.main(["--out", str(out), "--max-steps", "30", "--eval-every", "30", "--log-every", "10", *TRAIN]) == 0
+    assert train_cli.main(["--out", str(out), "--max-steps", "30", "--eval-every", "30", "--log-every", "10", *TRAIN]) == 0
     evals = records(out, "eval")
     assert [e["step"] for e in evals] == [0, 30]
     assert evals[-1]["elbo_bpt"] < evals[0]["elbo_bpt"] - 0.4  # held-out ELBO falls (~0.8 bits/token measured)
@@ -89,10 +91,10 @@ def test_resume_continues_exactly(prepared, tmp_path):
     a = fresh(prepared, tmp_path, "a")
     b = fresh(prepared, tmp_path, "b")
     common = ["--max-steps", "6", "--eval-every", "0", "--log-every", "1", *TRAIN, "--eval-rows", "0"]
-    assert train.main(["--out", str(a), *common]) == 0
-    assert train.main(["--out", str(b), "--steps", "3", *common]) == 0
+    assert train_cli.main(["--out", str(a), *common]) == 0
+    assert train_cli.main(["--out", str(b), "--steps", "3", *common]) == 0
     assert json.loads((b / "ckpt" / "state.json").read_text())["step"] == 3
-    assert train.main(["--out", str(b), *common]) == 0
+    assert train_cli.main(["--out", str(b), *common]) == 0
     la = {r["step"]: r["loss"] for r in records(a, "train")}
     lb = {r["step"]: r["loss"] for r in records(b, "train")}
     assert sorted(lb) == [1, 2, 3, 4, 5, 6]
@@ -108,7 +110,7 @@ def test_resume_continues_exactly(prepared, tmp_path):
 def test_time_budget_stops_and_saves(prepared, tmp_path):
     out = fresh(prepared, tmp_path, "budget")
     t0 = time.time()
-    assert train.main(["--out", str(out), "--max-steps", "100000", "--time-budget", "4", "--budget-margin", "0.5",
+    assert train_cli.main(["--out", str(out), "--max-steps", "100000", "--time-budget", "4", "--budget-margin", "0.5",
                        "--eval-every", "0", "--log-every", "10", *TRAIN, "--eval-rows", "0"]) == 0
     assert time.time() - t0 < 4.5
     state = json.loads((out / "ckpt" / "state.json").read_text())
@@ -119,14 +121,14 @@ def test_time_budget_stops_and_saves(prepared, tmp_path):
 
 def test_changing_a_fixed_setting_is_refused(prepared, tmp_path, capsys):
     out = fresh(prepared, tmp_path, "fixed")
-    assert train.main(["--out", str(out), "--preset", "mini", "--prepare-only"]) == 2
+    assert train_cli.main(["--out", str(out), "--preset", "mini", "--prepare-only"]) == 2
     assert "cannot change" in capsys.readouterr().err
 
 
 def test_export_writes_a_loadable_small_model(prepared, tmp_path):
     out = fresh(prepared, tmp_path, "exp")
     dest = tmp_path / "weights" / "default"
-    assert train.main(["--out", str(out), "--max-steps", "4", "--eval-every", "0", "--log-every", "2",
+    assert train_cli.main(["--out", str(out), "--max-steps", "4", "--eval-every", "0", "--log-every", "2",
                        "--export", str(dest), *TRAIN]) == 0
     ck = checkpoint.load(dest)
     assert ck.model.cfg.d_model == 64
@@ -147,8 +149,8 @@ def test_gpu_compiled_bf16_run_and_resume(prepared, tmp_path):
     """On a GPU machine: `pytest -m gpu tests/test_training.py` (compile, bf16 autocast, fused AdamW, workers)."""
     out = fresh(prepared, tmp_path, "gpu")
     gpu = [a for a in TRAIN if a not in ("--no-compile", "cpu", "--device")] + ["--device", "cuda", "--compile", "--num-workers", "2"]
-    assert train.main(["--out", str(out), "--max-steps", "8", "--steps", "4", "--eval-every", "4", "--log-every", "1", *gpu]) == 0
-    assert train.main(["--out", str(out), "--max-steps", "8", "--eval-every", "4", "--log-every", "1", *gpu]) == 0
+    assert train_cli.main(["--out", str(out), "--max-steps", "8", "--steps", "4", "--eval-every", "4", "--log-every", "1", *gpu]) == 0
+    assert train_cli.main(["--out", str(out), "--max-steps", "8", "--eval-every", "4", "--log-every", "1", *gpu]) == 0
     steps = records(out, "train")
     assert [r["step"] for r in steps] == list(range(1, 9))
     assert all(r["loss"] == r["loss"] and r["loss"] < 20 for r in steps)  # finite
@@ -162,39 +164,39 @@ def test_train_flops_count_the_output_head_only_where_the_loss_is_taken():
     # 380 parameters, 40 of them the tied embedding / head (10 x 4): 340 in the blocks.
     # 6 * 340 * 16 tokens = 32640; attention 12 * 2 layers * 4 * 8 = 768 per token, * 16 = 12288;
     # head 6 * 40 * 5 positions = 1200.
-    assert train.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=5) == 32640 + 12288 + 1200
+    assert flops.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=5) == 32640 + 12288 + 1200
     # An untied head is a second 10 x 4 matrix among the parameters, not in the blocks.
     untied = ModelConfig(vocab_size=10, d_model=4, n_layers=2, n_heads=2, ffn_hidden=8, max_seq_len=8, tie_embeddings=False)
-    assert train.train_flops(untied, 420, seq_len=8, tokens=16, head_positions=5) == 32640 + 12288 + 1200
+    assert flops.train_flops(untied, 420, seq_len=8, tokens=16, head_positions=5) == 32640 + 12288 + 1200
     # The usual 6 N per token overstates a step whose head runs on 5 of the 16 positions.
-    assert train.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=5) < (6 * 380 + 768) * 16
-    assert train.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=16) == (6 * 380 + 768) * 16
+    assert flops.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=5) < (6 * 380 + 768) * 16
+    assert flops.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=16) == (6 * 380 + 768) * 16
 
 
 def test_compile_modes():
     p = argparse.ArgumentParser()
-    train.add_arguments(p)
+    config.add_arguments(p)
 
     def flag(*argv):
         return p.parse_args(["--out", "x", *argv]).compile
 
     assert flag() is None and flag("--compile") == "on" and flag("--no-compile") == "off"
     assert [flag("--compile", m) for m in ("auto", "on", "off")] == ["auto", "on", "off"]
-    assert train.TrainConfig().compile == "auto"
-    assert train.TrainConfig(compile=True).compile == "auto" and train.TrainConfig(compile=False).compile == "off"  # old run.json
+    assert config.TrainConfig().compile == "auto"
+    assert config.TrainConfig(compile=True).compile == "auto" and config.TrainConfig(compile=False).compile == "off"  # old run.json
     with pytest.raises(ConfigError):
-        train.TrainConfig(compile="maybe")
+        config.TrainConfig(compile="maybe")
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert [train.compile_enabled(m, cpu) for m in ("auto", "on", "off")] == [False, True, False]
-    assert [train.compile_enabled(m, cuda) for m in ("auto", "on", "off")] == [True, True, False]
+    assert [cpu_runtime.compile_enabled(m, cpu) for m in ("auto", "on", "off")] == [False, True, False]
+    assert [cpu_runtime.compile_enabled(m, cuda) for m in ("auto", "on", "off")] == [True, True, False]
 
 
 def test_steps_that_plan_the_schedule_are_synchronised(prepared, tmp_path, monkeypatch):
     """The --train-seconds plan uses the first 20 step times: each of those steps waits for the device."""
     out = fresh(prepared, tmp_path, "plan")
     synced = []
-    monkeypatch.setattr(train, "_device_sync", lambda dev: synced.append(dev))
-    assert train.main(["--out", str(out), "--train-seconds", "600", "--steps", "25", "--log-every", "1000",
+    monkeypatch.setattr(loop, "_device_sync", lambda dev: synced.append(dev))
+    assert train_cli.main(["--out", str(out), "--train-seconds", "600", "--steps", "25", "--log-every", "1000",
                        "--eval-every", "0", *TRAIN, "--eval-rows", "0"]) == 0
     state = json.loads((out / "ckpt" / "state.json").read_text())
     assert state["step"] == 25 and state["max_steps"] > 25  # planned after step 20
@@ -206,7 +208,7 @@ def test_smoke_runs_without_benchmark_data(prepared, tmp_path, monkeypatch, caps
     missing = tmp_path / "no-such-folder"
     monkeypatch.setenv("DIFFUCODE_EVAL_DATA", str(missing))
     out = tmp_path / "smoke"
-    assert train.main(["--out", str(out), "--smoke", "--bench-data", str(missing), "--sources", str(prepared.parent / "src"),
+    assert train_cli.main(["--out", str(out), "--smoke", "--bench-data", str(missing), "--sources", str(prepared.parent / "src"),
                        "--max-steps", "2", "--eval-rows", "0", "--data-workers", "1", "--device", "cpu"]) == 0
     assert "decontamination is OFF" in capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["data"]["decontaminate"] is False
@@ -217,7 +219,7 @@ def test_smoke_runs_without_benchmark_data(prepared, tmp_path, monkeypatch, caps
     (tmp_path / "bench" / "human-eval").mkdir(parents=True)
     logs = []
     cfg = DataConfig(bench_data=str(tmp_path / "bench"))
-    assert train.smoke_data(cfg, logs.append) == cfg and not logs
+    assert train_cli.smoke_data(cfg, logs.append) == cfg and not logs
 
 
 def test_every_training_call_is_recorded_and_exported(prepared, tmp_path):
@@ -226,7 +228,7 @@ def test_every_training_call_is_recorded_and_exported(prepared, tmp_path):
     first = ["--out", str(out), "--max-steps", "4", "--steps", "2", "--eval-every", "0", *TRAIN, "--eval-rows", "0"]
     second = ["--out", str(out), "--max-steps", "4", "--eval-every", "0", "--log-every", "1", *TRAIN, "--eval-rows", "0",
               "--export", str(dest)]
-    assert train.main(first) == 0 and train.main(second) == 0
+    assert train_cli.main(first) == 0 and train_cli.main(second) == 0
     created = json.loads((out / "run.json").read_text())["command"]  # the fixture's --prepare-only call
     assert "--prepare-only" in created and "--vocab-size" in created
     want = [{"step": 0, "argv": created}, {"step": 0, "argv": ["diffucode", "train", *first], "device": "cpu"},
@@ -250,15 +252,15 @@ def test_the_interim_label_counts_every_call_and_the_starting_models():
     cpu = {"commands": [{"step": 0, "argv": ["a"], "device": "cpu"}, {"step": 5, "argv": ["b"], "device": "cpu"}]}
     gpu_then_cpu = {"commands": [{"step": 0, "argv": ["a"], "device": "1 x NVIDIA H100"},
                                  {"step": 5, "argv": ["b"], "device": "cpu"}], "device": "cpu"}
-    assert "interim" in train._cpu_status(cpu, {})
-    assert train._cpu_status(gpu_then_cpu, {}) == ""
-    assert train._devices(gpu_then_cpu) == ["1 x NVIDIA H100", "cpu"]
+    assert "interim" in card.cpu_status(cpu, {})
+    assert card.cpu_status(gpu_then_cpu, {}) == ""
+    assert card.training_devices(gpu_then_cpu) == ["1 x NVIDIA H100", "cpu"]
     from_gpu_model = {"init_from": {"folder": "m", "commands": [{"step": 0, "argv": ["x"], "device": "1 x NVIDIA H100"}]}}
-    assert train._cpu_status(cpu, from_gpu_model) == ""
-    assert "interim" in train._cpu_status({"device": "cpu"}, {})  # a checkpoint from before calls recorded devices
-    assert train._cpu_status({}, {}) == ""  # nothing recorded: no claim either way
-    assert train._millions(None) == "?" and train._millions(2_500_000) == "2.5"
-    text = train._lineage_text({"folder": "m", "steps": 3})  # a starting model that recorded no tokens or time
+    assert card.cpu_status(cpu, from_gpu_model) == ""
+    assert "interim" in card.cpu_status({"device": "cpu"}, {})  # a checkpoint from before calls recorded devices
+    assert card.cpu_status({}, {}) == ""  # nothing recorded: no claim either way
+    assert card.millions(None) == "?" and card.millions(2_500_000) == "2.5"
+    text = card.lineage_text({"folder": "m", "steps": 3})  # a starting model that recorded no tokens or time
     assert "(? M tokens, ? min)" in text and "0.0 M" not in text
 
 
@@ -267,14 +269,14 @@ def test_a_run_started_from_a_model_keeps_that_models_training_in_its_card(prepa
     generations deep, so a model resumed from the embedded one still says how all of it was trained."""
     first, gen1 = fresh(prepared, tmp_path, "gen1"), tmp_path / "model1"
     argv1 = ["--out", str(first), "--max-steps", "2", "--eval-every", "0", *TRAIN, "--eval-rows", "0", "--export", str(gen1)]
-    assert train.main(argv1) == 0
+    assert train_cli.main(argv1) == 0
     src = json.loads((prepared / "run.json").read_text())["data"]["sources"]  # the fixture's sources
     gen2, gen3 = tmp_path / "model2", tmp_path / "model3"
     for n, (start, dest) in enumerate(((gen1, gen2), (gen2, gen3)), 2):
         argv = ["--out", str(tmp_path / f"run{n}"), "--init-from", str(start), "--sources", *src, "--no-decontaminate",
                 "--data-workers", "1", "--max-steps", "3", "--eval-every", "0", *TRAIN, "--eval-rows", "0",
                 "--export", str(dest)]
-        assert train.main(argv) == 0
+        assert train_cli.main(argv) == 0
     training = json.loads((gen3 / "config.json").read_text())["training"]
     parent = training["init_from"]
     assert parent["folder"] == str(gen2) and parent["steps"] == 3
@@ -287,7 +289,7 @@ def test_a_run_started_from_a_model_keeps_that_models_training_in_its_card(prepa
     plain = (gen1 / "README.md").read_text()
     assert "started from the weights" not in plain
     run3 = tmp_path / "run3"  # a later call of the same run keeps the lineage
-    assert train.main(["--out", str(run3), "--max-steps", "4", "--eval-every", "0", *TRAIN, "--eval-rows", "0"]) == 0
+    assert train_cli.main(["--out", str(run3), "--max-steps", "4", "--eval-every", "0", *TRAIN, "--eval-rows", "0"]) == 0
     assert json.loads((run3 / "run.json").read_text())["init_from"]["folder"] == str(gen2)
 
 
@@ -295,7 +297,7 @@ def test_a_folder_with_another_tools_run_json_is_refused(tmp_path, capsys):
     out = tmp_path / "eval-run"
     out.mkdir()
     (out / "run.json").write_text('{"taskset": "humaneval"}')
-    assert train.main(["--out", str(out), "--prepare-only", *TRAIN]) == 2
+    assert train_cli.main(["--out", str(out), "--prepare-only", *TRAIN]) == 2
     assert "did not write" in capsys.readouterr().err and sorted(p.name for p in out.iterdir()) == ["run.json"]
 
 
@@ -306,8 +308,8 @@ def test_compiled_cpu_run_and_resume(prepared, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     cpu = [a for a in TRAIN if a not in ("--no-compile", "--quiet")] + ["--compile", "on", "--eval-rows", "0"]
     common = ["--out", str(out), "--max-steps", "4", "--eval-every", "0", "--log-every", "1", *cpu]
-    assert train.main([*common, "--steps", "2"]) == 0
-    assert train.main(common) == 0
+    assert train_cli.main([*common, "--steps", "2"]) == 0
+    assert train_cli.main(common) == 0
     assert capsys.readouterr().out.count("torch.compile on (--compile on)") == 2
     steps = records(out, "train")
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
@@ -326,10 +328,10 @@ def _ddp_rank(rank: int, out: str, port: int, argv: list[str]) -> None:
             super().__init__(*a, **k)
             models.append(self)
 
-    loop = train.train_loop
-    train.DiffusionTransformer = Recorded
-    train.train_loop = lambda *a, **k: results.append(loop(*a, **k)) or results[-1]
-    assert train.main(argv) == 0
+    original = train_cli.train_loop
+    loop.DiffusionTransformer = Recorded
+    train_cli.train_loop = lambda *a, **k: results.append(original(*a, **k)) or results[-1]
+    assert train_cli.main(argv) == 0
     r = results[0]
     save_file({n: p.detach().contiguous() for n, p in models[0].named_parameters()}, f"{out}/rank{rank}.safetensors")
     Path(out, f"rank{rank}.json").write_text(json.dumps({"step": r.step, "stopped_by": r.stopped_by, "max_steps": r.max_steps}))
@@ -369,10 +371,10 @@ def test_objective_ablation_variants_are_valid_train_flags():
     import argparse
 
     from benchmarks.ablate_objective import VARIANTS
-    from diffucode.masking import MaskingConfig
+    from diffucode.training.masking import MaskingConfig
 
     parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    config.add_arguments(parser)
     for flags in VARIANTS.values():
         args = parser.parse_args(["--out", "x", *flags])
         mix = MaskingConfig(p_uniform=args.p_uniform, p_infill=args.p_infill, p_body=args.p_body)
@@ -382,7 +384,8 @@ def test_objective_ablation_variants_are_valid_train_flags():
 def test_bad_destinations_and_numbers_are_refused_before_any_work(tmp_path, tiny_model_dir, capsys):
     from diffucode import cli
     from diffucode.errors import CheckpointError, ConfigError
-    from diffucode.train import TrainConfig, check_export_dest
+    from diffucode.training.config import TrainConfig
+    from diffucode.training.export import check_export_dest
 
     check_export_dest(tmp_path / "new")  # a new folder, an empty one, or a diffucode model folder: fine
     check_export_dest(tiny_model_dir)
@@ -425,17 +428,17 @@ def test_a_failed_first_call_leaves_no_run_and_a_retry_starts_afresh(prepared, t
     for flags, message in ((["--sources", str(tmp_path / "nope"), "--no-decontaminate"], "source folder not found"),
                            (["--sources", str(empty), "--bench-data", str(tmp_path / "nope")], "benchmark data folder not found"),
                            (["--sources", str(empty), "--no-decontaminate"], "no training documents")):
-        assert train.main(base + flags) == 2
+        assert train_cli.main(base + flags) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert out.is_dir() == existing and (not existing or not any(out.iterdir()))
     src = prepared.parent / "src"
-    assert train.main(base + ["--sources", str(src), "--no-decontaminate", "--heldout-permille", "250"]) == 0
+    assert train_cli.main(base + ["--sources", str(src), "--no-decontaminate", "--heldout-permille", "250"]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["sources"] == [str(src)] and (out / "tokenizer.json").is_file()
     # The run exists now: resuming it keeps working, and its data settings stay fixed.
-    assert train.main(["--out", str(out), "--prepare-only", "--quiet"]) == 0
-    assert train.main(["--out", str(out), "--prepare-only", "--sources", str(empty)]) == 2
+    assert train_cli.main(["--out", str(out), "--prepare-only", "--quiet"]) == 0
+    assert train_cli.main(["--out", str(out), "--prepare-only", "--sources", str(empty)]) == 2
     assert "cannot change" in capsys.readouterr().err
 
 
@@ -444,31 +447,31 @@ def test_out_must_be_a_run_a_new_or_an_empty_folder(tmp_path, capsys):
     mine.mkdir()
     (mine / "notes.txt").write_text("the user's")
     for out, message in ((mine, "not a diffucode run folder"), (mine / "notes.txt", "is a file")):
-        assert train.main(["--out", str(out), "--smoke", "--prepare-only"]) == 2
+        assert train_cli.main(["--out", str(out), "--smoke", "--prepare-only"]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and (mine / "notes.txt").read_text() == "the user's"
     (tmp_path / "empty").mkdir()
     for fine in (tmp_path / "new", tmp_path / "empty"):  # a new path, an empty folder, a run folder
-        train.check_run_folder(fine)
+        train_cli.check_run_folder(fine)
     (mine / "run.json").write_text('{"data": {}, "train": {}, "command": []}')
-    train.check_run_folder(mine)
+    train_cli.check_run_folder(mine)
     # What an "empty" folder may already hold: a .gitkeep, and the log a shell redirect
     # (`diffucode train --out runs/x > runs/x/train.log`) creates before the command starts.
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / ".gitkeep").write_text("")
     (kept / "train.log").write_text("")
-    train.check_run_folder(kept)
+    train_cli.check_run_folder(kept)
     (kept / "train.log").write_text("an earlier run's log\n")
     with pytest.raises(ConfigError, match="not a diffucode run folder"):
-        train.check_run_folder(kept)
+        train_cli.check_run_folder(kept)
     for other in (".git", "tokenizer.json"):  # a hidden folder, an empty file named like one the run writes
         odd = tmp_path / f"odd{other}"
         odd.mkdir()
         (odd / other).mkdir() if other == ".git" else (odd / other).write_text("")
         with pytest.raises(ConfigError, match="not a diffucode run folder"):
-            train.check_run_folder(odd)
+            train_cli.check_run_folder(odd)
 
 
 def test_a_first_call_that_fails_in_any_way_removes_what_it_wrote_and_the_folders_it_made(tmp_path, monkeypatch):
@@ -481,20 +484,20 @@ def test_a_first_call_that_fails_in_any_way_removes_what_it_wrote_and_the_folder
         (folder / "shard-0.bin").write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train, "prepare", failing_prepare)
+    monkeypatch.setattr(train_cli, "prepare", failing_prepare)
     with pytest.raises(OSError, match="No space left"):
-        train.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
+        train_cli.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
     assert not (tmp_path / "runs").exists()
     # A parent that holds something else stays, and so does what it holds.
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "other.txt").write_text("keep")
     with pytest.raises(OSError):
-        train.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
+        train_cli.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["other.txt"]
     # Ctrl-C keeps the run, so that rerunning resumes.
     def interrupted_prepare(folder, *args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(train, "prepare", interrupted_prepare)
+    monkeypatch.setattr(train_cli, "prepare", interrupted_prepare)
     with pytest.raises(KeyboardInterrupt):
-        train.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
+        train_cli.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
     assert (out / "run.json").is_file()

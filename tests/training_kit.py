@@ -4,7 +4,7 @@ import shutil
 import sysconfig
 from pathlib import Path
 
-from diffucode import train
+from diffucode.training import cli as train_cli
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 MODULES = ["textwrap.py", "string.py", "bisect.py", "heapq.py", "fnmatch.py", "shlex.py", "colorsys.py", "glob.py",
@@ -24,7 +24,7 @@ def prepare_run(root: Path) -> Path:
             (src / m).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(STDLIB / m, src / m)
     out = root / "base"
-    rc = train.main(["--out", str(out), "--prepare-only", "--sources", str(src), "--vocab-size", "512",
+    rc = train_cli.main(["--out", str(out), "--prepare-only", "--sources", str(src), "--vocab-size", "512",
                      "--heldout-permille", "250", "--no-decontaminate", "--tokenizer-sample-mb", "1", "--data-workers", "1", *TRAIN])
     assert rc == 0
     return out

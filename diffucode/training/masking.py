@@ -1,7 +1,7 @@
 """The forward process and the training objective: what is hidden, what the model must predict, how
 each prediction is weighted. Pure numpy, so it runs in DataLoader workers; one call builds one batch.
 
-Every row is T = seq_len tokens cut from ONE document (data.py stores documents unseparated). Room
+Every row is T = seq_len tokens cut from ONE document (shards.py stores documents unseparated). Room
 after a document's end is <|pad|>: the infill engine's convention for "end of text". Three row kinds,
 mixed per batch by `p_uniform : p_infill : p_body`:
 
@@ -9,7 +9,7 @@ mixed per batch by `p_uniform : p_infill : p_body`:
     masked tokens weighted 1/t. E[Σ weights] = T, so the row loss is the negative ELBO per token.
     Pads after a document's end are ordinary targets here: the model learns that after the end of the
     text come pads (the engine appends masks after a text and strips the pads it gets back).
-(b) infill: one or two spans — random whole lines, or syntax spans from data.py (statements, compound
+(b) infill: one or two spans — random whole lines, or syntax spans from spans.py (statements, compound
     statements, blocks; expressions and conditions from syntax.node_spans; function bodies without
     their docstring) — each replaced by a hole of H ≥ span positions whose target is the span's
     tokens followed by <|pad|> up to H. A body hole here has code after it (the rest of the file):
@@ -38,11 +38,12 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from diffucode.data import SPAN_KINDS, TokenStore
+from diffucode.training.spans import SPAN_KINDS
+from diffucode.training.token_store import TokenStore
 
 UNIFORM, INFILL, BODY = 0, 1, 2
 KIND_NAMES = ("uniform", "infill", "body")
-# Kinds of syntax spans an infill hole may replace: data.py's stored spans, then function bodies. Body
+# Kinds of syntax spans an infill hole may replace: spans.py's stored spans, then function bodies. Body
 # spans are not stored as spans: they are the (body start, body end) of the stored function bodies,
 # so data folders built before this kind existed have them too.
 HOLE_SPAN_KINDS = (*SPAN_KINDS, "body")

@@ -1,6 +1,6 @@
 """`diffucode train`'s settings and flags: the config dataclasses' training part, the run-folder rules
 for settings, and the argument parser. No torch here: `diffucode train --help` and a bad flag answer
-before the training libraries load (train.py runs the command).
+before the training libraries load (cli.py runs the command).
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import argparse
 import sysconfig
 from dataclasses import dataclass, field, fields
 
-from diffucode.data import DataConfig
 from diffucode.errors import ConfigError
-from diffucode.masking import MaskingConfig
-from diffucode.schedule import SCHEDULES
+from diffucode.training.corpus import DataConfig
+from diffucode.training.masking import MaskingConfig
+from diffucode.training.schedule import SCHEDULES
 
 COMPILE_MODES = ("auto", "on", "off")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -153,7 +153,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers, run) -> None:
-    """Add `diffucode train` to the main CLI; `run(args)` trains (train.run: imported only when the
+    """Add `diffucode train` to the main CLI; `run(args)` trains (training/cli.py's run: imported only when the
     command runs, so `--help` and flag errors answer without loading torch)."""
     p = subparsers.add_parser(
         "train", help="train diffucode's own model (corpus → tokenizer → shards → training → export)",

@@ -1,4 +1,4 @@
-"""How the training step runs on a CPU: threads, precision and compilation, chosen for this machine.
+"""How the training step runs: threads, precision and compilation, chosen for this machine (CPU or CUDA).
 
 Measured on a 2-core AVX-512 (BF16) machine (benchmarks/bench_train.py prints the table): the
 default shape used to run with half the cores (1 thread: 4.1 k tok/s) in eager float32; with both
@@ -90,3 +90,10 @@ def compile_pays(device: torch.device, n_params: int) -> tuple[bool, str]:
     if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("g++")):
         return False, "no C compiler found"
     return True, "CPU"
+
+
+def compile_enabled(mode: str, device: torch.device, n_params: int = 0) -> bool:
+    """Whether the training step is compiled: `auto` on CUDA, and on a CPU where it pays
+    (compile_pays: not for tiny models, whose build takes longer than a smoke run); `on` forces it
+    anywhere, so the compiled step can be tested without a GPU."""
+    return mode == "on" or (mode == "auto" and compile_pays(device, n_params)[0])
