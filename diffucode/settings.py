@@ -1,4 +1,6 @@
-"""The generation settings every front end shares (`InfillSettings`), their one-line help and their checks.
+"""The generation settings every front end shares (`InfillSettings`), their one-line help and their checks,
+and the one helper per interface built from them: command-line flags (`add_flags`, `from_flags`) and
+JSON settings (`to_json`, `from_json`, camelCase keys).
 
 No torch here: the command line builds its flags from these fields, and `--help` or a bad value must
 answer before the model's libraries load. The sampler and the guidance read their constants and
@@ -8,7 +10,9 @@ checks from here too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import re
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, Iterable, Mapping
 
 from diffucode.errors import ConfigError
 
@@ -29,35 +33,55 @@ LENGTH_MODES = ("auto", "pad", "search", "fixed", "expand")
 MAX_CANDIDATES = 64  # one batch in memory: rows × context × vocabulary logits
 
 
+def setting(default: Any, help: str) -> Any:
+    """A field of InfillSettings with its one line of help: the CLI flag's, `diffucode eval`'s and the
+    language server's documentation (docs/lsp.md). The value's type is the field's annotation."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class InfillSettings:
     """Generation knobs shared by infill, rewrite and complete (the CLI has one flag per field)."""
 
-    steps: int | None = None  # forwards per hole set; None: one per 2 masked tokens
-    strategy: str = "confidence"  # unmasking order: confidence, margin, entropy, origin
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    threshold: float | None = 0.9  # parallel decoding: also commit every token with confidence ≥ threshold
-    entropy_bound: float | None = None  # also commit lowest-entropy tokens while Σ entropy − max ≤ this
-    early_stop: float | None = None  # commit all when predictions repeat and each is this confident
-    block_length: int | None = None  # semi-autoregressive blocks of this many masks
-    remask_below: float | None = None  # re-predict committed tokens whose confidence was below this
-    position_temperature: float | None = None  # Dream's alg_temp: draw the positions to commit from softmax(score / this)
-    cfg_scale: float = 0.0  # LLaDA's classifier-free guidance against the context masked (0: off)
-    candidates: int = 1  # drawn in one batch; the best valid one wins
-    seed: int = 0
-    max_new_tokens: int = 64  # largest hole, in tokens, per span
-    length_mode: str = "auto"  # auto: expand or pad if the model was trained for it, else search
-    length: int | None = None  # fixed hole length in tokens (length_mode "fixed")
-    search_lengths: tuple[int, ...] | None = None  # hole lengths tried by the search
-    validate: bool = True  # reject candidates that break the syntax (syntax.py)
-    language: str | None = "python"
-    context_tokens: int | None = None  # prompt budget; default: the model's context
-    cache_refresh: int | None = 4  # approximate K/V cache: full forward every N steps (1 = exact; None = off)
-    exact: bool = False  # ignore threshold, entropy_bound, early_stop and cache_refresh: the reference decoder
-    max_lines: int | None = None  # infill keeps at most this many lines of each hole's text (line-bounded)
-    allow_delete: bool = False  # accept results that delete the span's code (guard.py); else they are refused
+    steps: int | None = setting(None, "denoising forward passes (default: one per 2 masked tokens)")
+    strategy: str = setting("confidence", "which masks to commit first: " + ", ".join(STRATEGIES))
+    temperature: float = setting(0.0, "0 picks the most likely token; higher samples more freely")
+    top_k: int | None = setting(None, "sample only among the k most likely tokens")
+    top_p: float | None = setting(None, "sample only from the smallest set of tokens with this much probability")
+    threshold: float | None = setting(0.9, "parallel decoding: also commit every token at least this confident")
+    entropy_bound: float | None = setting(  # Σ entropy − max ≤ this
+        None, "parallel decoding: also commit the surest tokens while their summed entropy, less the largest, "
+              "stays within this (nats)")
+    early_stop: float | None = setting(
+        None, "commit every remaining token once the predictions repeat the previous step's and each is at least "
+              "this confident")
+    block_length: int | None = setting(None, "fill the hole left to right in blocks of this many tokens")
+    remask_below: float | None = setting(None, "re-predict committed tokens whose confidence was below this")
+    position_temperature: float | None = setting(
+        None, "draw which tokens to commit at random, the surer the likelier: softmax(score / this) "
+              "(Dream's alg_temp; unset or 0: the surest first)")
+    cfg_scale: float = setting(
+        0.0, "classifier-free guidance: also run the model with the context masked and move away from that "
+             "prediction by this much (LLaDA's cfg_scale; 0: off; twice the rows per forward)")
+    candidates: int = setting(1, "candidates drawn in one batch; the best valid one wins")
+    seed: int = setting(0, "random seed (same seed, same output)")
+    max_new_tokens: int = setting(64, "largest hole per span, in tokens")
+    # auto: expand or pad if the model was trained for it, else search (infill.py)
+    length_mode: str = setting("auto", "how the hole length is chosen: " + ", ".join(LENGTH_MODES))
+    length: int | None = setting(None, "exact hole length in tokens (implies length mode fixed)")
+    search_lengths: tuple[int, ...] | None = setting(None, "hole lengths the length search tries, comma-separated")
+    validate: bool = setting(True, "reject candidates that break the syntax")  # syntax.py
+    language: str | None = setting("python", "language for syntax checks (default: from the file extension)")
+    context_tokens: int | None = setting(None, "tokens of surrounding code the model sees (default: its context)")
+    cache_refresh: int | None = setting(  # 1 = exact; None = off
+        4, "reuse the context's keys/values, recomputing everything every N steps (faster, approximate)")
+    exact: bool = setting(False, "the reference decoder: no threshold, entropy bound, early stop or cache (slower)")
+    max_lines: int | None = setting(
+        None, "infill keeps at most this many lines of each hole's text, cut after its newline "
+              "(line-bounded decoding: 1 for a single-line hole)")
+    allow_delete: bool = setting(  # guard.py
+        False, "accept a result that deletes code: an empty fill of lines that held code, a rewrite that "
+               "drops or merges lines (refused otherwise)")
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -104,43 +128,134 @@ class InfillSettings:
             raise ConfigError("search_lengths must be one or more lengths ≥ 1")
 
 
-# One line of help per setting: the CLI builds its flags from these, the LSP documents its options with them.
-SETTINGS_HELP = {
-    "steps": "denoising forward passes (default: one per 2 masked tokens)",
-    "strategy": "which masks to commit first: " + ", ".join(STRATEGIES),
-    "temperature": "0 picks the most likely token; higher samples more freely",
-    "top_k": "sample only among the k most likely tokens",
-    "top_p": "sample only from the smallest set of tokens with this much probability",
-    "threshold": "parallel decoding: also commit every token at least this confident",
-    "entropy_bound": "parallel decoding: also commit the surest tokens while their summed entropy, less the largest, stays within this (nats)",
-    "early_stop": "commit every remaining token once the predictions repeat the previous step's and each is at least this confident",
-    "block_length": "fill the hole left to right in blocks of this many tokens",
-    "remask_below": "re-predict committed tokens whose confidence was below this",
-    "position_temperature": "draw which tokens to commit at random, the surer the likelier: softmax(score / this) "
-                            "(Dream's alg_temp; unset or 0: the surest first)",
-    "cfg_scale": "classifier-free guidance: also run the model with the context masked and move away from that "
-                 "prediction by this much (LLaDA's cfg_scale; 0: off; twice the rows per forward)",
-    "candidates": "candidates drawn in one batch; the best valid one wins",
-    "seed": "random seed (same seed, same output)",
-    "max_new_tokens": "largest hole per span, in tokens",
-    "length_mode": "how the hole length is chosen: " + ", ".join(LENGTH_MODES),
-    "length": "exact hole length in tokens (implies length mode fixed)",
-    "search_lengths": "hole lengths the length search tries, comma-separated",
-    "validate": "reject candidates that break the syntax",
-    "language": "language for syntax checks (default: from the file extension)",
-    "context_tokens": "tokens of surrounding code the model sees (default: its context)",
-    "cache_refresh": "reuse the context's keys/values, recomputing everything every N steps (faster, approximate)",
-    "exact": "the reference decoder: no threshold, entropy bound, early stop or cache (slower)",
-    "max_lines": "infill keeps at most this many lines of each hole's text, cut after its newline "
-                 "(line-bounded decoding: 1 for a single-line hole)",
-    "allow_delete": "accept a result that deletes code: an empty fill of lines that held code, a rewrite that "
-                    "drops or merges lines (refused otherwise)",
-}
+
+# One line of help per setting, read from the fields (the LSP's settings table prints it).
+SETTINGS_HELP: dict[str, str] = {f.name: f.metadata["help"] for f in fields(InfillSettings)}
 
 
-def flag_type(name: str):
-    """The Python type of a setting's command-line value (int, float, str or bool), from its field."""
-    f = next(f for f in fields(InfillSettings) if f.name == name)
-    t = str(f.type)
-    return bool if t == "bool" else next((k for n, k in (("int", int), ("float", float)) if t.startswith(n)), str)
+# -- command-line flags (diffucode infill / rewrite / complete, diffucode eval) ---------------------------
+def _annotation(f: Field) -> tuple[str, bool]:
+    """A field's value type ("int", "float", "str", "bool", "tuple[int, ...]", "dict", ...) and whether it
+    may be None, from its annotation (a string under postponed evaluation)."""
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    parts = [p.strip() for p in t.split("|")]
+    return parts[0], "None" in parts
 
+
+def add_flags(parser, *, only: Iterable[str] | None = None, skip: Iterable[str] = (),
+              notes: Mapping[str, str] | None = None, unset: str | None = None) -> None:
+    """Add one `--kebab-case` flag per InfillSettings field to an argparse parser or argument group.
+
+    Every flag defaults to None ("not given"), so `from_flags` returns only what the user typed.
+    A bool field is a switch (`--no-NAME` when the field defaults to True); a tuple of ints is a
+    comma-separated list. Args:
+        only: these fields, in this order (default: every field, in declaration order).
+        skip: fields left out.
+        notes: text appended to a field's help (e.g. what differs in an eval).
+        unset: appended to a valued flag's help as " (unset)": what happens when it is not given. Default:
+            " (default: X)" with the field's default, unless the help already names one.
+    """
+    by_name = {f.name: f for f in fields(InfillSettings)}
+    skipped = set(skip)
+    notes = notes or {}
+    for name in (only if only is not None else by_name):
+        if name in skipped:
+            continue
+        f = by_name[name]
+        flag = "--" + name.replace("_", "-")
+        help_ = f.metadata["help"] + notes.get(name, "")
+        kind, _ = _annotation(f)
+        if kind == "bool":
+            if f.default is True:
+                parser.add_argument("--no-" + flag[2:], dest=name, action="store_false", default=None,
+                                    help="do not " + help_)
+            else:
+                parser.add_argument(flag, action="store_true", default=None, help=help_)
+        elif kind.startswith("tuple"):
+            parser.add_argument(flag, type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help=help_)
+        else:
+            if unset is not None:
+                help_ += f" ({unset})"
+            elif "(default" not in help_:  # the help says it better
+                help_ += f" (default: {f.default})"
+            parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), default=None, help=help_)
+
+
+def from_flags(args) -> dict[str, Any]:
+    """The settings given on a command line parsed with `add_flags` (field name → value; flags not given
+    and fields without a flag are left out)."""
+    return {f.name: v for f in fields(InfillSettings) if (v := getattr(args, f.name, None)) is not None}
+
+
+# -- JSON settings (the language server's initializationOptions, configuration and request options) -------
+def camel(name: str) -> str:
+    """`max_new_tokens` → `maxNewTokens`: a field's JSON key."""
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+def snake(key: str) -> str:
+    """`maxNewTokens` → `max_new_tokens` (a snake_case key stays as it is)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def field_from_json(f: Field, value: Any) -> Any:
+    """Check one JSON value against a dataclass field's annotation; returns it as the field's type.
+    A bad value raises ConfigError naming the setting's camelCase key. Works for any settings dataclass
+    whose fields are bool, int, float, str, tuple of ints or dict, each optionally `| None`."""
+    kind, optional = _annotation(f)
+    key = camel(f.name)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"setting {key!r} cannot be null")
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting {key!r} must be true or false, got {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"setting {key!r} must be an integer, got {value!r}")
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"setting {key!r} must be a number, got {value!r}")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"setting {key!r} must be a string, got {value!r}")
+        return value
+    if kind.startswith("tuple"):
+        ints = isinstance(value, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+        if not ints:
+            raise ConfigError(f"setting {key!r} must be a list of integers, got {value!r}")
+        return tuple(value)
+    if kind == "dict":
+        if not isinstance(value, dict):
+            raise ConfigError(f"setting {key!r} must be an object, got {value!r}")
+        return value
+    raise ConfigError(f"setting {key!r} has an unsupported type {f.type}")  # pragma: no cover
+
+
+def to_json(settings: InfillSettings) -> dict[str, Any]:
+    """Every field under its camelCase key, JSON-ready (tuples as lists)."""
+    return {camel(f.name): list(v) if isinstance(v := getattr(settings, f.name), tuple) else v
+            for f in fields(InfillSettings)}
+
+
+def from_json(raw: Any, *, where: str = "options") -> dict[str, Any]:
+    """Validate a JSON object of InfillSettings fields (camelCase or snake_case keys) into snake_case
+    overrides for `dataclasses.replace`. An unknown key or a bad value raises a one-line ConfigError
+    naming `where`; the values' ranges are InfillSettings.check's job. None is no overrides."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be an object, got {type(raw).__name__}")
+    by_name = {f.name: f for f in fields(InfillSettings)}
+    out = {}
+    for key, value in raw.items():
+        name = snake(key)
+        if name not in by_name:
+            raise ConfigError(f"unknown generation setting {key!r} in {where}; known: {', '.join(map(camel, by_name))}")
+        out[name] = field_from_json(by_name[name], value)
+    return out

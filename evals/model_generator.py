@@ -9,25 +9,28 @@ from __future__ import annotations
 import zlib
 from typing import Any, Sequence
 
-from diffucode.settings import SETTINGS_HELP, flag_type
+from diffucode.settings import add_flags
 
 from .data import Task
 from .prompts import PromptStyle, build_prompt
 
 
-# The sampling settings `diffucode eval` offers: their types and help come from diffucode.settings (the
-# CLI's and the language server's too); a note says what differs in an eval. cli.py builds its flags from this.
+# The sampling settings `diffucode eval` offers, in its --help order. Their types and help come from
+# diffucode.settings (the CLI's and the language server's too); a note says what differs in an eval.
+MODEL_KNOBS: tuple[str, ...] = (
+    "steps", "temperature", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
+    "cache_refresh", "exact", "length_mode", "position_temperature", "cfg_scale", "max_lines",
+)
 _EVAL_NOTES = {
     "temperature": "; use > 0 with --n-samples > 1",
     "seed": "; sample i of a task uses a seed derived from (seed, task id, i)",
     "max_lines": "; infill tasks only",
 }
-MODEL_KNOBS: dict[str, tuple[Any, str]] = {
-    name: (flag_type(name), SETTINGS_HELP[name] + _EVAL_NOTES.get(name, "") + ("" if flag_type(name) is bool else
-                                                                              " (engine default if unset)"))
-    for name in ("steps", "temperature", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
-                 "cache_refresh", "exact", "length_mode", "position_temperature", "cfg_scale", "max_lines")
-}
+
+
+def add_knob_flags(group) -> None:
+    """One flag per model knob on an argparse parser or group (`diffucode eval`'s generation flags)."""
+    add_flags(group, only=MODEL_KNOBS, notes=_EVAL_NOTES, unset="engine default if unset")
 
 
 class ModelGenerator:
@@ -106,4 +109,4 @@ class ModelGenerator:
         return best.edits[0].text
 
 
-__all__ = ["MODEL_KNOBS", "ModelGenerator"]
+__all__ = ["MODEL_KNOBS", "ModelGenerator", "add_knob_flags"]

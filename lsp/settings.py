@@ -1,22 +1,24 @@
 """Server settings: what `initializationOptions` and `workspace/didChangeConfiguration` may set.
 
 Keys are camelCase (`maxNewTokens`); snake_case is accepted too. The generation knobs are the fields
-of `diffucode.infill.InfillSettings` (help text from `SETTINGS_HELP`, so CLI, LSP and docs say the same
-thing); the rest are server knobs listed in `SERVER_HELP`. A settings object may be nested under a
-"diffucode" key (VS Code style). Updates are partial: keys not given keep their current value.
+of `diffucode.settings.InfillSettings`, read and written by that module's JSON helpers (help text from
+the fields, so CLI, LSP and docs say the same thing); the rest are server knobs listed in `SERVER_HELP`,
+checked by the same per-field helper. A settings object may be nested under a "diffucode" key (VS Code
+style). Updates are partial: keys not given keep their current value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from diffucode.denoiser import COMPILE_MODES
 from diffucode.devices import resolve_device
 from diffucode.errors import ConfigError
-from diffucode.infill import SETTINGS_HELP, InfillSettings
+from diffucode.settings import SETTINGS_HELP, InfillSettings, camel, field_from_json, snake
+from diffucode.settings import from_json as generation_overrides  # request options and the "inline" object
+from diffucode.settings import to_json as generation_json
 
 SECTION = "diffucode"
 
@@ -84,78 +86,16 @@ class ServerSettings:
         return out
 
     def to_json(self) -> dict:
-        out = {_camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("generation", "inline")}
-        out["inline"] = {_camel(k): v for k, v in self.inline.items()}
-        out.update({_camel(f.name): _jsonable(getattr(self.generation, f.name)) for f in dataclasses.fields(InfillSettings)})
+        out = {camel(f.name): getattr(self, f.name)
+               for f in dataclasses.fields(self) if f.name not in ("generation", "inline")}
+        out["inline"] = {camel(k): v for k, v in self.inline.items()}
+        out.update(generation_json(self.generation))
         return out
 
 
 # -- parsing ----------------------------------------------------------------------------------------
 _SERVER_FIELDS = {f.name: f for f in dataclasses.fields(ServerSettings) if f.name != "generation"}
 _GEN_FIELDS = {f.name: f for f in dataclasses.fields(InfillSettings)}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.capitalize() for w in rest)
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def _jsonable(v):
-    return list(v) if isinstance(v, tuple) else v
-
-
-def _coerce(name: str, type_str: str, value: Any):
-    """Check one JSON value against a dataclass field's annotation (a string under postponed evaluation)."""
-    optional = "None" in type_str
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"setting {_camel(name)!r} cannot be null")
-    base = type_str.split("|")[0].strip()
-    if base == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"setting {_camel(name)!r} must be true or false, got {value!r}")
-        return value
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"setting {_camel(name)!r} must be an integer, got {value!r}")
-        return int(value)
-    if base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"setting {_camel(name)!r} must be a number, got {value!r}")
-        return float(value)
-    if base == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"setting {_camel(name)!r} must be a string, got {value!r}")
-        return value
-    if base.startswith("tuple"):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
-            raise ConfigError(f"setting {_camel(name)!r} must be a list of integers, got {value!r}")
-        return tuple(value)
-    if base == "dict":
-        if not isinstance(value, dict):
-            raise ConfigError(f"setting {_camel(name)!r} must be an object, got {value!r}")
-        return value
-    raise ConfigError(f"setting {_camel(name)!r} has an unsupported type {type_str}")  # pragma: no cover
-
-
-def generation_overrides(raw: Any, *, where: str = "options") -> dict:
-    """Validate a camelCase object of InfillSettings fields into snake_case overrides (unknown keys: ConfigError)."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be an object, got {type(raw).__name__}")
-    out = {}
-    for key, value in raw.items():
-        name = _snake(key)
-        if name not in _GEN_FIELDS:
-            raise ConfigError(f"unknown generation setting {key!r} in {where}; known: {', '.join(_camel(n) for n in _GEN_FIELDS)}")
-        out[name] = _coerce(name, str(_GEN_FIELDS[name].type), value)
-    return out
 
 
 def unwrap(raw: Any) -> Any:
@@ -176,14 +116,14 @@ def merge(current: ServerSettings, raw: Any) -> tuple[ServerSettings, list[str]]
         raise ConfigError(f"settings must be an object, got {type(raw).__name__}")
     server, gen, warnings = {}, {}, []
     for key, value in raw.items():
-        name = _snake(key)
+        name = snake(key)
         if name in _SERVER_FIELDS:
-            v = _coerce(name, str(_SERVER_FIELDS[name].type), value)
+            v = field_from_json(_SERVER_FIELDS[name], value)
             if name == "inline":
                 v = generation_overrides(v, where="inline")
             server[name] = v
         elif name in _GEN_FIELDS:
-            gen[name] = _coerce(name, str(_GEN_FIELDS[name].type), value)
+            gen[name] = field_from_json(_GEN_FIELDS[name], value)
         else:
             warnings.append(f"unknown setting {key!r} ignored")
     new = replace(current, **server)
@@ -220,6 +160,7 @@ def _check(s: ServerSettings) -> None:
 def describe() -> list[tuple[str, str, Any]]:
     """(camelCase key, help, default) for every setting: the table in docs/lsp.md."""
     d = ServerSettings()
-    rows = [(_camel(n), SERVER_HELP[n], getattr(d, n)) for n in _SERVER_FIELDS]
-    rows += [(_camel(n), SETTINGS_HELP.get(n, ""), _jsonable(getattr(d.generation, n))) for n in _GEN_FIELDS]
+    rows = [(camel(n), SERVER_HELP[n], getattr(d, n)) for n in _SERVER_FIELDS]
+    gen = generation_json(d.generation)
+    rows += [(camel(n), SETTINGS_HELP[n], gen[camel(n)]) for n in _GEN_FIELDS]
     return rows
