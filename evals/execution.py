@@ -37,7 +37,8 @@ every file its uid can read (world-readable files included; every file when it k
 which also allows open_by_handle_at where a container lets that call through); there is no filesystem or
 mount isolation, no cgroup (memory is bounded per process by RLIMIT_AS, not for the whole group), and when
 the harness does not run as root there is neither a uid drop nor a PID namespace (a ``setsid()`` escapee
-survives then; so it does with a shared uid and no PID namespace). The child side lives in evals/_sandbox_child.py. For really untrusted code add a container/VM.
+survives then; so it does with a shared uid and no PID namespace). The child side lives in
+evals/_sandbox_child.py. For really untrusted code add a container/VM.
 """
 
 from __future__ import annotations
@@ -357,6 +358,203 @@ def _kill_uid(uid: int) -> None:
             time.sleep(0.01)
 
 
+@dataclass
+class _Pipes:
+    """The pipe ends the parent holds for one run; -1 once closed."""
+
+    status_r: int = -1  # the child's status reports (sentinel lines)
+    status_w: int = -1  # the child's end, passed to it
+    cfg_r: int = -1  # the child's settings, passed to it
+    cfg_w: int = -1
+
+    def close(self, name: str) -> None:
+        fd = getattr(self, name)
+        if fd >= 0:
+            os.close(fd)
+            setattr(self, name, -1)
+
+    def close_all(self) -> None:
+        for name in ("status_r", "status_w", "cfg_r", "cfg_w"):
+            self.close(name)
+
+
+def _is_fresh_uid(uid: int | None) -> bool:
+    """Whether ``uid`` is a fresh per-run uid (sandbox_uid's "auto"), owned by this run alone."""
+    return uid is not None and uid >= AUTO_UID_BASE
+
+
+def _nproc_limit(limits: Limits, uid: int | None) -> int | None:
+    """RLIMIT_NPROC for the program, or None for no such limit.
+
+    RLIMIT_NPROC counts every process (thread, in fact) of the real uid; root is exempt. It is set only
+    where this run owns the uid: a fresh auto uid (+2: faulthandler's thread, and one more so that the
+    watchdog, > max_processes, sees a fork bomb at once), or the harness's own non-root uid. A shared
+    sandbox uid (--run-as N, or the 65534 fallback) is left to the watchdog: other programs' processes
+    would count against this one.
+    """
+    if not limits.max_processes:
+        return None
+    if _is_fresh_uid(uid):
+        return limits.max_processes + 2
+    if uid is None and hasattr(os, "geteuid") and os.geteuid() != 0:
+        return _user_processes(os.geteuid()) + limits.max_processes
+    return None
+
+
+def _prepare_folder(root: Path, source: str, uid: int | None) -> Path:
+    """Create work/ (the program's only writable folder) and write program.py; returns the program's path."""
+    work = root / "work"
+    work.mkdir()
+    if uid is not None:
+        # The program may write only in work/; program.py, stdout and stderr stay root's (0711: traversable).
+        os.chmod(root, 0o711)
+        os.chown(work, uid, uid)
+    program_path = root / "program.py"
+    program_path.write_text(source, encoding="utf-8")
+    return program_path
+
+
+def _child_settings(limits: Limits, *, uid: int | None, nproc: int | None, status_fd: int, sentinel: str,
+                    program_path: Path, work: Path, preimport: Sequence[str]) -> dict:
+    """The settings the child reads before it runs the program (``deadline`` is filled in at the start)."""
+    cpu = limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1
+    return {
+        "status_fd": status_fd,
+        "sentinel": sentinel,
+        "program": str(program_path),
+        "work": str(work),
+        "network": limits.network,
+        "guard": limits.guard,
+        "memory": limits.memory_bytes,
+        "cpu": int(math.ceil(cpu)) if cpu else None,
+        "fsize": limits.max_file_bytes,
+        "nproc": nproc,
+        "preimport": list(preimport),
+        "deadline": None,
+        "uid": uid,
+        "keep_read_search": uid is not None and interpreter_hidden_from_others(),
+        "pidns": bool(limits.pid_namespace and hasattr(os, "geteuid") and os.geteuid() == 0),
+    }
+
+
+def _send_settings(pipes: _Pipes, cfg: dict) -> None:
+    """Write ``cfg`` into a new pipe and close its write end; the child gets the read end (``pipes.cfg_r``).
+
+    The settings travel on a pipe the child reads and closes before the program runs (a few hundred
+    bytes: they fit in the pipe's buffer, so writing before the start cannot block).
+    """
+    pipes.cfg_r, pipes.cfg_w = os.pipe()
+    view = memoryview(json.dumps(cfg).encode())
+    while view:
+        view = view[os.write(pipes.cfg_w, view):]
+    pipes.close("cfg_w")
+
+
+def _start_child(pipes: _Pipes, work: Path, env: dict[str, str], out_f, err_f) -> subprocess.Popen:
+    """Start the child in a new session; the pipe ends it inherits are closed here afterwards."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", "-B", _CHILD, str(pipes.cfg_r)],
+            cwd=work,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out_f,
+            stderr=err_f,
+            pass_fds=(pipes.status_w, pipes.cfg_r),
+            start_new_session=True,  # new session and process group: killpg reaches everything
+        )
+    finally:
+        pipes.close("status_w")
+        pipes.close("cfg_r")
+
+
+def _watch(proc: subprocess.Popen, limits: Limits, *, start: float, status_fd: int, sentinel: str,
+           status_chunks: list[bytes], cancel: threading.Event | None) -> str | None:
+    """Wait for the child to end; returns why it was stopped early (``cancelled``, ``timeout``, a process
+    limit), or None when it ended by itself. What the child reports meanwhile goes to ``status_chunks``."""
+    os.set_blocking(status_fd, False)
+    deadline = start + limits.timeout_s
+    # The child says (before the program runs) whether it got the PID namespace; with one, the session
+    # also holds the child's outer process and the namespace's init. Until it has said so, no count.
+    pidns: bool | None = None
+    interval, next_count = 0.005, start + 0.1
+    while True:
+        try:
+            proc.wait(timeout=interval)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        if pidns is None:
+            status_chunks.append(_read_status(status_fd))
+            pidns, _ = _pidns_report(b"".join(status_chunks), sentinel)
+        now = time.monotonic()
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
+        if now >= deadline:
+            return "timeout"
+        if limits.max_processes and pidns is not None and now >= next_count:
+            n = _session_processes(proc.pid) - 2 * pidns
+            if n > limits.max_processes:
+                return f"process limit: {n} processes > max_processes={limits.max_processes}"
+            next_count = now + 0.2
+        interval = min(interval * 2, 0.05)
+
+
+def _kill_leftovers(proc: subprocess.Popen, uid: int | None) -> None:
+    """After the child's end (a normal exit too): whatever the program left running dies now."""
+    _kill_group(proc.pid)
+    proc.wait()
+    if _is_fresh_uid(uid):
+        # Processes that left the session (setsid), and the namespace's, which die with its init a
+        # moment after the group kill: every process of this run's uid is killed, so nothing outlives
+        # the call, with or without the PID namespace.
+        _kill_uid(uid)
+    _reap_reparented(proc.pid, uid)
+
+
+def _status_word(status: bytes, sentinel: str) -> str:
+    """The child's last report about the program (``ok``, ``exc NAME``, ``sandbox ...``), or ""."""
+    word = ""
+    for line in status.decode("utf-8", "replace").splitlines():
+        if line.startswith(sentinel + " "):
+            rest = line[len(sentinel) + 1 :]
+            if not rest.startswith("pidns "):
+                word = rest
+    return word
+
+
+def _verdict(limits: Limits, *, killed: str | None, word: str, rc: int | None, out_size: int,
+             err_size: int) -> tuple[Status, str]:
+    """(status, reason) of a finished run, from what stopped it, the child's report and the exit code."""
+    if killed == "cancelled":
+        return "cancelled", "cancelled by the caller"
+    if word.startswith("sandbox "):
+        return "sandbox_error", word
+    if killed == "timeout":
+        return "timeout", f"wall time limit ({limits.timeout_s:g} s)"
+    if killed:
+        return "error", killed
+    if rc == 0 and word == "ok":
+        return "passed", ""
+    if rc is not None and rc < 0:
+        if -rc in _SIGNAL_REASONS:
+            return _SIGNAL_REASONS[-rc]
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return "error", f"killed by {name}"
+    if word == "exc MemoryError":
+        return "error", "memory limit (MemoryError)"
+    if out_size >= limits.max_file_bytes or err_size >= limits.max_file_bytes:
+        return "error", f"output limit: stdout/stderr reached max_file_bytes={limits.max_file_bytes}"
+    if word == "exc SystemExit" or (not word and rc == 0):
+        return "failed", f"exited before the tests finished (exit code {rc})"
+    if word.startswith("exc "):
+        return "failed", word[4:]
+    return "failed", f"exit code {rc} before the tests finished"
+
+
 def run_program(
     source: str,
     limits: Limits = Limits(),
@@ -376,123 +574,27 @@ def run_program(
     if preimport is None:
         preimport = ("numpy",) if "numpy" in source else ()
     uid = sandbox_uid(limits.run_as)
-    fresh_uid = uid is not None and uid >= AUTO_UID_BASE
-    want_pidns = bool(limits.pid_namespace and hasattr(os, "geteuid") and os.geteuid() == 0)
     root = Path(tempfile.mkdtemp(prefix="diffucode-eval-"))
-    work = root / "work"
-    out_path, err_path = root / "stdout", root / "stderr"
+    work, out_path, err_path = root / "work", root / "stdout", root / "stderr"
     sentinel = secrets.token_hex(16)
-    cpu = limits.cpu_s if limits.cpu_s is not None else limits.timeout_s + 1
-    nproc = None
-    if limits.max_processes:
-        # RLIMIT_NPROC counts every process (thread, in fact) of the real uid; root is exempt. It is set only
-        # where this run owns the uid: a fresh auto uid (+2: faulthandler's thread, and one more so that the
-        # watchdog, > max_processes, sees a fork bomb at once), or the harness's own non-root uid. A shared
-        # sandbox uid (--run-as N, or the 65534 fallback) is left to the watchdog: other programs' processes
-        # would count against this one.
-        if fresh_uid:
-            nproc = limits.max_processes + 2
-        elif uid is None and hasattr(os, "geteuid") and os.geteuid() != 0:
-            nproc = _user_processes(os.geteuid()) + limits.max_processes
-    killed: str | None = None
-    proc = None
-    read_fd = write_fd = cfg_r = cfg_w = -1
-    status_chunks: list[bytes] = []
+    nproc = _nproc_limit(limits, uid)
+    pipes, proc, status_chunks = _Pipes(), None, []
     try:
-        work.mkdir()
-        if uid is not None:
-            # The program may write only in work/; program.py, stdout and stderr stay root's (0711: traversable).
-            os.chmod(root, 0o711)
-            os.chown(work, uid, uid)
-        program_path = root / "program.py"
-        program_path.write_text(source, encoding="utf-8")
-        read_fd, write_fd = os.pipe()
-        cfg = {
-            "status_fd": write_fd,
-            "sentinel": sentinel,
-            "program": str(program_path),
-            "work": str(work),
-            "network": limits.network,
-            "guard": limits.guard,
-            "memory": limits.memory_bytes,
-            "cpu": int(math.ceil(cpu)) if cpu else None,
-            "fsize": limits.max_file_bytes,
-            "nproc": nproc,
-            "preimport": list(preimport),
-            "deadline": None,
-            "uid": uid,
-            "keep_read_search": uid is not None and interpreter_hidden_from_others(),
-            "pidns": want_pidns,
-        }
+        program_path = _prepare_folder(root, source, uid)
+        pipes.status_r, pipes.status_w = os.pipe()
+        cfg = _child_settings(limits, uid=uid, nproc=nproc, status_fd=pipes.status_w, sentinel=sentinel,
+                              program_path=program_path, work=work, preimport=preimport)
         env = _scrubbed_env(str(work))
         start = time.monotonic()
         cfg["deadline"] = time.time() + limits.timeout_s  # wall clock: the child's faulthandler uses it
-        # The settings travel on a pipe the child reads and closes before the program runs (a few hundred
-        # bytes: they fit in the pipe's buffer, so writing before the start cannot block).
-        cfg_r, cfg_w = os.pipe()
-        data = json.dumps(cfg).encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(cfg_w, view):]
-        os.close(cfg_w)
-        cfg_w = -1
+        _send_settings(pipes, cfg)
         with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-I", "-B", _CHILD, str(cfg_r)],
-                    cwd=work,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out_f,
-                    stderr=err_f,
-                    pass_fds=(write_fd, cfg_r),
-                    start_new_session=True,  # new session and process group: killpg reaches everything
-                )
-            finally:
-                os.close(write_fd)
-                write_fd = -1
-                os.close(cfg_r)
-                cfg_r = -1
-            os.set_blocking(read_fd, False)
-            deadline = start + limits.timeout_s
-            # The child says (before the program runs) whether it got the PID namespace; with one, the session
-            # also holds the child's outer process and the namespace's init. Until it has said so, no count.
-            pidns: bool | None = None
-            interval, next_count = 0.005, start + 0.1
-            while True:
-                try:
-                    proc.wait(timeout=interval)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                if pidns is None:
-                    status_chunks.append(_read_status(read_fd))
-                    pidns, _ = _pidns_report(b"".join(status_chunks), sentinel)
-                now = time.monotonic()
-                if cancel is not None and cancel.is_set():
-                    killed = "cancelled"
-                    break
-                if now >= deadline:
-                    killed = "timeout"
-                    break
-                if limits.max_processes and pidns is not None and now >= next_count:
-                    n = _session_processes(proc.pid) - 2 * pidns
-                    if n > limits.max_processes:
-                        killed = f"process limit: {n} processes > max_processes={limits.max_processes}"
-                        break
-                    next_count = now + 0.2
-                interval = min(interval * 2, 0.05)
-            # After a normal exit too: whatever the program left running in its group dies now.
-            _kill_group(proc.pid)
-            proc.wait()
-            if fresh_uid:
-                # Processes that left the session (setsid), and the namespace's, which die with its init a
-                # moment after the group kill: every process of this run's uid is killed, so nothing outlives
-                # the call, with or without the PID namespace.
-                _kill_uid(uid)
-            _reap_reparented(proc.pid, uid)
+            proc = _start_child(pipes, work, env, out_f, err_f)
+            killed = _watch(proc, limits, start=start, status_fd=pipes.status_r, sentinel=sentinel,
+                            status_chunks=status_chunks, cancel=cancel)
+            _kill_leftovers(proc, uid)
         duration = time.monotonic() - start
-        status_chunks.append(_read_status(read_fd))
+        status_chunks.append(_read_status(pipes.status_r))
         out_size, err_size = out_path.stat().st_size, err_path.stat().st_size
         stdout_tail = _tail(out_path, limits.tail_chars)
         stderr_tail = _tail(err_path, limits.tail_chars)
@@ -500,57 +602,15 @@ def run_program(
         if proc is not None and proc.poll() is None:
             _kill_group(proc.pid)
             proc.wait()
-        for fd in (read_fd, write_fd, cfg_r, cfg_w):
-            if fd >= 0:
-                os.close(fd)
+        pipes.close_all()
         shutil.rmtree(root, ignore_errors=True)
 
-    rc = proc.returncode
-    word = ""
-    for line in b"".join(status_chunks).decode("utf-8", "replace").splitlines():
-        if line.startswith(sentinel + " "):
-            rest = line[len(sentinel) + 1 :]
-            if not rest.startswith("pidns "):
-                word = rest
-
-    def result(status: Status, reason: str = "") -> ExecutionResult:
-        return ExecutionResult(
-            status=status,
-            passed=status == "passed",
-            duration_s=duration,
-            stdout_tail=stdout_tail,
-            stderr_tail=stderr_tail,
-            exit_code=rc,
-            reason=reason,
-        )
-
-    if killed == "cancelled":
-        return result("cancelled", "cancelled by the caller")
-    if word.startswith("sandbox "):
-        return result("sandbox_error", word)
-    if killed == "timeout":
-        return result("timeout", f"wall time limit ({limits.timeout_s:g} s)")
-    if killed:
-        return result("error", killed)
-    if rc == 0 and word == "ok":
-        return result("passed")
-    if rc is not None and rc < 0:
-        if -rc in _SIGNAL_REASONS:
-            return result(*_SIGNAL_REASONS[-rc])
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
-        return result("error", f"killed by {name}")
-    if word == "exc MemoryError":
-        return result("error", "memory limit (MemoryError)")
-    if out_size >= limits.max_file_bytes or err_size >= limits.max_file_bytes:
-        return result("error", f"output limit: stdout/stderr reached max_file_bytes={limits.max_file_bytes}")
-    if word == "exc SystemExit" or (not word and rc == 0):
-        return result("failed", f"exited before the tests finished (exit code {rc})")
-    if word.startswith("exc "):
-        return result("failed", word[4:])
-    return result("failed", f"exit code {rc} before the tests finished")
+    word = _status_word(b"".join(status_chunks), sentinel)
+    status, reason = _verdict(limits, killed=killed, word=word, rc=proc.returncode, out_size=out_size,
+                              err_size=err_size)
+    return ExecutionResult(status=status, passed=status == "passed", duration_s=duration,
+                           stdout_tail=stdout_tail, stderr_tail=stderr_tail, exit_code=proc.returncode,
+                           reason=reason)
 
 
 def _pidns_report(status: bytes, sentinel: str) -> tuple[bool | None, int]:

@@ -9,10 +9,11 @@ merge finds all N.
 
 ``diffucode eval merge DIR... --out DIR`` checks that the shards come from one run (same identity apart from
 the shard, same selection, same samples per task), that they cover the selection exactly once and that every
-shard is complete (it only reads the shard folders); then it writes the merged ``samples.jsonl``, reuses each execution found in a shard's
-``results.jsonl`` (same completion), executes the rest, and writes results, summary and report like an
-unsharded run. The merged run has the identity of the unsharded run, so its results are the same. Merging
-into an ``--out`` that already holds samples or results with other completions is refused.
+shard is complete (it only reads the shard folders); then it writes the merged ``samples.jsonl``, reuses
+each execution found in a shard's ``results.jsonl`` (same completion), executes the rest, and writes
+results, summary and report like an unsharded run. The merged run has the identity of the unsharded run,
+so its results are the same. Merging into an ``--out`` that already holds samples or results with other
+completions is refused.
 """
 
 from __future__ import annotations
@@ -63,13 +64,8 @@ def _read_run(d: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = None, data_dir: str | None = None,
-               stream: TextIO | None = None) -> dict:
-    """Join shard folders ``dirs`` into ``config.out_dir`` and return the merged summary.
-
-    ``config.identity``, ``n_samples`` and ``sanitize`` are taken from the shards; limits, workers, k and
-    calibration from ``config``.
-    """
+def _read_shards(dirs: list[Path]) -> tuple[list[dict], list[dict], dict]:
+    """Each folder's run.json and shard record, and the identity they share (apart from the shard)."""
     if not dirs:
         raise MergeError("name the shard folders to merge")
     runs = [_read_run(Path(d)) for d in dirs]
@@ -85,6 +81,11 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
         if diff:
             raise MergeError(f"{d} is from a different run than {dirs[0]}: "
                              + ", ".join(f"{k}: {identities[0].get(k)!r} vs {ident.get(k)!r}" for k in diff))
+    return runs, shards, identities[0]
+
+
+def _check_coverage(shards: list[dict]) -> dict[str, int]:
+    """Check that the shards are 1..N of one selection, each task in exactly one; returns task id -> shard."""
     for key in ("count", "n_selected", "selection_sha256", "n_samples"):
         values = {json.dumps(s.get(key)) for s in shards}
         if len(values) > 1:
@@ -104,21 +105,26 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
             seen[tid] = s["index"]
     if len(seen) != shards[0]["n_selected"]:
         raise MergeError(f"the shards hold {len(seen)} tasks; the selection had {shards[0]['n_selected']}")
+    return seen
 
-    identity = identities[0]
-    paths = runs[0].get("data_paths") or []
+
+def _merged_taskset(identity: dict, first_run: dict, shards: list[dict], seen: dict[str, int],
+                    data_file: str | None, data_dir: str | None) -> tuple[TaskSet, TaskSet]:
+    """The task set the shards used (checked by sha256), and the selection they were cut from, in order."""
+    paths = first_run.get("data_paths") or []
     if data_file is None and data_dir is None and paths:
         data_file = paths[0]
     taskset = load_taskset(identity["taskset"], data_file=data_file, data_dir=data_dir, allow_hub=True)
     if [s.sha256 for s in taskset.sources] != identity["data_sha256"]:
-        raise MergeError(f"the data found for {identity['taskset']} ({[s.path for s in taskset.sources]}) is not the "
-                         "data the shards used (sha256 differs); pass --data-file / --data-dir")
+        raise MergeError(f"the data found for {identity['taskset']} ({[s.path for s in taskset.sources]}) is not "
+                         "the data the shards used (sha256 differs); pass --data-file / --data-dir")
     by_id = {t.task_id: t for t in taskset.tasks}
     missing = [tid for tid in seen if tid not in by_id]
     if missing:
         raise MergeError(f"tasks not in the data: {missing[:5]}")
     # The selection, in its order, is the shards interleaved: shard I holds positions I-1, I-1+N, ...
     # (--tasks may list tasks in any order, so the data's order is not the selection's.)
+    count = shards[0]["count"]
     by_index = {s["index"]: s["tasks"] for s in shards}
     try:
         selection = [by_index[j % count + 1][j // count] for j in range(len(seen))]
@@ -127,9 +133,11 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
     if selection_sha256(selection) != shards[0]["selection_sha256"]:
         raise MergeError("the shards' tasks do not add up to the selection they were cut from")
     chosen = tuple(by_id[tid] for tid in selection)
-    merged_set = TaskSet(taskset.name, chosen, taskset.sources, taskset.fewshot, taskset.notes)
+    return taskset, TaskSet(taskset.name, chosen, taskset.sources, taskset.fewshot, taskset.notes)
 
-    n = shards[0]["n_samples"]
+
+def _collect(dirs: list[Path], shards: list[dict], n: int) -> tuple[dict, dict]:
+    """Every shard's samples, and the results whose completion is the sample's, keyed by (task_id, i)."""
     samples: dict[tuple[str, int], dict] = {}
     results: dict[tuple[str, int], dict] = {}
     for d, s in zip(dirs, shards):
@@ -146,7 +154,11 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
                 rec = done.get((tid, i))
                 if rec is not None and rec.get("completion") == have[(tid, i)].get("completion"):
                     results[(tid, i)] = rec
+    return samples, results
 
+
+def _configure(config: RunConfig, identity: dict, taskset: TaskSet, dirs: list[Path], n: int) -> Path:
+    """Give ``config`` the shards' identity, sanitize and n_samples, and claim its folder (check_identity)."""
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.identity = {k: v for k, v in identity.items() if k not in ("taskset", "data_sha256", "sanitize")}
@@ -158,6 +170,11 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
                      "sanitize": config.sanitize, **config.identity}
     check_identity(out, full_identity, config.overwrite, config.extra_run_info)
     config.overwrite = False
+    return out
+
+
+def _write_merged(out: Path, samples: dict, results: dict, task_order: list[str]) -> None:
+    """Append to ``out`` the samples and results it lacks, in task order; refuse other completions."""
     have_out = load_results(out / SAMPLES)
     done_out = load_results(out / RESULTS)
     # A folder merged into before (a resumed merge) must hold the same completions as the shards: else its
@@ -171,7 +188,7 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
     with_samples = ResultWriter(out / SAMPLES)
     with_results = ResultWriter(out / RESULTS)
     try:
-        order = {tid: pos for pos, tid in enumerate(by_id)}
+        order = {tid: pos for pos, tid in enumerate(task_order)}
         for key in sorted(samples, key=lambda k: (order[k[0]], k[1])):
             if key not in have_out:
                 with_samples.write(samples[key])
@@ -180,6 +197,22 @@ def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = N
     finally:
         with_samples.close()
         with_results.close()
+
+
+def merge_runs(dirs: list[Path], config: RunConfig, *, data_file: str | None = None, data_dir: str | None = None,
+               stream: TextIO | None = None) -> dict:
+    """Join shard folders ``dirs`` into ``config.out_dir`` and return the merged summary.
+
+    ``config.identity``, ``n_samples`` and ``sanitize`` are taken from the shards; limits, workers, k and
+    calibration from ``config``.
+    """
+    runs, shards, identity = _read_shards(dirs)
+    seen = _check_coverage(shards)
+    taskset, merged_set = _merged_taskset(identity, runs[0], shards, seen, data_file, data_dir)
+    n = shards[0]["n_samples"]
+    samples, results = _collect(dirs, shards, n)
+    out = _configure(config, identity, taskset, dirs, n)
+    _write_merged(out, samples, results, list(dict.fromkeys(t.task_id for t in taskset.tasks)))
 
     def never(task, i):  # every sample is in samples.jsonl: nothing is generated
         raise MergeError(f"no sample {i} for {task.task_id}")

@@ -104,10 +104,8 @@ def _effective(key: str, value, summary: dict) -> str:
     return str(value)
 
 
-def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
-    """The Markdown text of the report."""
-    counts = Counter(outcome(r) for r in records)
-    settings = dict(summary.get("settings", {}))
+def _overview(summary: dict, records: list[dict]) -> list[str]:
+    """The title and the table of what was run: task set, model, data, empty completions."""
     lines = [f"# Eval report: {summary.get('taskset')}", ""]
     lines += ["| | |", "|---|---|",
               f"| task set | `{summary.get('taskset')}`: {summary.get('n_tasks')} tasks, "
@@ -122,56 +120,76 @@ def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
         lines.append(f"| data note | {note} |")
     empty = sum(1 for r in records if not str(r.get("completion", "")).strip())
     if records and empty == len(records):
-        lines.append(f"| note | every completion is empty ({empty} of {len(records)}): the model wrote nothing, or each of "
-                     "its results was refused as one that would delete code; the passes are tasks whose tests pass "
-                     "without the missing code |")
+        lines.append(f"| note | every completion is empty ({empty} of {len(records)}): the model wrote nothing, "
+                     "or each of its results was refused as one that would delete code; the passes are tasks "
+                     "whose tests pass without the missing code |")
     elif empty:
         lines.append(f"| empty completions | {empty} of {len(records)} |")
-    lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
+    return lines
+
+
+def _settings_section(summary: dict, settings: dict) -> list[str]:
+    lines = ["", "## Settings", "", "| setting | value |", "|---|---|"]
     for key, value in settings.items():
         lines.append(f"| {key} | {_effective(key, value, summary)} |")
+    return lines
 
-    ks = [f"pass@{k}" for k in settings.get("k", [1])]
-    lines += ["", "## pass@k", "", "| metric | value | tasks averaged |", "|---|---|---|"]
+
+def _pass_at_k_section(summary: dict, ks: list[str]) -> list[str]:
+    lines = ["", "## pass@k", "", "| metric | value | tasks averaged |", "|---|---|---|"]
     for k in ks:
         lines.append(f"| {k} | {_pct(summary.get(k))} | {summary.get('tasks_per_k', {}).get(k, '')} |")
     for k, v in (summary.get("base") or {}).items():
         lines.append(f"| base {k} | {_pct(v)} | |")
+    return lines
 
+
+def _outcomes_section(records: list[dict]) -> list[str]:
+    counts = Counter(outcome(r) for r in records)
     total = sum(counts.values())
-    lines += ["", "## Outcomes (samples)", "", "| " + " | ".join(OUTCOMES) + " | total |",
-              "|" + "---|" * (len(OUTCOMES) + 1),
-              "| " + " | ".join(str(counts.get(o, 0)) for o in OUTCOMES) + f" | {total} |"]
+    lines = ["", "## Outcomes (samples)", "", "| " + " | ".join(OUTCOMES) + " | total |",
+             "|" + "---|" * (len(OUTCOMES) + 1),
+             "| " + " | ".join(str(counts.get(o, 0)) for o in OUTCOMES) + f" | {total} |"]
     reasons = Counter(r.get("reason") or "" for r in records if outcome(r) in ("timeout", "oom", "crash"))
     if reasons:
         lines += ["", "Non-test failures by reason: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(8))]
+    return lines
 
+
+def _time_section(summary: dict, records: list[dict]) -> list[str]:
     timings = summary.get("timings", {})
     durations = sorted(r["duration_s"] for r in records if isinstance(r.get("duration_s"), (int, float)))
     gens = [r["generate_s"] for r in records if isinstance(r.get("generate_s"), (int, float))]
-    lines += ["", "## Time", "", "| | |", "|---|---|",
-              f"| wall (last run) | {_secs(timings.get('wall_s'))} |",
-              f"| generation (last run, total) | {_secs(timings.get('generate_s'))} |",
-              f"| execution (last run, sum over samples) | {_secs(timings.get('execute_s'))} |",
-              f"| samples run (last run) | {timings.get('samples_this_run', 'n/a')} |"]
+    lines = ["", "## Time", "", "| | |", "|---|---|",
+             f"| wall (last run) | {_secs(timings.get('wall_s'))} |",
+             f"| generation (last run, total) | {_secs(timings.get('generate_s'))} |",
+             f"| execution (last run, sum over samples) | {_secs(timings.get('execute_s'))} |",
+             f"| samples run (last run) | {timings.get('samples_this_run', 'n/a')} |"]
     if durations:
         p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))]
         lines.append(f"| execution per sample: median / p95 / max | {_secs(statistics.median(durations))} / "
                      f"{_secs(p95)} / {_secs(durations[-1])} |")
     if gens:
         lines.append(f"| generation per sample: median / max | {_secs(statistics.median(gens))} / {_secs(max(gens))} |")
+    return lines
 
+
+def _category_section(summary: dict, ks: list[str]) -> list[str]:
     per_cat = summary.get("per_category")
-    if per_cat:
-        lines += ["", "## Per category", "", "| category | tasks | with results | " + " | ".join(ks) + " |",
-                  "|---|---|---|" + "---|" * len(ks)]
-        for cat, entry in per_cat.items():
-            lines.append(f"| {cat} | {entry.get('n_tasks')} | {entry.get('n_tasks_with_results')} | "
-                         + " | ".join(_pct(entry.get(k)) for k in ks) + " |")
+    if not per_cat:
+        return []
+    lines = ["", "## Per category", "", "| category | tasks | with results | " + " | ".join(ks) + " |",
+             "|---|---|---|" + "---|" * len(ks)]
+    for cat, entry in per_cat.items():
+        lines.append(f"| {cat} | {entry.get('n_tasks')} | {entry.get('n_tasks_with_results')} | "
+                     + " | ".join(_pct(entry.get(k)) for k in ks) + " |")
+    return lines
 
+
+def _failing_section(summary: dict) -> list[str]:
     per_task = summary.get("per_task", {})
     failing = [tid for tid, e in per_task.items() if e.get("c", 0) == 0]
-    lines += ["", f"## Failing tasks (no sample passed): {len(failing)} of {len(per_task)}", ""]
+    lines = ["", f"## Failing tasks (no sample passed): {len(failing)} of {len(per_task)}", ""]
     if failing:
         shown = ", ".join(f"`{t}`" for t in failing[:MAX_FAILING_IDS])
         more = len(failing) - MAX_FAILING_IDS
@@ -181,12 +199,31 @@ def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
     if summary.get("canonical_failures"):
         lines += ["", "Tasks whose canonical solution failed during calibration: "
                   + ", ".join(f"`{t}`" for t in summary["canonical_failures"])]
+    return lines
 
-    lines += ["", "## Chart", ""]
+
+def _closing(summary: dict, chart_note: str) -> list[str]:
+    """The chart (or why it is missing) and where the run's files are."""
+    lines = ["", "## Chart", ""]
     lines.append(f"![pass@k and outcomes]({CHART})" if not chart_note else f"Chart skipped: {chart_note}.")
     env = summary.get("environment", {})
     lines += ["", f"Python {env.get('python')} on {env.get('platform')}; results: `results.jsonl`, "
               "summary: `summary.json`.", ""]
+    return lines
+
+
+def render(summary: dict, records: list[dict], *, chart_note: str) -> str:
+    """The Markdown text of the report."""
+    settings = dict(summary.get("settings", {}))
+    ks = [f"pass@{k}" for k in settings.get("k", [1])]
+    lines = _overview(summary, records)
+    lines += _settings_section(summary, settings)
+    lines += _pass_at_k_section(summary, ks)
+    lines += _outcomes_section(records)
+    lines += _time_section(summary, records)
+    lines += _category_section(summary, ks)
+    lines += _failing_section(summary)
+    lines += _closing(summary, chart_note)
     return "\n".join(lines)
 
 

@@ -344,6 +344,153 @@ class _Progress:
 # The loop
 
 
+class _SampleLoop:
+    """Generates the pending samples in order and executes each on a thread pool, writing
+    ``samples.jsonl`` and ``results.jsonl`` as they come; keeps the run's generation and execution time."""
+
+    def __init__(self, generator: Generator, config: RunConfig, progress: _Progress, *,
+                 done: dict, generated: dict, limits_by_task: dict[str, float], cancel: threading.Event):
+        out_dir = Path(config.out_dir)
+        self.generator, self.config, self.progress = generator, config, progress
+        self.done, self.generated = done, generated
+        self.limits_by_task, self.cancel = limits_by_task, cancel
+        self.writer = None if config.generate_only else ResultWriter(out_dir / RESULTS)
+        self.sample_writer = ResultWriter(out_dir / SAMPLES)
+        self.recorded_time = getattr(generator, "generate_time", None)  # merge / --samples: the original times
+        self.gen_s = self.exec_s = 0.0
+        self.in_flight: dict[Future, dict] = {}
+
+    def run(self, pending: list[tuple[Task, int]], workers: int) -> BaseException | None:
+        """Go through ``pending``; returns what stopped the loop early (KeyboardInterrupt, a generator
+        error, a SandboxError), with what finished kept, or None."""
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            for task, i in pending:
+                self.wait_below(2 * workers)  # bounded backlog: generate only slightly ahead
+                rec = self.sample_for(task, i)
+                if self.config.generate_only:
+                    continue
+                self.submit(pool, task, i, rec)
+                for fut in [f for f in self.in_flight if f.done()]:
+                    self.finish(fut)
+            self.wait_below(1)
+        except BaseException as e:  # KeyboardInterrupt, a generator error: keep what finished, stop the rest
+            self.stop()
+            return e
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if self.writer is not None:
+                self.writer.close()
+            self.sample_writer.close()
+            self.progress.close()
+        return None
+
+    def wait_below(self, limit: int) -> None:
+        """Finish executions until fewer than ``limit`` are in flight."""
+        while len(self.in_flight) >= limit:
+            finished, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                self.finish(fut)
+
+    def stop(self) -> None:
+        """Kill the running programs, drop the queued ones, and record what had finished."""
+        self.cancel.set()
+        for fut in list(self.in_flight):
+            fut.cancel()
+        wait(list(self.in_flight))
+        for fut in list(self.in_flight):
+            try:
+                self.finish(fut)
+            except BaseException:
+                pass
+
+    def finish(self, fut: Future) -> None:
+        head = self.in_flight.pop(fut)
+        if fut.cancelled():
+            return
+        fields = fut.result()  # re-raises a harness bug in the worker
+        if fields is None:  # cancelled while running: not a result
+            return
+        record = {**head, **fields, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.writer.write(record)
+        self.done[(head["task_id"], head["sample_id"])] = record
+        self.exec_s += fields["duration_s"]
+        self.progress.update(fields["passed"])
+
+    def sample_for(self, task: Task, i: int) -> dict:
+        """Sample ``i`` of ``task``: the one in samples.jsonl, else a new one (sanitized, then written)."""
+        have = self.generated.get((task.task_id, i))
+        if have is not None and "completion" in have:
+            self.progress.update_generated()
+            return have
+        t0 = time.monotonic()
+        raw = self.generator(task, i)
+        gen_time = time.monotonic() - t0
+        if self.recorded_time is not None:
+            gen_time = self.recorded_time(task, i) or gen_time
+        self.gen_s += gen_time
+        if not isinstance(raw, str):
+            raise TypeError(f"generator returned {type(raw).__name__} for {task.task_id}, expected str")
+        completion = sanitize_completion(task, raw) if self.config.sanitize else raw
+        rec = {"task_id": task.task_id, "sample_id": i, "completion": completion}
+        if completion != raw:
+            rec["raw_completion"] = raw
+        rec["generate_s"] = round(gen_time, 4)
+        self.sample_writer.write(rec)
+        self.generated[(task.task_id, i)] = rec
+        self.progress.update_generated()
+        return rec
+
+    def submit(self, pool: ThreadPoolExecutor, task: Task, i: int, rec: dict) -> None:
+        """Queue the execution of sample ``i`` of ``task``."""
+        timeout_s = self.limits_by_task[task.task_id]
+        head = {"task_id": task.task_id, "sample_id": i, "completion": rec["completion"],
+                "timeout_s": timeout_s, "generate_s": rec.get("generate_s", 0.0)}
+        if "raw_completion" in rec:
+            head["raw_completion"] = rec["raw_completion"]
+        if task.category:
+            head["category"] = task.category
+        limits = Limits(timeout_s=timeout_s, memory_bytes=self.config.memory_bytes,
+                        tail_chars=TAIL_CHARS, run_as=self.config.run_as)
+        self.in_flight[pool.submit(_execute, task, rec["completion"], limits, self.cancel)] = head
+
+
+def _run_identity(taskset: TaskSet, config: RunConfig) -> dict:
+    """What run.json must match for a run to resume in its folder."""
+    return {"taskset": taskset.name,
+            "data_sha256": [s.sha256 for s in taskset.sources],
+            "sanitize": config.sanitize,
+            **config.identity}
+
+
+def _time_limits(tasks: list[Task], pending: list[tuple[Task, int]], config: RunConfig,
+                 cancel: threading.Event, log: Callable[[str], None]) -> tuple[dict[str, float], list[str]]:
+    """Check the sandbox (when anything is to run), then each task's time limit (calibrated when asked);
+    returns the limits and the tasks whose canonical solution failed."""
+    limits_by_task = {t.task_id: config.timeout_s for t in tasks}
+    canonical_failures: list[str] = []
+    if pending and not config.generate_only:
+        check_sandbox(Limits(timeout_s=config.timeout_s, memory_bytes=config.memory_bytes, run_as=config.run_as),
+                      log)
+    if config.calibrate and not config.generate_only:
+        to_run = {t.task_id for t, _ in pending}  # canonical runs only for tasks that still execute
+        limits_by_task, canonical_failures = calibrate_limits(tasks, config, cancel, log, only=to_run)
+    return limits_by_task, canonical_failures
+
+
+def _write_summary(out_dir: Path, summary: dict, records: dict, config: RunConfig,
+                   log: Callable[[str], None]) -> None:
+    """summary.json, then the report (whose failure is only logged: it never loses a run)."""
+    _write_json(out_dir / SUMMARY, summary)
+    if config.report:
+        from .report import write_report
+
+        try:
+            write_report(out_dir, summary=summary, records=records)
+        except Exception as e:  # a report problem never loses a run: summary.json is written
+            log(f"warning: could not write the report: {type(e).__name__}: {e}")
+
+
 def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
              stream: TextIO | None = sys.stderr, cancel: threading.Event | None = None) -> dict:
     """Run (or resume) an eval and return its summary (also written to ``summary.json``, with a report).
@@ -357,123 +504,26 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = (lambda s: (stream.write(s + "\n"), stream.flush())) if stream is not None else (lambda s: None)
-    identity = {"taskset": taskset.name,
-                "data_sha256": [s.sha256 for s in taskset.sources],
-                "sanitize": config.sanitize,
-                **config.identity}
+    identity = _run_identity(taskset, config)
     check_identity(out_dir, identity, config.overwrite, config.extra_run_info)
     cancel = cancel or threading.Event()
     tasks = list(taskset.tasks)
-    workers = config.workers or default_workers()
     pairs = [(t, i) for t in tasks for i in range(config.n_for(t.task_id))]
 
-    results_path, samples_path = out_dir / RESULTS, out_dir / SAMPLES
-    done = load_results(results_path)
-    generated = load_samples(samples_path)
+    done = load_results(out_dir / RESULTS)
+    generated = load_samples(out_dir / SAMPLES)
     skip = generated if config.generate_only else done
     pending = [(t, i) for t, i in pairs if (t.task_id, i) not in skip]
-
-    limits_by_task = {t.task_id: config.timeout_s for t in tasks}
-    canonical_failures: list[str] = []
-    if pending and not config.generate_only:
-        check_sandbox(Limits(timeout_s=config.timeout_s, memory_bytes=config.memory_bytes, run_as=config.run_as),
-                      log)
-    if config.calibrate and not config.generate_only:
-        to_run = {t.task_id for t, _ in pending}  # canonical runs only for tasks that still execute
-        limits_by_task, canonical_failures = calibrate_limits(tasks, config, cancel, log, only=to_run)
+    limits_by_task, canonical_failures = _time_limits(tasks, pending, config, cancel, log)
     if skip and pending and stream is not None:
         log(f"resuming: {len(pairs) - len(pending)} of {len(pairs)} samples already "
             f"{'generated' if config.generate_only else 'executed'} in {out_dir}, {len(pending)} to go")
 
     progress = _Progress(taskset.name, len(pending), stream if config.progress else None,
                          execute=not config.generate_only)
-    writer = None if config.generate_only else ResultWriter(results_path)
-    sample_writer = ResultWriter(samples_path)
-    recorded_time = getattr(generator, "generate_time", None)  # merge / --samples: the original times
-    gen_s = exec_s = 0.0
-    interrupted: BaseException | None = None
-    in_flight: dict[Future, dict] = {}
-
-    def finish(fut: Future) -> None:
-        nonlocal exec_s
-        head = in_flight.pop(fut)
-        if fut.cancelled():
-            return
-        fields = fut.result()  # re-raises a harness bug in the worker
-        if fields is None:  # cancelled while running: not a result
-            return
-        record = {**head, **fields, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        writer.write(record)
-        done[(head["task_id"], head["sample_id"])] = record
-        exec_s += fields["duration_s"]
-        progress.update(fields["passed"])
-
-    def sample_for(task: Task, i: int) -> dict:
-        nonlocal gen_s
-        have = generated.get((task.task_id, i))
-        if have is not None and "completion" in have:
-            progress.update_generated()
-            return have
-        t0 = time.monotonic()
-        raw = generator(task, i)
-        gen_time = time.monotonic() - t0
-        if recorded_time is not None:
-            gen_time = recorded_time(task, i) or gen_time
-        gen_s += gen_time
-        if not isinstance(raw, str):
-            raise TypeError(f"generator returned {type(raw).__name__} for {task.task_id}, expected str")
-        completion = sanitize_completion(task, raw) if config.sanitize else raw
-        rec = {"task_id": task.task_id, "sample_id": i, "completion": completion}
-        if completion != raw:
-            rec["raw_completion"] = raw
-        rec["generate_s"] = round(gen_time, 4)
-        sample_writer.write(rec)
-        generated[(task.task_id, i)] = rec
-        progress.update_generated()
-        return rec
-
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        for task, i in pending:
-            while len(in_flight) >= 2 * workers:  # bounded backlog: generate only slightly ahead
-                finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    finish(fut)
-            rec = sample_for(task, i)
-            if config.generate_only:
-                continue
-            head = {"task_id": task.task_id, "sample_id": i, "completion": rec["completion"],
-                    "timeout_s": limits_by_task[task.task_id], "generate_s": rec.get("generate_s", 0.0)}
-            if "raw_completion" in rec:
-                head["raw_completion"] = rec["raw_completion"]
-            if task.category:
-                head["category"] = task.category
-            limits = Limits(timeout_s=limits_by_task[task.task_id], memory_bytes=config.memory_bytes,
-                            tail_chars=TAIL_CHARS, run_as=config.run_as)
-            in_flight[pool.submit(_execute, task, rec["completion"], limits, cancel)] = head
-            for fut in [f for f in in_flight if f.done()]:
-                finish(fut)
-        while in_flight:
-            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                finish(fut)
-    except BaseException as e:  # KeyboardInterrupt, a generator error: keep what finished, stop the rest
-        interrupted = e
-        cancel.set()
-        for fut in list(in_flight):
-            fut.cancel()
-        wait(list(in_flight))
-        for fut in list(in_flight):
-            try:
-                finish(fut)
-            except BaseException:
-                pass
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if writer is not None:
-            writer.close()
-        sample_writer.close()
-        progress.close()
+    loop = _SampleLoop(generator, config, progress, done=done, generated=generated,
+                       limits_by_task=limits_by_task, cancel=cancel)
+    interrupted = loop.run(pending, config.workers or default_workers())
 
     if isinstance(interrupted, SandboxError):
         raise interrupted  # nothing of this run's execution is trustworthy: no summary either
@@ -482,24 +532,53 @@ def evaluate(taskset: TaskSet, generator: Generator, config: RunConfig, *,
             raise interrupted
         have = sum(1 for t, i in pairs if (t.task_id, i) in generated)
         return {"taskset": taskset.name, "generated": have, "expected": len(pairs),
-                "generated_this_run": progress.generated, "generate_s": round(gen_s, 3),
-                "samples_file": str(samples_path)}
+                "generated_this_run": progress.generated, "generate_s": round(loop.gen_s, 3),
+                "samples_file": str(out_dir / SAMPLES)}
 
     summary = summarize(taskset, done, config, identity,
-                        timings={"wall_s": round(time.monotonic() - started, 3), "generate_s": round(gen_s, 3),
-                                 "execute_s": round(exec_s, 3), "samples_this_run": progress.done},
+                        timings={"wall_s": round(time.monotonic() - started, 3), "generate_s": round(loop.gen_s, 3),
+                                 "execute_s": round(loop.exec_s, 3), "samples_this_run": progress.done},
                         canonical_failures=canonical_failures, limits_by_task=limits_by_task)
-    _write_json(out_dir / SUMMARY, summary)
-    if config.report:
-        from .report import write_report
-
-        try:
-            write_report(out_dir, summary=summary, records=done)
-        except Exception as e:  # a report problem never loses a run: summary.json is written
-            log(f"warning: could not write the report: {type(e).__name__}: {e}")
+    _write_summary(out_dir, summary, done, config, log)
     if interrupted is not None:
         raise interrupted
     return summary
+
+
+def _run_settings(config: RunConfig, identity: dict, limits_by_task: dict[str, float]) -> dict:
+    """The summary's ``settings``: the knobs the run was made with."""
+    limits = sorted(set(limits_by_task.values()))
+    return {
+        "n_samples": config.n_samples if config.samples_per_task is None else "from the samples file",
+        "k": list(config.ks),
+        "workers": config.workers or default_workers(),
+        "timeout_s": config.timeout_s,
+        "memory_bytes": config.memory_bytes,
+        "calibrate": config.calibrate,
+        "calibrate_factor": config.calibrate_factor if config.calibrate else None,
+        "max_timeout_s": config.max_timeout_s if config.calibrate else None,
+        "time_limits_s": {"min": limits[0], "max": limits[-1]} if limits else None,
+        "sanitize": config.sanitize,
+        **{k: v for k, v in identity.items() if k not in ("taskset", "data_sha256")},
+    }
+
+
+def _add_categories(summary: dict, taskset: TaskSet, counts: dict, ks: tuple[int, ...]) -> None:
+    """Label ``per_task`` with each task's category and add ``per_category`` pass@k (tasks with categories)."""
+    category = {t.task_id: t.category for t in taskset.tasks if t.category}
+    if not category:
+        return
+    for tid, entry in summary["per_task"].items():
+        entry["category"] = category.get(tid, "")
+    summary["per_category"] = {}
+    for cat in taskset.categories:
+        cat_counts = {tid: nc for tid, nc in counts.items() if category.get(tid) == cat}
+        agg = aggregate_pass_at_k(cat_counts, ks)
+        summary["per_category"][cat] = {
+            "n_tasks": sum(1 for t in taskset.tasks if t.category == cat),
+            "n_tasks_with_results": len(cat_counts),
+            **{k: v["value"] for k, v in agg.items()},
+        }
 
 
 def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: RunConfig, identity: dict,
@@ -512,7 +591,6 @@ def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: Ru
     expected = sum(config.n_for(t.task_id) for t in taskset.tasks)
     have = sum(1 for t in taskset.tasks for i in range(config.n_for(t.task_id)) if (t.task_id, i) in records)
     per_sample = [n for n, _ in counts.values()]
-    limits = sorted(set(limits_by_task.values()))
     summary = {
         "taskset": taskset.name,
         "model": identity.get("model"),
@@ -527,19 +605,7 @@ def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: Ru
         "status_counts": dict(Counter(r.get("status", "?") for r in rows)),
         "data": [s.to_json() for s in taskset.sources],
         "data_notes": list(taskset.notes),
-        "settings": {
-            "n_samples": config.n_samples if config.samples_per_task is None else "from the samples file",
-            "k": list(config.ks),
-            "workers": config.workers or default_workers(),
-            "timeout_s": config.timeout_s,
-            "memory_bytes": config.memory_bytes,
-            "calibrate": config.calibrate,
-            "calibrate_factor": config.calibrate_factor if config.calibrate else None,
-            "max_timeout_s": config.max_timeout_s if config.calibrate else None,
-            "time_limits_s": {"min": limits[0], "max": limits[-1]} if limits else None,
-            "sanitize": config.sanitize,
-            **{k: v for k, v in identity.items() if k not in ("taskset", "data_sha256")},
-        },
+        "settings": _run_settings(config, identity, limits_by_task),
         "canonical_failures": canonical_failures,
         "timings": timings,
         "environment": {"python": platform.python_version(), "platform": platform.platform(),
@@ -547,19 +613,7 @@ def summarize(taskset: TaskSet, records: dict[tuple[str, int], dict], config: Ru
         "results_file": str(Path(config.out_dir) / RESULTS),
         "per_task": {tid: {"n": n, "c": c} for tid, (n, c) in sorted(counts.items())},
     }
-    category = {t.task_id: t.category for t in taskset.tasks if t.category}
-    if category:
-        for tid, entry in summary["per_task"].items():
-            entry["category"] = category.get(tid, "")
-        summary["per_category"] = {}
-        for cat in taskset.categories:
-            cat_counts = {tid: nc for tid, nc in counts.items() if category.get(tid) == cat}
-            agg = aggregate_pass_at_k(cat_counts, config.ks)
-            summary["per_category"][cat] = {
-                "n_tasks": sum(1 for t in taskset.tasks if t.category == cat),
-                "n_tasks_with_results": len(cat_counts),
-                **{k: v["value"] for k, v in agg.items()},
-            }
+    _add_categories(summary, taskset, counts, config.ks)
     if base_counts:
         base = aggregate_pass_at_k(base_counts, config.ks)
         summary["base"] = {k: v["value"] for k, v in base.items()}
