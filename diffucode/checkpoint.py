@@ -41,7 +41,7 @@ class Checkpoint:
     path: Path | None = None
 
 
-# The first words of an interim model's card (train._cpu_status); models.is_interim looks for them.
+# The first words of an interim model's card (training/card.py, cpu_status); models.is_interim looks for them.
 INTERIM_MARKER = "**Status: interim.**"
 
 def save(
@@ -149,7 +149,8 @@ def load(folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch
         tensors.pop("lm_head.weight", None)
     missing, unexpected = _match_keys(model, tensors)
     if missing or unexpected:
-        raise CheckpointError(f"weights in {folder} do not fit the config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise CheckpointError(f"weights in {folder} do not fit the config: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}")
     try:
         model.load_state_dict(tensors, strict=False)
     except RuntimeError as exc:

@@ -63,7 +63,8 @@ class NativeDenoiser:
     T_BUCKET = 64
     P_BUCKET = 16
 
-    def __init__(self, model: DiffusionTransformer, tokenizer: Tokenizer, *, compile: str = "none", buckets: bool | None = None):
+    def __init__(self, model: DiffusionTransformer, tokenizer: Tokenizer, *, compile: str = "none",
+                 buckets: bool | None = None):
         if compile not in COMPILE_MODES:
             raise ConfigError(f"unknown compile mode {compile!r}; choose from {', '.join(COMPILE_MODES)}")
         self.model = model
@@ -71,7 +72,8 @@ class NativeDenoiser:
         self.pad_id = tokenizer.pad_id
         self.eos_id = tokenizer.eos_id
         self.vocab_size = tokenizer.vocab_size
-        self.forbidden_ids = frozenset(i for i in (tokenizer.mask_id, tokenizer.bos_id, tokenizer.expand_id) if i is not None)
+        self.forbidden_ids = frozenset(i for i in (tokenizer.mask_id, tokenizer.bos_id, tokenizer.expand_id)
+                                       if i is not None)
         self.max_seq_len = model.cfg.max_seq_len
         self.cacheable = True  # has prefill / forward_cached (CachedDenoiser)
         self.expand_id = self.delete_id = None  # holes are sized by pad tails or the length search, not expand/delete
@@ -80,11 +82,13 @@ class NativeDenoiser:
         self.forward, self.prefill, self.forward_cached = model.forward, model.prefill, model.forward_cached
         if compile != "none":
             wrap = functools.partial(_compiled, mode=None if compile == "default" else compile)
-            self.forward, self.prefill, self.forward_cached = wrap(self.forward), wrap(self.prefill), wrap(self.forward_cached)
+            self.forward, self.prefill, self.forward_cached = (wrap(self.forward), wrap(self.prefill),
+                                                               wrap(self.forward_cached))
         self.buckets = compile == "reduce-overhead" if buckets is None else buckets
         if self.buckets:
             self.forward, self.prefill, self.forward_cached = _bucketed(
-                self.forward, self.prefill, self.forward_cached, t=self.T_BUCKET, p=self.P_BUCKET, limit=self.max_seq_len
+                self.forward, self.prefill, self.forward_cached, t=self.T_BUCKET, p=self.P_BUCKET,
+                limit=self.max_seq_len,
             )
 
     @property
@@ -160,7 +164,8 @@ def _bucketed(forward, prefill, forward_cached, *, t: int, p: int, limit: int):
     @functools.wraps(forward_cached)
     def forward_cached_b(ids, cache, active, positions=None):
         if ids.size(1) != getattr(cache, "length", None):
-            raise ValueError(f"a cache made for {getattr(cache, 'length', '?')} tokens used with {ids.size(1)}: prefill again")
+            raise ValueError(f"a cache made for {getattr(cache, 'length', '?')} tokens used with {ids.size(1)}: "
+                             "prefill again")
         padded, keep = context(ids, cache[0][0].size(2))  # the width the cache was made at
         out = forward_cached(padded, list(cache), rows(active, ids.size(0)), positions=rows(positions, ids.size(0)),
                              key_padding_mask=keep)
@@ -239,8 +244,8 @@ class CachedDenoiser:
             raise ValueError("refresh_every must be ≥ 1")
         self.base = base
         self.refresh_every = refresh_every
-        for name in ("mask_id", "pad_id", "eos_id", "vocab_size", "forbidden_ids", "max_seq_len", "expand_id", "delete_id",
-                     "infill_frame"):
+        for name in ("mask_id", "pad_id", "eos_id", "vocab_size", "forbidden_ids", "max_seq_len", "expand_id",
+                     "delete_id", "infill_frame"):
             setattr(self, name, getattr(base, name))
         self.cacheable = False  # it is the cache
         self._cache = None

@@ -22,8 +22,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r}: no CUDA GPU here (or torch {torch.__version__} was built without CUDA); "
-                              "use --device cpu")
+            raise ConfigError(f"device {device!r}: no CUDA GPU here (or torch {torch.__version__} was built "
+                              "without CUDA); use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     elif dev.type == "mps" and not _mps():

@@ -75,6 +75,26 @@ def sample_expanding(
             in one last commit, so a model that keeps expanding and deleting cannot loop forever.
         callback: called after every step with (forwards, hole); raise to cancel.
     """
+    _check_settings(strategy=strategy, initial=initial, max_length=max_length, threshold=threshold,
+                    position_temperature=position_temperature, cfg_scale=cfg_scale)
+    plan = _Plan(prefix, suffix, expand_id, delete_id, max_length, banned_ids(denoiser, allow=(expand_id, delete_id)),
+                 denoiser.device, strategy, temperature, top_k, top_p, threshold, position_temperature, cfg_scale,
+                 generator)
+    mask = denoiser.mask_id
+    cap = max_forwards or 4 * max_length
+    hole = _Hole([mask] * initial, [0.0] * initial)
+    forwards = 0
+    while mask in hole.ids:  # the decode loop
+        forwards += 1
+        _decode_one_step(denoiser, plan, hole, last=forwards >= cap)
+        if callback is not None:
+            callback(forwards, list(hole.ids))
+    return ExpandOutput(hole.ids, hole.logprobs, forwards, hole.expansions, hole.deletions)
+
+
+def _check_settings(*, strategy: str, initial: int, max_length: int, threshold: float | None,
+                    position_temperature: float | None, cfg_scale: float) -> None:
+    """Raise ConfigError for a setting outside its range (see `sample_expanding`'s Args)."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if not 1 <= initial <= max_length:
@@ -83,49 +103,87 @@ def sample_expanding(
         raise ConfigError("threshold must be in (0, 1]")
     check_position_temperature(position_temperature)
     check_cfg_scale(cfg_scale)
-    mask = denoiser.mask_id
-    cap = max_forwards or 4 * max_length
-    hole, lps = [mask] * initial, [0.0] * initial
-    forwards = expansions = deletions = 0
-    device = denoiser.device
-    banned = banned_ids(denoiser, allow=(expand_id, delete_id))
-    while mask in hole:
-        open_ = [i for i, t in enumerate(hole) if t == mask]
-        ids = torch.tensor(prefix + hole + suffix, device=device)[None]
-        pos = torch.tensor([len(prefix) + i for i in open_], device=device)[None]
-        prompt = _context(len(prefix), len(hole), len(suffix), device) if cfg_scale else None
-        logits = guided_logits(denoiser, ids, pos, prompt=prompt, cfg_scale=cfg_scale).to(torch.float32, copy=True)  # (1, M, V), edited below
-        forwards += 1
-        last = forwards >= cap
-        suppress_(logits, banned, denoiser.vocab_size)
-        if len(hole) >= max_length or last:
-            logits[..., expand_id] = NEG_INF
-        if last:
-            logits[..., delete_id] = NEG_INF
-        x0, conf, score, logp, _ = choose_tokens(logits, strategy, temperature, top_k, top_p, generator, entropy=False)
-        x0, conf, score, logp = x0[0], conf[0], score[0], logp[0]
-        if last:
-            commit = list(range(len(open_)))
-        elif threshold is not None:
-            commit = [j for j in range(len(open_)) if float(conf[j]) >= threshold] or [
-                _pick_one(score, position_temperature, generator)]
-        else:
-            commit = [_pick_one(score, position_temperature, generator)]
-        # Right to left, so earlier indices stay valid while the hole changes length.
-        for j in sorted(commit, key=lambda j: open_[j], reverse=True):
-            i, tok = open_[j], int(x0[j])
-            if tok == expand_id and len(hole) < max_length:
-                hole[i : i + 1], lps[i : i + 1] = [mask, mask], [0.0, 0.0]
-                expansions += 1
-            elif tok == delete_id:
-                del hole[i], lps[i]
-                deletions += 1
-            elif tok != expand_id:
-                hole[i], lps[i] = tok, float(logp[j])
-            # an expand past the limit (several in one step) leaves its mask for the next step
-        if callback is not None:
-            callback(forwards, list(hole))
-    return ExpandOutput(hole, lps, forwards, expansions, deletions)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What stays fixed for the whole call (see `sample_expanding`'s Args)."""
+
+    prefix: list[int]
+    suffix: list[int]
+    expand_id: int
+    delete_id: int
+    max_length: int
+    banned: torch.Tensor  # (n,) the forbidden ids, less expand_id and delete_id
+    device: torch.device
+    strategy: str
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    threshold: float | None
+    position_temperature: float | None
+    cfg_scale: float
+    generator: torch.Generator | None
+
+
+@dataclass
+class _Hole:
+    """The hole as it grows and shrinks: its ids (masks included) and their commit-time log-probs."""
+
+    ids: list[int]
+    logprobs: list[float]
+    expansions: int = 0
+    deletions: int = 0
+
+
+def _decode_one_step(denoiser: Denoiser, plan: _Plan, hole: _Hole, *, last: bool) -> None:
+    """One forward over `prefix + hole + suffix`, then commit the chosen masks. On the `last` step
+    every mask is committed, and expand and delete are not allowed."""
+    open_ = [i for i, t in enumerate(hole.ids) if t == denoiser.mask_id]
+    x0, conf, score, logp = _predict(denoiser, plan, hole, open_, last=last)  # each (M,)
+    if last:
+        commit = list(range(len(open_)))
+    elif plan.threshold is not None:
+        commit = [j for j in range(len(open_)) if float(conf[j]) >= plan.threshold] or [
+            _pick_one(score, plan.position_temperature, plan.generator)]
+    else:
+        commit = [_pick_one(score, plan.position_temperature, plan.generator)]
+    _apply(hole, open_, commit, x0, logp, plan, denoiser.mask_id)
+
+
+def _predict(denoiser: Denoiser, plan: _Plan, hole: _Hole, open_: list[int], *, last: bool):
+    """Token, confidence, ordering score and log-prob at each open position of the hole. (M,) each."""
+    device = plan.device
+    ids = torch.tensor(plan.prefix + hole.ids + plan.suffix, device=device)[None]
+    pos = torch.tensor([len(plan.prefix) + i for i in open_], device=device)[None]
+    prompt = _context(len(plan.prefix), len(hole.ids), len(plan.suffix), device) if plan.cfg_scale else None
+    logits = guided_logits(denoiser, ids, pos, prompt=prompt, cfg_scale=plan.cfg_scale)
+    logits = logits.to(torch.float32, copy=True)  # (1, M, V), edited below
+    suppress_(logits, plan.banned, denoiser.vocab_size)
+    if len(hole.ids) >= plan.max_length or last:
+        logits[..., plan.expand_id] = NEG_INF
+    if last:
+        logits[..., plan.delete_id] = NEG_INF
+    x0, conf, score, logp, _ = choose_tokens(logits, plan.strategy, plan.temperature, plan.top_k, plan.top_p,
+                                             plan.generator, entropy=False)
+    return x0[0], conf[0], score[0], logp[0]
+
+
+def _apply(hole: _Hole, open_: list[int], commit: list[int], x0: torch.Tensor, logp: torch.Tensor, plan: _Plan,
+           mask: int) -> None:
+    """Commit the chosen open positions: a token fills, expand_id grows the hole, delete_id shrinks it."""
+    # Right to left, so earlier indices stay valid while the hole changes length.
+    for j in sorted(commit, key=lambda j: open_[j], reverse=True):
+        i, tok = open_[j], int(x0[j])
+        if tok == plan.expand_id and len(hole.ids) < plan.max_length:
+            hole.ids[i : i + 1], hole.logprobs[i : i + 1] = [mask, mask], [0.0, 0.0]
+            hole.expansions += 1
+        elif tok == plan.delete_id:
+            del hole.ids[i], hole.logprobs[i]
+            hole.deletions += 1
+        elif tok != plan.expand_id:
+            hole.ids[i], hole.logprobs[i] = tok, float(logp[j])
+        # an expand past the limit (several in one step) leaves its mask for the next step
 
 
 def _pick_one(score: torch.Tensor, temperature: float | None, generator: torch.Generator | None) -> int:

@@ -36,7 +36,8 @@ def refusal(kind: str, source: str, start: int, end: int, new: str) -> str | Non
     old = source[start:end]
     where = _line_range(source, start, end)
     if old.strip() and not new.strip():
-        return f"{REFUSED}the model {'rewrote' if kind == 'rewrite' else 'filled'} {where} with nothing, which would delete them"
+        verb = "rewrote" if kind == "rewrite" else "filled"
+        return f"{REFUSED}the model {verb} {where} with nothing, which would delete them"
     breaks_old, breaks_new = old.count("\n"), new.count("\n")
     if kind == "rewrite" and breaks_new != breaks_old:
         return (f"{REFUSED}the rewrite of {where} has {breaks_new} line break(s) instead of "
@@ -53,7 +54,9 @@ def screen(kind: str, source: str, candidates: Sequence, *, allow_delete: bool) 
         return list(candidates)
     out = []
     for c in candidates:
-        why = next((r for ed in c.edits if (r := refusal(kind, source, ed.start, ed.end, ed.text))), None) if c.valid else None
+        why = None
+        if c.valid:
+            why = next((r for ed in c.edits if (r := refusal(kind, source, ed.start, ed.end, ed.text))), None)
         out.append(replace(c, valid=False, reason=why) if why else c)
     return sorted(out, key=lambda c: not c.valid)  # stable: each group keeps its order by score
 
@@ -72,5 +75,6 @@ def snap_growth(source: str, selected: tuple[int, int], snapped: tuple[int, int]
     n, m = (last - first + 1 for first, last in (_lines(source, *selected), _lines(source, *snapped)))
     if m - n <= max(3, n):
         return None
-    return (f"{REFUSED}snapping {_line_range(source, *selected)} gives {_line_range(source, *snapped)}, {m - n} lines more "
-            f"than selected (at most {max(3, n)}): select the range to regenerate, or leave out the snap")
+    return (f"{REFUSED}snapping {_line_range(source, *selected)} gives {_line_range(source, *snapped)}, "
+            f"{m - n} lines more than selected (at most {max(3, n)}): select the range to regenerate, "
+            "or leave out the snap")

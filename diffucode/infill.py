@@ -26,7 +26,7 @@ from diffucode.errors import ConfigError, GenerationCancelled, SpanError
 from diffucode.expand import sample_expanding
 from diffucode.engine import Engine
 from diffucode.sampler import sample
-from diffucode.settings import LENGTH_MODES, MAX_CANDIDATES, SETTINGS_HELP, InfillSettings  # noqa: F401 (re-exported)
+from diffucode.settings import InfillSettings
 
 MASK_GLYPH = "\u2591"  # how a still-masked token shows in streamed intermediate text
 
@@ -163,7 +163,8 @@ def complete(
         # the text has the file's newlines: a CRLF line split at \n keeps its \r, which goes with the cut
         return "\n".join(lines[:limit]).removesuffix("\r") if len(lines) > limit else text
 
-    return _generate(engine, source, [(hole.start, hole.end)], settings, post=cut, on_step=on_step, should_stop=should_stop)
+    return _generate(engine, source, [(hole.start, hole.end)], settings, post=cut, on_step=on_step,
+                     should_stop=should_stop)
 
 
 def rewrite(
@@ -192,7 +193,7 @@ def rewrite(
     if s == e:
         raise SpanError("rewrite needs a non-empty span")
     t0 = time.perf_counter()
-    orig = engine.tokenizer.encode(_model_text(source[s:e]))
+    orig = engine.tokenizer.encode(model_text(source[s:e]))
     if not orig:
         raise SpanError("the span has no tokens to rewrite")
     layout = Layout.build(engine, source, [(s, e)], [len(orig)], settings)  # the context makes room for the span
@@ -200,7 +201,7 @@ def rewrite(
     base = torch.tensor(layout.ids_with([orig]), device=den.device)[None]  # (1, T)
     lo = len(layout.prefix_ids)
     pos = torch.arange(lo, lo + len(orig), device=den.device)
-    conf = _pseudo_likelihood(den, base, pos)  # (n,)
+    conf = pseudo_likelihood(den, base, pos)  # (n,)
     if below is not None:
         chosen = (conf < below).nonzero().flatten()
     else:
@@ -226,7 +227,7 @@ def rewrite(
 
 
 # -- internals --------------------------------------------------------------------------------------
-def _model_text(text: str) -> str:
+def model_text(text: str) -> str:
     """What the model reads: LF newlines (the file's own newline style is restored on output)."""
     return text.replace("\r\n", "\n")
 
@@ -250,13 +251,13 @@ class Layout:
         tok = engine.tokenizer
         before, after = engine.denoiser.infill_frame  # DreamOn: BOS, EOS around the context
         budget = min(settings.context_tokens or engine.denoiser.max_seq_len, engine.denoiser.max_seq_len)
-        middles = [tok.encode(_model_text(source[spans[i][1] : spans[i + 1][0]])) for i in range(len(spans) - 1)]
+        middles = [tok.encode(model_text(source[spans[i][1] : spans[i + 1][0]])) for i in range(len(spans) - 1)]
         room = budget - sum(hole_lens) - sum(map(len, middles)) - len(before) - len(after)
         if room < 0:
             raise SpanError(f"the holes and the text between them need more than the model's {budget}-token context")
         prefix_text, suffix_text = source[: spans[0][0]], source[spans[-1][1] :]
-        suffix_ids = tok.encode(_model_text(suffix_text))
-        prefix_ids = tok.encode(_model_text(prefix_text))
+        suffix_ids = tok.encode(model_text(suffix_text))
+        prefix_ids = tok.encode(model_text(prefix_text))
         if len(prefix_ids) + len(suffix_ids) > room:
             # Window on line boundaries: ~3/4 of the room before the hole, the rest after (unused room moves over).
             want_suffix = min(len(suffix_ids), max(room // 4, room - len(prefix_ids)))
@@ -289,17 +290,17 @@ def _window(tok, text: str, budget: int, *, from_end: bool) -> list[int]:
         lines = lines[::-1]
     kept, used = [], 0
     for line in lines:
-        n = len(tok.encode(_model_text(line)))
+        n = len(tok.encode(model_text(line)))
         if used + n > budget:
             break
         kept.append(line)
         used += n
     if from_end:
         kept = kept[::-1]
-    ids = tok.encode(_model_text("".join(kept)))
+    ids = tok.encode(model_text("".join(kept)))
     while len(ids) > budget and kept:  # per-line counts can undercount merges across lines
         kept = kept[1:] if from_end else kept[:-1]
-        ids = tok.encode(_model_text("".join(kept)))
+        ids = tok.encode(model_text("".join(kept)))
     return ids
 
 
@@ -309,7 +310,7 @@ def _hole_lengths(engine: Engine, source: str, spans, settings: InfillSettings) 
     mode = _length_mode(engine, spans, settings)
     if mode == "fixed":
         return [settings.length]
-    old = max((len(engine.tokenizer.encode(_model_text(source[s:e]))) for s, e in spans), default=0)
+    old = max((len(engine.tokenizer.encode(model_text(source[s:e]))) for s, e in spans), default=0)
     if mode == "pad":
         # Room for the old span's length and then some: the model ends its text with pads.
         return [min(cap, max(16, math.ceil(old * 1.5) + 8))]
@@ -334,7 +335,8 @@ def _length_mode(engine: Engine, spans, settings: InfillSettings) -> str:
         return "pad" if engine.pad_tail else "search"
     if mode == "expand":
         if not _expand_ids(engine):
-            raise ConfigError(f"{engine.name} has no expand/delete tokens: length mode 'expand' needs a DreamOn-style model")
+            raise ConfigError(f"{engine.name} has no expand/delete tokens: length mode 'expand' needs a "
+                              "DreamOn-style model")
         if len(spans) != 1:
             raise ConfigError("length mode 'expand' fills one span at a time")
     return mode
@@ -342,7 +344,8 @@ def _length_mode(engine: Engine, spans, settings: InfillSettings) -> str:
 
 def _generate(engine, source, spans, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:
     if _length_mode(engine, spans, settings) == "expand":
-        return _generate_expanding(engine, source, spans[0], settings, post=post, on_step=on_step, should_stop=should_stop)
+        return _generate_expanding(engine, source, spans[0], settings, post=post, on_step=on_step,
+                                   should_stop=should_stop)
     t0 = time.perf_counter()
     den = engine.denoiser
     lengths = _hole_lengths(engine, source, spans, settings)
@@ -371,11 +374,13 @@ def _generate(engine, source, spans, settings, *, post=None, on_step=None, shoul
             cut = lp[content].median()
             redo = content & (lp <= cut)
             batch = torch.where(redo, torch.full_like(ids, den.mask_id), ids)[None].repeat(settings.candidates, 1)
-            out = sample_layout(engine, batch, replace(settings, seed=settings.seed + 1), on_step, should_stop, layout, layout.hole_lens)
+            out = sample_layout(engine, batch, replace(settings, seed=settings.seed + 1), on_step, should_stop, layout,
+                                layout.hole_lens)
             forwards += out.forwards
             for r in range(batch.size(0)):
                 merged_lp = torch.where(redo, out.logprobs[r], lp)
-                cand = _candidate(engine, source, spans, layout, out.ids[r], merged_lp, settings, post, pooled, note="remasked")
+                cand = _candidate(engine, source, spans, layout, out.ids[r], merged_lp, settings, post, pooled,
+                                  note="remasked")
                 if cand is not None:
                     pooled[apply_edits(source, cand.edits)] = cand
     return finish("fill", source, pooled.values(), settings, forwards=forwards, t0=t0, hole_tokens=tuple(lengths))
@@ -388,7 +393,7 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
     cap = settings.max_new_tokens
     layout = Layout.build(engine, source, [span], [cap], settings)  # context room for the longest hole
     prefix, suffix = layout.prefix_ids, layout.suffix_ids
-    old = len(engine.tokenizer.encode(_model_text(source[span[0] : span[1]])))
+    old = len(engine.tokenizer.encode(model_text(source[span[0] : span[1]])))
     initial = min(cap, settings.length or max(4, old))
     pooled: dict[str, Candidate] = {}
     forwards = 0
@@ -491,7 +496,8 @@ def sample_layout(engine, ids, settings, on_step, should_stop, layout, hole_lens
         entropy_bound=settings.entropy_bound,
         early_stop=settings.early_stop,
         block_length=settings.block_length,
-        tail_ids=tail_ids if tail_ids is not None else sorted(hole_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad"
+        tail_ids=tail_ids if tail_ids is not None
+        else sorted(hole_tail_ids(den)) if engine.pad_tail or settings.length_mode == "pad"
         else [t for t in [den.eos_id] if t is not None],
         allow_ids=allow_ids,
         remask_below=settings.remask_below,
@@ -571,7 +577,7 @@ def validated(source: str, edits: list[Edit], score: float, n_tokens: int, setti
 
 
 @torch.no_grad()  # not inference_mode: a compiled model's graphs guard on it (denoiser.py)
-def _pseudo_likelihood(den, ids: torch.Tensor, pos: torch.Tensor, stride: int = 4) -> torch.Tensor:
+def pseudo_likelihood(den, ids: torch.Tensor, pos: torch.Tensor, stride: int = 4) -> torch.Tensor:
     """p(token_i | all others) for each position in `pos`, masking every `stride`-th one per forward. (n,)"""
     n = pos.numel()
     k = min(stride, n)

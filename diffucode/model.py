@@ -64,7 +64,8 @@ def _check_field(name: str, value, default) -> None:
     else:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
     if not ok:
-        raise ValueError(f"{name} must be {'true or false' if isinstance(default, bool) else 'a positive number'}, not {value!r}")
+        expected = "true or false" if isinstance(default, bool) else "a positive number"
+        raise ValueError(f"{name} must be {expected}, not {value!r}")
 
 
 # Architecture presets; vocab_size is set from the tokenizer when a model is built.

@@ -42,13 +42,15 @@ def _from_hub(repo_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:
-        raise CheckpointError(f"{repo_id!r} is not a local folder, and huggingface_hub is not installed to fetch it") from exc
+        raise CheckpointError(f"{repo_id!r} is not a local folder, and huggingface_hub is not installed to "
+                              "fetch it") from exc
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.py", "*.md"]))
+        patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.py", "*.md"]
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as exc:  # offline, unknown repo, gated: one clear line
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise CheckpointError(f"{repo_id!r} is not a local folder, and the hub cannot give it (offline or unknown id?): "
-                              f"{type(exc).__name__}: {first}") from exc
+        raise CheckpointError(f"{repo_id!r} is not a local folder, and the hub cannot give it "
+                              f"(offline or unknown id?): {type(exc).__name__}: {first}") from exc
 
 
 def check_model(name_or_path: str | os.PathLike | None = None, *, family: str | None = None) -> Path:
@@ -83,53 +85,26 @@ def load_engine(
     torch.compile mode for diffucode's own models (see denoiser.NativeDenoiser); the compilation
     happens here, in a warm-up.
     """
-    if quantize not in (None, *QUANTIZE_MODES):
-        raise ConfigError(f"unknown quantization {quantize!r}; choose from {', '.join(QUANTIZE_MODES)}")
-    if quantize == "int8" and compile != "none":
-        raise ConfigError("compile and int8 quantization do not combine (dynamo splits the graph at every "
-                          "quantized layer); choose one")
+    _check_options(quantize, compile)
     device = resolve_device(device)
     t0 = time.perf_counter()
     folder = resolve(name_or_path)
     config = checkpoint.read_config(folder)
     fmt = config.get("format") or config.get("model_type")
-    if isinstance(dtype, str):
-        from diffucode.families.hf import DTYPES
-
-        if dtype.lower() not in DTYPES:
-            raise CheckpointError(f"unknown dtype {dtype!r}; choose from bf16, fp16, fp32")
-        dtype = DTYPES[dtype.lower()]
+    dtype = _torch_dtype(dtype)
     if fmt == checkpoint.FORMAT and family:
         raise ConfigError(f"{folder} is a diffucode model folder: --family {family} applies to public checkpoints "
                           "only; leave it out")
     if fmt != checkpoint.FORMAT:
-        from diffucode import families
-
-        if quantize == "int8":
-            raise ConfigError("int8 quantization applies to diffucode's own models only; use --dtype for public checkpoints")
-        if compile != "none":
-            raise ConfigError("compile applies to diffucode's own models only")
-        return families.load(folder, config, device=device, dtype=dtype, family=family,
-                             trust_remote_code=trust_remote_code, name=str(name_or_path or folder))
+        return _load_public(folder, config, device=device, dtype=dtype, family=family,
+                            trust_remote_code=trust_remote_code, quantize=quantize, compile=compile,
+                            name=str(name_or_path or folder))
     ckpt = checkpoint.load(folder, device=device, dtype=dtype)
-    runtime = {"quantize": "none"}
-    if quantize == "int8":
-        ckpt.model = quantize_int8(ckpt.model)
-        runtime["quantize"] = "int8"
-    elif quantize == "auto" and compile == "none" and device.type == "cpu":
-        ckpt.model, runtime = pick_quantization(ckpt.model, ckpt.tokenizer)
+    ckpt.model, runtime = _quantized(ckpt.model, ckpt.tokenizer, quantize, compile=compile, device=device)
     name = DEFAULT_NAME if folder == EMBEDDED else str(name_or_path)
     denoiser = NativeDenoiser(ckpt.model, ckpt.tokenizer, compile=compile)
     if compile != "none":
-        # Compiled versions are kept per function, not per model, and dynamo stops compiling a function
-        # after 8: forget those of models loaded before (one compiled engine per process at a time).
-        torch._dynamo.reset()
-        try:
-            denoiser.warm_up()
-        except Exception as exc:  # e.g. no C compiler for inductor's CPU kernels: one line, not a compiler trace
-            reason = (str(exc).strip().splitlines() or [""])[0][:300]
-            raise ConfigError(f"torch.compile (mode {compile}) failed: {type(exc).__name__}: {reason}; "
-                              "use compile none") from exc
+        _compile_now(denoiser, compile)
     return Engine(
         denoiser=denoiser,
         tokenizer=ckpt.tokenizer,
@@ -139,6 +114,66 @@ def load_engine(
         load_seconds=time.perf_counter() - t0,
         runtime=runtime,
     )
+
+
+def _check_options(quantize: str | None, compile: str) -> None:
+    """Raise ConfigError for an unknown quantization or one that does not combine with `compile`."""
+    if quantize not in (None, *QUANTIZE_MODES):
+        raise ConfigError(f"unknown quantization {quantize!r}; choose from {', '.join(QUANTIZE_MODES)}")
+    if quantize == "int8" and compile != "none":
+        raise ConfigError("compile and int8 quantization do not combine (dynamo splits the graph at every "
+                          "quantized layer); choose one")
+
+
+def _torch_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A dtype given by name (bf16, fp16, fp32) as a torch.dtype; other values as they are."""
+    if isinstance(dtype, str):
+        from diffucode.families.hf import DTYPES
+
+        if dtype.lower() not in DTYPES:
+            raise CheckpointError(f"unknown dtype {dtype!r}; choose from bf16, fp16, fp32")
+        dtype = DTYPES[dtype.lower()]
+    return dtype
+
+
+def _load_public(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype | None,
+                 family: str | None, trust_remote_code: bool, quantize: str | None, compile: str,
+                 name: str) -> Engine:
+    """A public checkpoint through diffucode.families (int8 and compile apply to diffucode's own models only)."""
+    from diffucode import families
+
+    if quantize == "int8":
+        raise ConfigError("int8 quantization applies to diffucode's own models only; use --dtype for public "
+                          "checkpoints")
+    if compile != "none":
+        raise ConfigError("compile applies to diffucode's own models only")
+    return families.load(folder, config, device=device, dtype=dtype, family=family,
+                         trust_remote_code=trust_remote_code, name=name)
+
+
+def _quantized(model: torch.nn.Module, tokenizer, quantize: str | None, *, compile: str,
+               device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The model to serve under `quantize` (see load_engine) and the runtime record of the choice."""
+    runtime = {"quantize": "none"}
+    if quantize == "int8":
+        model = quantize_int8(model)
+        runtime["quantize"] = "int8"
+    elif quantize == "auto" and compile == "none" and device.type == "cpu":
+        model, runtime = pick_quantization(model, tokenizer)
+    return model, runtime
+
+
+def _compile_now(denoiser: NativeDenoiser, compile: str) -> None:
+    """torch.compile the denoiser in a warm-up, so the first request does not pay for it."""
+    # Compiled versions are kept per function, not per model, and dynamo stops compiling a function
+    # after 8: forget those of models loaded before (one compiled engine per process at a time).
+    torch._dynamo.reset()
+    try:
+        denoiser.warm_up()
+    except Exception as exc:  # e.g. no C compiler for inductor's CPU kernels: one line, not a compiler trace
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"torch.compile (mode {compile}) failed: {type(exc).__name__}: {reason}; "
+                          "use compile none") from exc
 
 
 def _is_dir(p: Path) -> bool:
@@ -181,7 +216,8 @@ def pick_quantization(model: torch.nn.Module, tokenizer, *, tokens: int = 256, p
     speedup = round(float_ms / int8_ms, 2) if int8_ms > 0 else 0.0
     use = speedup >= AUTO_INT8_MIN_SPEEDUP
     return (quantized if use else model), {"quantize": "int8" if use else "none", "chosen_by": "auto",
-                                           "int8_speedup": speedup, "forward_ms": round(int8_ms if use else float_ms, 2)}
+                                           "int8_speedup": speedup,
+                                           "forward_ms": round(int8_ms if use else float_ms, 2)}
 
 
 def _best_ms(denoisers, ids: torch.Tensor, pos: torch.Tensor, repeats: int) -> list[float]:
@@ -200,9 +236,10 @@ def _best_ms(denoisers, ids: torch.Tensor, pos: torch.Tensor, repeats: int) -> l
 
 
 def is_interim(folder: Path | None) -> bool:
-    """Does the model's card say it is an interim model (trained only on a CPU: train._cpu_status)?"""
+    """Does the model's card say it is an interim model (trained only on a CPU: training/card.py, cpu_status)?"""
     try:
-        return folder is not None and checkpoint.INTERIM_MARKER in (Path(folder) / "README.md").read_text(encoding="utf-8")
+        return folder is not None and \
+            checkpoint.INTERIM_MARKER in (Path(folder) / "README.md").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -234,7 +271,8 @@ def available() -> list[dict]:
         try:
             present = (folder / "config.json").is_file()
         except OSError as exc:  # e.g. a folder without read permission
-            rows.append({"name": name, "path": str(folder), "present": False, "error": f"cannot read: {exc.strerror or exc}"})
+            rows.append({"name": name, "path": str(folder), "present": False,
+                         "error": f"cannot read: {exc.strerror or exc}"})
             continue
         if not present and name != DEFAULT_NAME:
             continue  # a folder under $DIFFUCODE_MODELS that is not a model (a training run, notes, ...)

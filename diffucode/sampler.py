@@ -100,6 +100,29 @@ def sample(
         generator: torch.Generator for reproducible sampling and random ordering.
         callback: called after every step with (step, ids, still_masked); raise to cancel.
     """
+    _check_settings(strategy=strategy, steps=steps, temperature=temperature, threshold=threshold,
+                    block_length=block_length, entropy_bound=entropy_bound, early_stop=early_stop,
+                    position_temperature=position_temperature, cfg_scale=cfg_scale)
+    ids = ids.clone()
+    generated = ids == denoiser.mask_id  # (B, T)
+    state = _State.start(ids, generated)
+    if not state.masked.any():
+        return SampleOutput(ids, state.logprobs, generated, 0)
+    plan = _make_plan(denoiser, generated, steps=steps, block_length=block_length, tail_ids=tail_ids,
+                      allow_ids=allow_ids, cfg_scale=cfg_scale, cfg_prompt=cfg_prompt)
+    knobs = _Knobs(strategy, temperature, top_k, top_p, threshold, entropy_bound, early_stop, remask_below,
+                   position_temperature, cfg_scale, generator)
+    while state.masked.any():  # the decode loop
+        _decode_one_step(denoiser, plan, knobs, state)
+        if callback is not None:
+            callback(state.forwards, state.ids, state.masked)
+    return SampleOutput(state.ids, state.logprobs, generated, state.forwards)
+
+
+def _check_settings(*, strategy: str, steps: int, temperature: float, threshold: float | None,
+                    block_length: int | None, entropy_bound: float | None, early_stop: float | None,
+                    position_temperature: float | None, cfg_scale: float) -> None:
+    """Raise ConfigError for a knob outside its range (see `sample`'s Args)."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if steps < 1:
@@ -117,20 +140,74 @@ def sample(
     check_position_temperature(position_temperature)
     check_cfg_scale(cfg_scale)
 
-    ids = ids.clone()
-    B, T = ids.shape
-    device = ids.device
-    generated = ids == denoiser.mask_id  # (B, T)
-    masked = generated.clone()
-    logprobs = torch.zeros(B, T, dtype=torch.float32, device=device)
-    if not masked.any():
-        return SampleOutput(ids, logprobs, generated, 0)
 
+@dataclass(frozen=True)
+class _Knobs:
+    """`sample`'s settings that act at every step (see its Args)."""
+
+    strategy: str
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    threshold: float | None
+    entropy_bound: float | None
+    early_stop: float | None
+    remask_below: float | None
+    position_temperature: float | None
+    cfg_scale: float
+    generator: torch.Generator | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What stays fixed for the whole call, set up before the first forward."""
+
+    generated: torch.Tensor  # (B, T) bool, the positions that were masks on input
+    gen_pos: torch.Tensor  # (B, G) the positions whose logits each step computes: the generated ones, in order
+    gen_valid: torch.Tensor  # (B, G) bool, False where a row with fewer generated positions is padded
+    block: torch.Tensor  # (B, T) block index (rank among the generated positions // block_length)
+    n_blocks: int
+    steps_per_block: int
+    seg_start: torch.Tensor  # (B, T) first index of each position's hole (see _segments)
+    seg_end: torch.Tensor  # (B, T) last index of each position's hole
+    tail: torch.Tensor  # (n,) the tail ids
+    banned: torch.Tensor  # (n,) the forbidden ids this call does not allow
+    prompt: torch.Tensor | None  # (B, T) bool, what classifier-free guidance masks in its unconditional input
+
+
+@dataclass
+class _State:
+    """What the decode loop changes, step by step."""
+
+    ids: torch.Tensor  # (B, T)
+    masked: torch.Tensor  # (B, T) bool, still to generate
+    logprobs: torch.Tensor  # (B, T) log-prob of each token when it was committed
+    remasked: torch.Tensor  # (B, T) bool, re-masked once already (remask_below)
+    spent: torch.Tensor  # (B,) steps spent in the current block
+    current: torch.Tensor  # (B,) the current block
+    prev_x0: torch.Tensor | None = None  # (B, G) last forward's predictions, for early_stop
+    forwards: int = 0  # denoiser calls made
+
+    @classmethod
+    def start(cls, ids: torch.Tensor, generated: torch.Tensor) -> _State:
+        """Before the first step: every generated position masked, nothing committed."""
+        B, T = ids.shape
+        device = ids.device
+        return cls(ids, masked=generated.clone(), logprobs=torch.zeros(B, T, dtype=torch.float32, device=device),
+                   remasked=torch.zeros_like(generated), spent=torch.zeros(B, dtype=torch.long, device=device),
+                   current=torch.zeros(B, dtype=torch.long, device=device))
+
+
+def _make_plan(denoiser: Denoiser, generated: torch.Tensor, *, steps: int, block_length: int | None,
+               tail_ids: Sequence[int], allow_ids: Sequence[int], cfg_scale: float,
+               cfg_prompt: torch.Tensor | None) -> _Plan:
+    """The call's fixed plan: where logits are computed, the blocks and their step budget, the holes."""
+    B, T = generated.shape
+    device = generated.device
     # Positions whose logits are computed each step: the generated ones, padded per row. (B, G)
     counts = generated.sum(1)
     G = int(counts.max())
-    order = torch.argsort((~generated).to(torch.int8), dim=1, stable=True)[:, :G]  # generated first, in order
-    gen_pos = order
+    gen_pos = torch.argsort((~generated).to(torch.int8), dim=1, stable=True)[:, :G]  # generated first, in order
     gen_valid = torch.arange(G, device=device)[None, :] < counts[:, None]  # (B, G)
 
     # Block index of each generated position (rank among the generated positions // block_length).
@@ -139,80 +216,104 @@ def sample(
     n_blocks = int(block[generated].max()) + 1
     steps = max(1, min(steps, int(counts.max())))
     steps_per_block = max(1, math.ceil(steps / n_blocks))
-    spent = torch.zeros(B, dtype=torch.long, device=device)  # steps spent in the current block
-    current = torch.zeros(B, dtype=torch.long, device=device)
 
     seg_start, seg_end = _segments(generated)
     tail = torch.tensor(sorted(set(tail_ids)), dtype=torch.long, device=device)
-    remasked = torch.zeros_like(generated)
-    banned = banned_ids(denoiser, allow_ids)
-    prev_x0 = None  # last forward's predictions, for early_stop
-    prompt = None  # what classifier-free guidance masks in its unconditional input
+    prompt = None
     if cfg_scale:
         prompt = ~generated if cfg_prompt is None else cfg_prompt.to(device=device, dtype=torch.bool).expand(B, T)
+    return _Plan(generated, gen_pos, gen_valid, block, n_blocks, steps_per_block, seg_start, seg_end, tail,
+                 banned_ids(denoiser, allow_ids), prompt)
 
-    forwards = 0
-    while masked.any():
-        # Current block per row: the lowest block that still has masks.
-        big = torch.full_like(block, n_blocks)
-        new_current = torch.where(masked, block, big).min(1).values
-        spent = torch.where(new_current != current, torch.zeros_like(spent), spent)
-        current = new_current
-        eligible = masked & (block == current[:, None])  # (B, T)
 
-        logits = guided_logits(denoiser, ids, gen_pos, prompt=prompt, cfg_scale=cfg_scale).to(torch.float32, copy=True)  # (B, G, V), ours to edit
-        forwards += 1
-        suppress_(logits, banned, denoiser.vocab_size)
-        if tail.numel():
-            _forbid_tail_before_content_(logits, ids, gen_pos, masked, generated, tail, seg_end)
-        x0, conf, score, logp, ent = choose_tokens(logits, strategy, temperature, top_k, top_p, generator,
-                                             entropy=entropy_bound is not None)  # each (B, G)
+def _decode_one_step(denoiser: Denoiser, plan: _Plan, knobs: _Knobs, state: _State) -> None:
+    """One forward, then commit some of the current block's masks (and pad, re-mask)."""
+    eligible = _enter_block(plan, state)  # (B, T)
+    x0, conf, score, logp, ent = _predict(denoiser, plan, knobs, state)  # each (B, G)
+    # Scatter per-generated-position results back to (B, T).
+    ids, gen_pos = state.ids, plan.gen_pos
+    x0_t = ids.clone().scatter(1, gen_pos, torch.where(plan.gen_valid, x0, ids.gather(1, gen_pos)))
+    commit = _choose_commits(plan, knobs, state, eligible, x0_t, x0, conf, score, ent)
+    _commit(denoiser, plan, knobs, state, commit, x0_t, _scatter(plan, logp, 0.0))
 
-        # Scatter per-generated-position results back to (B, T).
-        x0_t = ids.clone().scatter(1, gen_pos, torch.where(gen_valid, x0, ids.gather(1, gen_pos)))
-        conf_t = torch.full((B, T), NEG_INF, device=device).scatter(1, gen_pos, torch.where(gen_valid, conf, NEG_INF))
-        score_t = torch.full((B, T), NEG_INF, device=device).scatter(1, gen_pos, torch.where(gen_valid, score, NEG_INF))
-        logp_t = torch.zeros(B, T, device=device).scatter(1, gen_pos, torch.where(gen_valid, logp, 0.0))
-        score_t = torch.where(eligible, score_t, NEG_INF)
 
-        n_eligible = eligible.sum(1)
-        left = (steps_per_block - spent).clamp(min=1)
-        k_min = torch.minimum(torch.div(n_eligible + left - 1, left, rounding_mode="floor"), n_eligible)  # ceil(n/left)
-        commit = pick_positions(score_t, k_min, temperature=position_temperature, generator=generator)
-        if threshold is not None:
-            commit |= eligible & (conf_t >= threshold)
-        if entropy_bound is not None:
-            ent_t = torch.full((B, T), float("inf"), device=device).scatter(1, gen_pos, torch.where(gen_valid, ent, float("inf")))
-            commit |= _entropy_bounded(torch.where(eligible, ent_t, float("inf")), entropy_bound)
-        if early_stop is not None:
-            x0_g = torch.where(gen_valid, x0, -1)
-            if prev_x0 is not None:
-                open_g = masked.gather(1, gen_pos) & gen_valid
-                settled = ((x0_g == prev_x0) & (conf >= early_stop)) | ~open_g
-                commit |= eligible & settled.all(1, keepdim=True)
-            prev_x0 = x0_g
-        if tail.numel():
-            # Positions committed together in one step: a tail id before content of the same step waits.
-            after = torch.where(commit, x0_t, ids)
-            content = generated & ~(masked & ~commit) & ~torch.isin(after, tail)
-            commit &= ~(torch.isin(x0_t, tail) & _content_after(content, seg_end))
+def _enter_block(plan: _Plan, state: _State) -> torch.Tensor:
+    """(B, T) bool, the positions this step may commit: the masks of each row's current block, the
+    lowest block that still has masks. A row entering a new block starts its step count afresh."""
+    big = torch.full_like(plan.block, plan.n_blocks)
+    new_current = torch.where(state.masked, plan.block, big).min(1).values
+    state.spent = torch.where(new_current != state.current, torch.zeros_like(state.spent), state.spent)
+    state.current = new_current
+    return state.masked & (plan.block == new_current[:, None])
 
-        ids = torch.where(commit, x0_t, ids)
-        logprobs = torch.where(commit, logp_t, logprobs)
-        masked &= ~commit
-        if tail.numel():
-            ids, masked = _pad_after_tail(ids, masked, generated, tail, seg_start)
-        if remask_below is not None:
-            redo = generated & ~masked & ~commit & ~remasked & (logprobs.exp() < remask_below)
-            if redo.any():
-                ids = torch.where(redo, torch.full_like(ids, denoiser.mask_id), ids)
-                masked |= redo
-                remasked |= redo
-                logprobs = torch.where(redo, torch.zeros_like(logprobs), logprobs)
-        spent += 1
-        if callback is not None:
-            callback(forwards, ids, masked)
-    return SampleOutput(ids, logprobs, generated, forwards)
+
+def _predict(denoiser: Denoiser, plan: _Plan, knobs: _Knobs, state: _State):
+    """One forward over the whole sequence: per generated position the token, its confidence, the
+    ordering score, its log-prob and the entropy (see choose_tokens). (B, G) each."""
+    logits = guided_logits(denoiser, state.ids, plan.gen_pos, prompt=plan.prompt, cfg_scale=knobs.cfg_scale)
+    logits = logits.to(torch.float32, copy=True)  # (B, G, V), ours to edit
+    state.forwards += 1
+    suppress_(logits, plan.banned, denoiser.vocab_size)
+    if plan.tail.numel():
+        _forbid_tail_before_content_(logits, state.ids, plan.gen_pos, state.masked, plan.generated, plan.tail,
+                                     plan.seg_end)
+    return choose_tokens(logits, knobs.strategy, knobs.temperature, knobs.top_k, knobs.top_p, knobs.generator,
+                         entropy=knobs.entropy_bound is not None)
+
+
+def _scatter(plan: _Plan, values: torch.Tensor, fill: float) -> torch.Tensor:
+    """(B, G) per-generated-position `values` to (B, T), `fill` elsewhere."""
+    B, T = plan.generated.shape
+    out = torch.full((B, T), fill, device=plan.generated.device)
+    return out.scatter(1, plan.gen_pos, torch.where(plan.gen_valid, values, fill))
+
+
+def _choose_commits(plan: _Plan, knobs: _Knobs, state: _State, eligible: torch.Tensor, x0_t: torch.Tensor,
+                    x0: torch.Tensor, conf: torch.Tensor, score: torch.Tensor,
+                    ent: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) bool, the positions this step commits: the schedule's share, then the threshold,
+    entropy-bound and early-stop rules; a tail id before content committed in the same step waits."""
+    score_t = torch.where(eligible, _scatter(plan, score, NEG_INF), NEG_INF)
+    n_eligible = eligible.sum(1)
+    left = (plan.steps_per_block - state.spent).clamp(min=1)
+    k_min = torch.minimum(torch.div(n_eligible + left - 1, left, rounding_mode="floor"), n_eligible)  # ceil(n/left)
+    commit = pick_positions(score_t, k_min, temperature=knobs.position_temperature, generator=knobs.generator)
+    if knobs.threshold is not None:
+        commit |= eligible & (_scatter(plan, conf, NEG_INF) >= knobs.threshold)
+    if knobs.entropy_bound is not None:
+        ent_t = _scatter(plan, ent, float("inf"))
+        commit |= _entropy_bounded(torch.where(eligible, ent_t, float("inf")), knobs.entropy_bound)
+    if knobs.early_stop is not None:
+        x0_g = torch.where(plan.gen_valid, x0, -1)
+        if state.prev_x0 is not None:
+            open_g = state.masked.gather(1, plan.gen_pos) & plan.gen_valid
+            settled = ((x0_g == state.prev_x0) & (conf >= knobs.early_stop)) | ~open_g
+            commit |= eligible & settled.all(1, keepdim=True)
+        state.prev_x0 = x0_g
+    if plan.tail.numel():
+        # Positions committed together in one step: a tail id before content of the same step waits.
+        after = torch.where(commit, x0_t, state.ids)
+        content = plan.generated & ~(state.masked & ~commit) & ~torch.isin(after, plan.tail)
+        commit &= ~(torch.isin(x0_t, plan.tail) & _content_after(content, plan.seg_end))
+    return commit
+
+
+def _commit(denoiser: Denoiser, plan: _Plan, knobs: _Knobs, state: _State, commit: torch.Tensor,
+            x0_t: torch.Tensor, logp_t: torch.Tensor) -> None:
+    """Write the committed tokens; pad after a committed tail id; re-mask weak commits (remask_below)."""
+    state.ids = torch.where(commit, x0_t, state.ids)
+    state.logprobs = torch.where(commit, logp_t, state.logprobs)
+    state.masked &= ~commit
+    if plan.tail.numel():
+        state.ids, state.masked = _pad_after_tail(state.ids, state.masked, plan.generated, plan.tail, plan.seg_start)
+    if knobs.remask_below is not None:
+        redo = plan.generated & ~state.masked & ~commit & ~state.remasked & (state.logprobs.exp() < knobs.remask_below)
+        if redo.any():
+            state.ids = torch.where(redo, torch.full_like(state.ids, denoiser.mask_id), state.ids)
+            state.masked |= redo
+            state.remasked |= redo
+            state.logprobs = torch.where(redo, torch.zeros_like(state.logprobs), state.logprobs)
+    state.spent += 1
 
 
 def _segments(generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,7 +346,8 @@ def _content_after(content: torch.Tensor, seg_end: torch.Tensor) -> torch.Tensor
     """(B, T) bool: is there a `content` position later in the same hole?"""
     B, T = content.shape
     # rc[p] = number of content positions at index ≥ p (a reversed cumsum), with rc[T] = 0.
-    rc = torch.cat([content.long().flip(1).cumsum(1).flip(1), torch.zeros(B, 1, dtype=torch.long, device=content.device)], 1)
+    zero = torch.zeros(B, 1, dtype=torch.long, device=content.device)
+    rc = torch.cat([content.long().flip(1).cumsum(1).flip(1), zero], 1)
     return (rc[:, 1:] - rc.gather(1, seg_end.clamp(max=T - 1) + 1)) > 0
 
 

@@ -1,4 +1,5 @@
-"""`python -m diffucode_lsp [--tcp HOST:PORT] [--model M] [--device D] [--compile MODE] [--quantize int8|auto|none] [--log-file F]`."""
+"""`python -m diffucode_lsp [--tcp HOST:PORT] [--model M] [--device D] [--compile MODE]
+[--quantize int8|auto|none] [--log-file F]`."""
 
 import sys
 

@@ -17,8 +17,10 @@ from diffucode.errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", metavar="HOST:PORT", default=None, help="listen on TCP instead of stdio (e.g. 127.0.0.1:2087)")
-    p.add_argument("--model", default=None, help="default model: folder or hub id (editor settings override it; default: the embedded model)")
+    p.add_argument("--tcp", metavar="HOST:PORT", default=None,
+                   help="listen on TCP instead of stdio (e.g. 127.0.0.1:2087)")
+    p.add_argument("--model", default=None,
+                   help="default model: folder or hub id (editor settings override it; default: the embedded model)")
     p.add_argument("--device", default=None, help="default torch device (default: cpu)")
     p.add_argument("--compile", default=None, choices=["none", "default", "reduce-overhead", "max-autotune"],
                    help="default torch.compile mode for diffucode's own models (default: none; see docs/lsp.md)")
@@ -26,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default quantization: int8 dynamic linear layers on CPU, or auto: int8 where it measures "
                         "faster on this CPU when the model loads (default: auto)")
     p.add_argument("--log-file", default=None, help="write the server log here (default: stderr)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="log level (default: info)")
 
 
 def register(subparsers) -> None:
@@ -52,7 +55,8 @@ def parse_tcp(value: str) -> tuple[str, int]:
 
 
 def _setup_logging(args) -> None:
-    handler = logging.FileHandler(args.log_file, encoding="utf-8") if args.log_file else logging.StreamHandler(sys.stderr)
+    handler = (logging.FileHandler(args.log_file, encoding="utf-8") if args.log_file
+               else logging.StreamHandler(sys.stderr))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -133,7 +137,8 @@ class _LspStdin:
 
     def _header_start(self, tail: bytearray) -> bool:
         """Is `tail` (what follows a body's last } or ]) the first bytes of a Content-Length line?"""
-        return bool(tail) and (b"content-length:".startswith(bytes(tail).lower()) or bool(self._HEADER_REST.fullmatch(tail)))
+        return bool(tail) and (b"content-length:".startswith(bytes(tail).lower())
+                               or bool(self._HEADER_REST.fullmatch(tail)))
 
     def _cut(self, body: bytearray, at: int) -> bytes:
         self._held = bytes(body[at:]) + self._held

@@ -82,7 +82,8 @@ def offset_at(doc: TextDocument, pos: lsp.Position) -> int:
         raise SpanError(f"character {pos.character} is past the end of line {pos.line} ({width} units)")
     if doc.position_codec.encoding in (None, "utf-16", lsp.PositionEncodingKind.Utf16) and 0 < pos.character < width:
         units = _line_body(lines[pos.line]).encode("utf-16-le")
-        if 0xDC00 <= int.from_bytes(units[2 * pos.character : 2 * pos.character + 2], "little") <= 0xDFFF:  # a low surrogate
+        unit = int.from_bytes(units[2 * pos.character : 2 * pos.character + 2], "little")
+        if 0xDC00 <= unit <= 0xDFFF:  # a low surrogate
             raise SpanError(f"character {pos.character} of line {pos.line} splits a surrogate pair")
     # pygls mutates positions it clamps; hand it a copy.
     return doc.offset_at_position(lsp.Position(line=pos.line, character=pos.character))

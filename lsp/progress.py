@@ -23,7 +23,8 @@ class Progress:
         self.ls, self.token, self.percentage = ls, token, 0
 
     @classmethod
-    async def start(cls, ls, token, title: str, message: str, *, cancellable: bool = True, on_cancel=None) -> "Progress | None":
+    async def start(cls, ls, token, title: str, message: str, *, cancellable: bool = True,
+                    on_cancel=None) -> "Progress | None":
         wdp = ls.work_done_progress
         if token is None:
             caps = ls.client_capabilities
@@ -43,7 +44,8 @@ class Progress:
 
     def report(self, message: str, percentage: int) -> None:
         self.percentage = max(self.percentage, min(99, percentage))  # steadily rising, per the spec
-        self.ls.work_done_progress.report(self.token, lsp.WorkDoneProgressReport(message=message, percentage=self.percentage))
+        self.ls.work_done_progress.report(self.token,
+                                          lsp.WorkDoneProgressReport(message=message, percentage=self.percentage))
 
     def end(self, message: str) -> None:
         self.ls.work_done_progress.end(self.token, lsp.WorkDoneProgressEnd(message=message))
@@ -64,6 +66,8 @@ class Stream:
             return
         self.total = max(self.total, u.masked_left + u.forwards)
         if self.progress:
-            self.progress.report(f"step {u.forwards}, {u.masked_left} masked", int(100 * (1 - u.masked_left / self.total)))
+            self.progress.report(f"step {u.forwards}, {u.masked_left} masked",
+                                 int(100 * (1 - u.masked_left / self.total)))
         if self.ls.settings.stream:
-            self.ls.protocol.notify(P.DENOISE_STEP, {**self.base, "step": u.forwards, "maskedLeft": u.masked_left, "texts": list(u.texts)})
+            self.ls.protocol.notify(P.DENOISE_STEP, {**self.base, "step": u.forwards, "maskedLeft": u.masked_left,
+                                                     "texts": list(u.texts)})

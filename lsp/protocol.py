@@ -72,7 +72,8 @@ class _Undecodable:
 
 class DiffucodeProtocol(LanguageServerProtocol):
     def structure_message(self, data: dict[str, Any]):
-        if "jsonrpc" in data and "method" in data and "params" not in data and self.get_message_type(data["method"]) is None:
+        if ("jsonrpc" in data and "method" in data and "params" not in data
+                and self.get_message_type(data["method"]) is None):
             data["params"] = None  # JSON-RPC lets params be omitted; pygls' generic message types require it
         try:
             return super().structure_message(data)

@@ -46,10 +46,14 @@ def auto_threads() -> int:
 
 
 class DiffucodeServer(LanguageServer):
+    """The pygls server with diffucode's state: settings, the model worker and the live jobs per document."""
+
     _reporting = False  # true while report_server_error reports: a report that fails must not report itself
 
     def __init__(self, loader: Loader | None = None, defaults: ServerSettings | None = None):
-        super().__init__("diffucode", version(), protocol_cls=P.DiffucodeProtocol, converter_factory=P.converter_factory)
+        """`loader` loads the model (default: models.load_engine); `defaults`: the settings before the client's."""
+        super().__init__("diffucode", version(), protocol_cls=P.DiffucodeProtocol,
+                         converter_factory=P.converter_factory)
         self.settings = defaults or ServerSettings()
         self.worker = Worker(loader)
         self.worker.configure(self.settings.model, self.settings.device, **self.settings.load_options())
@@ -66,11 +70,14 @@ class DiffucodeServer(LanguageServer):
             return None
 
     def language_of(self, doc: TextDocument) -> str | None:
+        """The document's language: from its file name, else the client's languageId (None if neither)."""
         from diffucode.syntax import language_for_path
 
         return language_for_path(doc.path or "") or (doc.language_id or None)
 
     def apply_settings(self, raw: Any, where: str) -> None:
+        """Merge the client's `raw` settings (from `where`) into the current ones and reconfigure the worker;
+        invalid settings are shown as an error and leave everything unchanged."""
         try:
             new, warnings = merge(self.settings, raw)
         except ConfigError as exc:
@@ -81,17 +88,22 @@ class DiffucodeServer(LanguageServer):
         self.settings = new
         self.worker.set_threads(new.threads or auto_threads())
         if self.worker.configure(new.model, new.device, **new.load_options()):
-            self.log_msg(lsp.MessageType.Info, f"diffucode: model set to {new.model or 'the embedded model'} on {new.device}")
+            model = new.model or "the embedded model"
+            self.log_msg(lsp.MessageType.Info, f"diffucode: model set to {model} on {new.device}")
 
     def show(self, kind: lsp.MessageType, text: str) -> None:
+        """window/showMessage (a popup in the editor), also written to the server's log."""
         log.log(logging.ERROR if kind == lsp.MessageType.Error else logging.INFO, text)
         self.window_show_message(lsp.ShowMessageParams(type=kind, message=text))
 
     def log_msg(self, kind: lsp.MessageType, text: str) -> None:
+        """window/logMessage (the editor's output panel), also written to the server's log."""
         log.info(text)
         self.window_log_message(lsp.LogMessageParams(type=kind, message=text))
 
     def report_server_error(self, error: Exception, source) -> None:
+        """pygls' hook for errors outside a handler's reply: logged (window/logMessage), never a popup;
+        an undecodable message is answered with a JSON-RPC parse error."""
         # Request errors are in the response already; out-of-band ones (undecodable messages, failing
         # notifications) go to the log, not a popup.
         if source is FeatureRequestError:
@@ -101,18 +113,21 @@ class DiffucodeServer(LanguageServer):
         if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):  # JSON-RPC: a parse error is answered
             with contextlib.suppress(Exception):  # raw: the converter would drop the id, which must be null
                 self.protocol._send_data({"jsonrpc": "2.0", "id": None,
-                                          "error": {"code": JsonRpcParseError.CODE, "message": f"parse error: {error}"}})
+                                          "error": {"code": JsonRpcParseError.CODE,
+                                                    "message": f"parse error: {error}"}})
         if self._reporting:  # the report itself failed (e.g. stdout closed by exit): stop here
             return
         self._reporting = True
         try:
             with contextlib.suppress(Exception):
-                self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=f"diffucode: {error}"))
+                self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error,
+                                                             message=f"diffucode: {error}"))
         finally:
             self._reporting = False
 
     # -- jobs ---------------------------------------------------------------------------------------
     def track(self, job: Job) -> None:
+        """Register a live job; a new inline job cancels the document's previous one."""
         self.jobs.setdefault(job.uri, set()).add(job)
         if job.kind == "inline":
             old = self.inline_jobs.get(job.uri)
@@ -121,6 +136,7 @@ class DiffucodeServer(LanguageServer):
             self.inline_jobs[job.uri] = job
 
     def forget(self, job: Job) -> None:
+        """Unregister a finished job."""
         live = self.jobs.get(job.uri)
         if live is not None:
             live.discard(job)
@@ -130,6 +146,7 @@ class DiffucodeServer(LanguageServer):
             del self.inline_jobs[job.uri]
 
     def cancel_jobs(self, uri: str | None, reason: str, *, inline_only: bool = False) -> None:
+        """Cancel the live jobs of document `uri` (None: of every document), or only its inline ones."""
         for u, live in list(self.jobs.items()):
             if uri is None or u == uri:
                 for job in list(live):
@@ -137,11 +154,14 @@ class DiffucodeServer(LanguageServer):
                         job.cancel(reason)
 
     def shutdown(self) -> None:
+        """Cancel every job, stop the worker, then shut pygls down."""
         self.cancel_jobs(None, "server shutting down")
         self.worker.shutdown()
         super().shutdown()
 
     async def engine(self, *, retry_failed: bool = True):
+        """The loaded model, loading it first (with $/progress) if needed. Raises the load's DiffucodeError;
+        with retry_failed=False a model that already failed to load is not tried again."""
         failure = self.worker.failed()
         if failure is not None and not retry_failed:
             raise failure
@@ -149,6 +169,7 @@ class DiffucodeServer(LanguageServer):
 
     @contextlib.asynccontextmanager
     async def _announce_load(self, name: str):
+        """Around a model load: $/progress and log messages, and an error popup when it fails."""
         progress = await Progress.start(self, None, "diffucode: loading model", name, cancellable=False)
         self.log_msg(lsp.MessageType.Info, f"diffucode: loading {name}")
         loaded = False
@@ -165,6 +186,8 @@ class DiffucodeServer(LanguageServer):
 
     # -- inline completion --------------------------------------------------------------------------
     async def inline_completion(self, params: lsp.InlineCompletionParams) -> lsp.InlineCompletionList | None:
+        """textDocument/inlineCompletion: the valid single-line completions at the cursor, after the debounce.
+        None when inline completion is off or the document unknown; empty when superseded, edited or failed."""
         uri = params.text_document.uri
         doc = self.open_doc(uri)
         if doc is None or not self.settings.inline_enabled:
@@ -173,7 +196,8 @@ class DiffucodeServer(LanguageServer):
         job = Job(uri, "inline")
         self.track(job)  # cancels the previous inline job for this document
         try:
-            invoked = params.context is not None and params.context.trigger_kind == lsp.InlineCompletionTriggerKind.Invoked
+            invoked = (params.context is not None
+                       and params.context.trigger_kind == lsp.InlineCompletionTriggerKind.Invoked)
             if self.settings.debounce_ms and not invoked:  # an explicit request is not typing: no wait
                 await asyncio.sleep(self.settings.debounce_ms / 1000)
             if job.cancelled or self.open_doc(uri) is not doc or doc.version != version0:
@@ -188,7 +212,8 @@ class DiffucodeServer(LanguageServer):
                 return EMPTY
             win = Window.around(src, cursor, cursor, self.settings.window_chars)
             result = await self.worker.run(
-                job, lambda: complete(engine, win.text, cursor - win.base, settings, should_stop=job.cancel_event.is_set)
+                job,
+                lambda: complete(engine, win.text, cursor - win.base, settings, should_stop=job.cancel_event.is_set),
             )
         except GenerationCancelled:
             return EMPTY
@@ -207,7 +232,9 @@ class DiffucodeServer(LanguageServer):
             return EMPTY  # typed meanwhile: this text no longer fits
         return lsp.InlineCompletionList(items=self._inline_items(doc, src, win, result))
 
-    def _inline_items(self, doc: TextDocument, src: str, win: Window, result: InfillResult) -> list[lsp.InlineCompletionItem]:
+    def _inline_items(self, doc: TextDocument, src: str, win: Window,
+                      result: InfillResult) -> list[lsp.InlineCompletionItem]:
+        """The valid, non-blank candidates as inline items, each fitted to one line, without duplicates."""
         items, seen = [], set()
         for cand in result.candidates:
             if not cand.valid or len(cand.edits) != 1:
@@ -245,59 +272,63 @@ class DiffucodeServer(LanguageServer):
             raise P.request_failed(f"unknown document {uri}: it is not open")
         if expected_version is not None and doc.version != expected_version:
             raise P.content_modified(f"document is at version {doc.version}, not {expected_version}")
-        version0 = doc.version
+        edit = self._edit_request(uri, doc, rng, mode, options, instruction)
+        result = await self._generate(edit, token)
+        reply = self._reply(edit.snapshot, edit.win, result, mode)
+        if apply:
+            if reply["edit"] is None:
+                reply["applied"], reply["failureReason"] = False, reply["refused"] or "no valid candidate"
+            else:
+                reply["applied"], reply["failureReason"] = await self.apply_edit(
+                    uri, edit.snapshot.version, reply["edit"], mode, doc)
+        return reply
+
+    def _edit_request(self, uri: str, doc: TextDocument, rng: lsp.Range, mode: str, options: dict | None,
+                      instruction: str | None) -> _EditRequest:
+        """The job's inputs, read from `doc` now: its text, the range (snapped for infill) and the settings.
+        Raises InvalidParams (bad range, options or snap) or RequestFailed."""
         try:
             src = check_text(doc, self.settings.max_file_chars)
             start, end = span_at(doc, rng)
-            overrides = generation_overrides({k: v for k, v in (options or {}).items() if k != "snap"}, where="options")
+            overrides = generation_overrides({k: v for k, v in (options or {}).items() if k != "snap"},
+                                             where="options")
             settings = self.settings.infill_settings(self.language_of(doc), overrides)
         except (SpanError, ConfigError) as exc:
             raise P.invalid_params(str(exc)) from exc
         except DiffucodeError as exc:
             raise P.request_failed(str(exc)) from exc
-        snapshot = LspTextDocument(uri, source=src, version=version0, position_codec=doc.position_codec)
+        snapshot = LspTextDocument(uri, source=src, version=doc.version, position_codec=doc.position_codec)
         if mode in ("rewrite", "repair") and start == end:
             raise P.invalid_params(f"{mode} needs a non-empty range")
         if mode == "infill" and (options or {}).get("snap", self.settings.snap_selection):
-            from diffucode import guard, syntax
-
-            try:
-                snapped = syntax.snap(src, start, end, language=settings.language)
-            except DiffucodeError as exc:
-                raise P.invalid_params(f"cannot snap the range: {exc}") from exc
-            too_far = guard.snap_growth(src, (start, end), (snapped.start, snapped.end))
-            if too_far:
-                raise P.invalid_params(too_far.removeprefix(guard.REFUSED))
-            start, end = snapped.start, snapped.end
+            start, end = _snap_selection(src, start, end, settings.language)
         win = Window.around(src, start, end, self.settings.window_chars)
-        s, e = start - win.base, end - win.base
+        return _EditRequest(mode, snapshot, win, start, end, settings, instruction)
 
+    async def _generate(self, edit: _EditRequest, token: lsp.ProgressToken | None) -> InfillResult:
+        """Run the job on the worker, reporting through $/progress (cancellable) and step streaming.
+        Raises RequestCancelled when the job is cancelled, RequestFailed when it fails."""
+        uri, mode = edit.snapshot.uri, edit.mode
         job = Job(uri, mode)
         self.track(job)
         loop = asyncio.get_running_loop()
         progress = None
         try:
-            progress = await Progress.start(self, token, f"diffucode: {mode}", "waiting for the model", on_cancel=lambda: job.cancel("cancelled from the progress UI"))
+            progress = await Progress.start(self, token, f"diffucode: {mode}", "waiting for the model",
+                                            on_cancel=lambda: job.cancel("cancelled from the progress UI"))
             try:
                 engine = await self.engine()
             except DiffucodeError as exc:
                 raise P.request_failed(str(exc)) from exc
-            stream = Stream(self, job, progress, uri, version0, range_at(snapshot, start, end)) if (progress or self.settings.stream) else None
+            stream = None
+            if progress or self.settings.stream:
+                where = range_at(edit.snapshot, edit.start, edit.end)
+                stream = Stream(self, job, progress, uri, edit.snapshot.version, where)
             on_step = (lambda u: loop.call_soon_threadsafe(stream.step, u)) if stream else None
             stop = job.cancel_event.is_set
             st = self.settings
-
-            def run() -> InfillResult:
-                if mode == "infill":
-                    return infill(engine, win.text, [(s, e)], settings, on_step=on_step, should_stop=stop)
-                if mode == "instruct":
-                    return instruct(engine, win.text, (s, e), instruction, settings, on_step=on_step, should_stop=stop)
-                if mode == "rewrite":
-                    return rewrite(engine, win.text, (s, e), settings, fraction=st.rewrite_fraction, on_step=on_step, should_stop=stop)
-                return rewrite(engine, win.text, (s, e), settings, fraction=None, below=st.repair_below, on_step=on_step, should_stop=stop)
-
             try:
-                result = await self.worker.run(job, run)
+                return await self.worker.run(job, lambda: _run_edit(engine, edit, st, on_step, stop))
             except GenerationCancelled as exc:
                 if self.open_doc(uri) is None:
                     raise P.request_failed("the document was closed while generating") from exc
@@ -309,21 +340,16 @@ class DiffucodeServer(LanguageServer):
             if progress:
                 progress.end("cancelled" if job.cancelled else "done")
 
-        reply = self._reply(snapshot, win, result, mode)
-        if apply:
-            if reply["edit"] is None:
-                reply["applied"], reply["failureReason"] = False, reply["refused"] or "no valid candidate"
-            else:
-                reply["applied"], reply["failureReason"] = await self.apply_edit(uri, version0, reply["edit"], mode, doc)
-        return reply
-
     def _reply(self, snapshot: TextDocument, win: Window, result: InfillResult, mode: str) -> dict:
+        """The diffucode/infill reply (docs/lsp.md): candidates, the best valid one as a versioned edit, stats."""
         conv = self.protocol._converter
         cands = []
         for c in result.candidates:
-            edits = [lsp.TextEdit(range=range_at(snapshot, ed.start + win.base, ed.end + win.base), new_text=ed.text) for ed in c.edits]
-            cands.append({"text": c.edits[0].text if c.edits else "", "edits": conv.unstructure(edits), "score": c.score,
-                          "valid": c.valid, "reason": c.reason, "nTokens": c.n_tokens, "_edits": edits})
+            edits = [lsp.TextEdit(range=range_at(snapshot, ed.start + win.base, ed.end + win.base), new_text=ed.text)
+                     for ed in c.edits]
+            cands.append({"text": c.edits[0].text if c.edits else "", "edits": conv.unstructure(edits),
+                          "score": c.score, "valid": c.valid, "reason": c.reason, "nTokens": c.n_tokens,
+                          "_edits": edits})
         best = next((c for c in cands if c["valid"]), None)
         edit = None
         if best is not None:
@@ -337,19 +363,20 @@ class DiffucodeServer(LanguageServer):
                 "forwards": result.forwards, "elapsedMs": round(result.elapsed_ms, 1), "invalid": result.n_invalid,
                 "refused": result.refused}
 
-    async def apply_edit(self, uri: str, version0: int, edit: dict, mode: str, doc0: TextDocument) -> tuple[bool, str | None]:
+    async def apply_edit(self, uri: str, version0: int, edit: dict, mode: str,
+                         doc0: TextDocument) -> tuple[bool, str | None]:
         """Send a versioned edit, unless the document moved on since `version0` (then refuse it here).
         `doc0` is the document the job read: one closed and reopened is another object (its versions restart)."""
         doc = self.open_doc(uri)
         if doc is None or doc is not doc0:
             return False, "the document was closed while generating"
         if doc.version != version0:
-            return False, f"the document changed while generating (version {version0} → {doc.version}); edit discarded"
+            return False, (f"the document changed while generating (version {version0} → {doc.version}); "
+                           "edit discarded")
         ws_edit = self.protocol._converter.structure(edit, lsp.WorkspaceEdit)
         try:
-            res = await asyncio.wait_for(
-                self.workspace_apply_edit_async(lsp.ApplyWorkspaceEditParams(edit=ws_edit, label=f"diffucode: {mode}")), 60
-            )
+            params = lsp.ApplyWorkspaceEditParams(edit=ws_edit, label=f"diffucode: {mode}")
+            res = await asyncio.wait_for(self.workspace_apply_edit_async(params), 60)
         except JsonRpcException as exc:
             return False, f"the client refused the edit: {exc}"
         except asyncio.TimeoutError:
@@ -366,6 +393,7 @@ class DiffucodeServer(LanguageServer):
             raise P.invalid_params(f"expected [{{uri, range, version}}]: {exc}") from exc
 
         async def go():
+            """Run the job and apply its edit; a failure or an empty fill is shown as a warning."""
             try:
                 reply = await self.edit_job(uri, rng, mode, expected_version=version, apply=True)
             except JsonRpcRequestCancelled:
@@ -374,13 +402,16 @@ class DiffucodeServer(LanguageServer):
                 self.show(lsp.MessageType.Warning, f"diffucode: {mode} failed: {exc.message}")
                 return
             if not reply["applied"]:  # a refused result names why (guard.py) and that nothing was applied
-                self.show(lsp.MessageType.Warning, f"diffucode: {mode}: {reply['failureReason'] or 'edit not applied'}"
-                          + ("; nothing was applied (setting diffucode.allowDelete accepts it)" if reply["refused"] else ""))
+                self.show(lsp.MessageType.Warning,
+                          f"diffucode: {mode}: {reply['failureReason'] or 'edit not applied'}"
+                          + ("; nothing was applied (setting diffucode.allowDelete accepts it)"
+                             if reply["refused"] else ""))
             elif rng.start != rng.end and not any(c["text"].strip() for c in reply["candidates"] if c["valid"]):
                 model = self.worker.engine
                 why = (" (the embedded model is an interim model that usually leaves holes empty; set diffucode.model "
                        "for a stronger one)") if model is not None and is_interim(model.path) else ""
-                self.show(lsp.MessageType.Warning, f"diffucode: {mode}: the model filled the selection with nothing{why}")
+                self.show(lsp.MessageType.Warning,
+                          f"diffucode: {mode}: the model filled the selection with nothing{why}")
 
         task = asyncio.ensure_future(go())
         self.background.add(task)
@@ -388,6 +419,7 @@ class DiffucodeServer(LanguageServer):
         return {"started": True}
 
     def status(self) -> dict:
+        """The diffucode/status reply: version, model and its load, job counts, open documents, memory, settings."""
         eng = self.worker.engine
         failure = self.worker.failed()
         return {
@@ -407,25 +439,81 @@ class DiffucodeServer(LanguageServer):
 
 
 def _unquote(uri: str) -> str:
+    """`uri` with its %-escapes decoded: the second key open_doc looks a document up by."""
     from urllib.parse import unquote
 
     return unquote(uri)
 
 
+@dataclasses.dataclass(frozen=True)
+class _EditRequest:
+    """A selection job's inputs, fixed when it starts."""
+
+    mode: str  # infill, rewrite, repair or instruct
+    snapshot: TextDocument  # the text the job reads, at the version it read
+    win: Window  # the part of it the model sees
+    start: int  # the range to regenerate (snapped for infill), str offsets into the document
+    end: int
+    settings: Any  # diffucode.infill.InfillSettings
+    instruction: str | None
+
+
+def _snap_selection(src: str, start: int, end: int, language: str | None) -> tuple[int, int]:
+    """The infill range snapped to syntax; raises InvalidParams when it cannot snap or would grow too far."""
+    from diffucode import guard, syntax
+
+    try:
+        snapped = syntax.snap(src, start, end, language=language)
+    except DiffucodeError as exc:
+        raise P.invalid_params(f"cannot snap the range: {exc}") from exc
+    too_far = guard.snap_growth(src, (start, end), (snapped.start, snapped.end))
+    if too_far:
+        raise P.invalid_params(too_far.removeprefix(guard.REFUSED))
+    return snapped.start, snapped.end
+
+
+def _run_edit(engine, edit: _EditRequest, st: ServerSettings, on_step, stop) -> InfillResult:
+    """The generation itself, on the worker's thread: infill, instruct, rewrite or repair the window."""
+    text, settings = edit.win.text, edit.settings
+    span = (edit.start - edit.win.base, edit.end - edit.win.base)
+    if edit.mode == "infill":
+        return infill(engine, text, [span], settings, on_step=on_step, should_stop=stop)
+    if edit.mode == "instruct":
+        return instruct(engine, text, span, edit.instruction, settings, on_step=on_step, should_stop=stop)
+    if edit.mode == "rewrite":
+        return rewrite(engine, text, span, settings, fraction=st.rewrite_fraction, on_step=on_step,
+                       should_stop=stop)
+    return rewrite(engine, text, span, settings, fraction=None, below=st.repair_below, on_step=on_step,
+                   should_stop=stop)
+
+
 # -- registration -----------------------------------------------------------------------------------
 def build_server(loader: Loader | None = None, defaults: ServerSettings | None = None) -> DiffucodeServer:
+    """A DiffucodeServer with every LSP method, command and custom request registered (not yet started)."""
     server = DiffucodeServer(loader, defaults)
+    _register_lifecycle(server)
+    _register_documents(server)
+    _register_commands(server)
+    _register_requests(server)
+    return server
+
+
+def _register_lifecycle(server: DiffucodeServer) -> None:
+    """initialize, initialized, workspace/didChangeConfiguration and shutdown."""
 
     @server.feature(lsp.INITIALIZE)
     def on_initialize(ls: DiffucodeServer, params: lsp.InitializeParams):
+        """initialize: adopt LSP line splitting and apply `initializationOptions`; pygls answers the capabilities."""
         adopt(ls.workspace)  # documents split lines where LSP does (documents.LspTextDocument)
         ls.apply_settings(params.initialization_options, "initializationOptions")
 
     @server.feature(lsp.INITIALIZED)
     def on_initialized(ls: DiffucodeServer, params: lsp.InitializedParams):
+        """initialized: start loading the model in the background when `preload` is set. No reply."""
         if ls.settings.preload:
 
             async def preload():
+                """Load the model now; a failure is shown by the load itself (_announce_load)."""
                 with contextlib.suppress(DiffucodeError):
                     await ls.engine()
 
@@ -435,42 +523,57 @@ def build_server(loader: Loader | None = None, defaults: ServerSettings | None =
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_configuration(ls: DiffucodeServer, params: lsp.DidChangeConfigurationParams):
+        """workspace/didChangeConfiguration: apply the pushed settings, or pull the `diffucode` section
+        through workspace/configuration when the push is empty. No reply."""
         raw = params.settings
         caps = ls.client_capabilities
         if not raw and caps and caps.workspace and caps.workspace.configuration:
             try:
+                items = [lsp.ConfigurationItem(section="diffucode")]
                 got = await asyncio.wait_for(
-                    ls.workspace_configuration_async(lsp.ConfigurationParams(items=[lsp.ConfigurationItem(section="diffucode")])), CLIENT_TIMEOUT
+                    ls.workspace_configuration_async(lsp.ConfigurationParams(items=items)), CLIENT_TIMEOUT
                 )
                 raw = got[0] if got else None
             except (JsonRpcException, asyncio.TimeoutError) as exc:
                 log.info("workspace/configuration failed: %s", exc)
         ls.apply_settings(raw, "settings")
 
+    @server.feature(lsp.SHUTDOWN)
+    def on_shutdown(ls: DiffucodeServer, params: None):
+        """shutdown: cancel every live job; replies null."""
+        ls.cancel_jobs(None, "server shutting down")
+
+
+def _register_documents(server: DiffucodeServer) -> None:
+    """textDocument/didChange and didClose (pygls keeps the text; these cancel jobs)."""
+
     @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: DiffucodeServer, params: lsp.DidChangeTextDocumentParams):
+        """textDocument/didChange: cancel the document's inline job (its text no longer fits). No reply."""
         ls.cancel_jobs(params.text_document.uri, "document changed", inline_only=True)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: DiffucodeServer, params: lsp.DidCloseTextDocumentParams):
+        """textDocument/didClose: cancel every job on the document. No reply."""
         ls.cancel_jobs(params.text_document.uri, "document closed")
 
-    @server.feature(lsp.SHUTDOWN)
-    def on_shutdown(ls: DiffucodeServer, params: None):
-        ls.cancel_jobs(None, "server shutting down")
 
-    @server.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
-    async def on_inline(ls: DiffucodeServer, params: lsp.InlineCompletionParams):
-        return await ls.inline_completion(params)
+def _register_commands(server: DiffucodeServer) -> None:
+    """The code actions and their commands diffucode.{infill,rewrite,repair}Selection."""
 
-    @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.RefactorRewrite]))
+    @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
+                    lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.RefactorRewrite]))
     def on_code_action(ls: DiffucodeServer, params: lsp.CodeActionParams):
+        """textDocument/codeAction: the infill / rewrite / repair actions for a non-empty selection."""
         return code_actions(ls, params)
 
     for command, mode in P.MODES.items():
 
         def make(mode=mode):
+            """The command handler for `mode` (a default argument: each closure keeps its own mode)."""
+
             async def run_command(ls: DiffucodeServer, *args):
+                """workspace/executeCommand: start the selection job; replies {"started": true} at once."""
                 if len(args) != 1:
                     raise P.invalid_params(f"expected one argument {{uri, range, version}}, got {len(args)}")
                 return ls.spawn_command_job(mode, args[0])
@@ -479,20 +582,31 @@ def build_server(loader: Loader | None = None, defaults: ServerSettings | None =
 
         server.command(command)(make())
 
+
+def _register_requests(server: DiffucodeServer) -> None:
+    """textDocument/inlineCompletion and the custom requests diffucode/infill and diffucode/status."""
+
+    @server.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
+    async def on_inline(ls: DiffucodeServer, params: lsp.InlineCompletionParams):
+        """textDocument/inlineCompletion: completions at the cursor (see DiffucodeServer.inline_completion)."""
+        return await ls.inline_completion(params)
+
     @server.feature(P.INFILL)
     async def on_infill(ls: DiffucodeServer, params: Any):
+        """diffucode/infill: run a selection job and reply with its candidates and versioned edit (edit_job)."""
         uri, rng, mode, options, version, apply, token, instruction = P.infill_params(params, ls.protocol._converter)
         return await ls.edit_job(uri, rng, mode, options, expected_version=version, apply=apply, token=token,
                                  instruction=instruction)
 
     @server.feature(P.STATUS)
     def on_status(ls: DiffucodeServer, params: Any):
+        """diffucode/status: the server's state (model, load, jobs, memory, settings) as a dict."""
         return ls.status()
-
-    return server
 
 
 def code_actions(ls: DiffucodeServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    """textDocument/codeAction: infill / rewrite / repair the selection, as refactor.rewrite actions whose
+    commands carry {uri, range, version}; none for an empty selection or other requested kinds."""
     doc = ls.open_doc(params.text_document.uri)
     if doc is None:
         return []
@@ -509,6 +623,7 @@ def code_actions(ls: DiffucodeServer, params: lsp.CodeActionParams) -> list[lsp.
     arg = {"uri": doc.uri, "range": ls.protocol._converter.unstructure(params.range), "version": doc.version}
     cmd = {v: k for k, v in P.MODES.items()}
     return [
-        lsp.CodeAction(title=P.TITLES[m], kind=lsp.CodeActionKind.RefactorRewrite, command=lsp.Command(title=P.TITLES[m], command=cmd[m], arguments=[arg]))
+        lsp.CodeAction(title=P.TITLES[m], kind=lsp.CodeActionKind.RefactorRewrite,
+                       command=lsp.Command(title=P.TITLES[m], command=cmd[m], arguments=[arg]))
         for m in ("infill", "rewrite", "repair")
     ]

@@ -95,7 +95,8 @@ class Worker:
         """The load error for the current model, if its last load failed."""
         return self._failure[1] if self._failure and self._failure[0] == self._key else None
 
-    async def get_engine(self, announce: Callable[[str], contextlib.AbstractAsyncContextManager] | None = None) -> Engine:
+    async def get_engine(self,
+                         announce: Callable[[str], contextlib.AbstractAsyncContextManager] | None = None) -> Engine:
         """The engine for the current settings, loading it on the inference thread if needed.
 
         Concurrent callers share one load. `announce(name)` wraps the load (progress, messages).

@@ -143,7 +143,8 @@ def instruction_prompt(engine, instruction: str, code: str = "") -> str:
     """
     chat = getattr(engine.tokenizer, "chat", None)
     if chat is None or not engine.meta.get("chat"):
-        raise ConfigError(f"{engine.name} has no chat template: instructions (--instruction) need an instruct checkpoint")
+        raise ConfigError(f"{engine.name} has no chat template: instructions (--instruction) need an instruct "
+                          "checkpoint")
     user = instruction.strip() + (f"\n\n```\n{code.rstrip()}\n```" if code else "")
     return chat([{"role": "user", "content": user}])
 

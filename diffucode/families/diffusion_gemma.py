@@ -147,14 +147,7 @@ def complete_by_continuation(engine, source: str, cursor: int, settings=None, *,
         raise ConfigError(f"{engine.name}: this model cannot continue a prefix")
     t0 = time.perf_counter()
     hole = syntax.hole_at_cursor(source, cursor, language=settings.language)
-    budget = {"line_rest": 32, "expression": 32, "statement": 48}.get(hole.kind, settings.max_new_tokens)
-    new_tokens = min(settings.max_new_tokens, budget)
-    room = min(settings.context_tokens or den.max_seq_len, den.max_seq_len) - new_tokens - 1
-    if room < 1:
-        raise SpanError(f"no room for a prompt in a {den.max_seq_len}-token context")
-    prompt = tok.encode(source[: hole.start].replace("\r\n", "\n"))[-room:]
-    if den.bos_id is not None:
-        prompt = [den.bos_id, *prompt]
+    new_tokens, prompt = _prompt(den, tok, source, hole, settings)
 
     forwards = 0
 
@@ -166,29 +159,56 @@ def complete_by_continuation(engine, source: str, cursor: int, settings=None, *,
         if on_step is not None:
             on_step(infill.StepUpdate(forwards, 0, (tok.decode(draft),)))
 
-    crlf = source.count("\r\n") > 0 and source.count("\r\n") * 2 >= source.count("\n")
-    line_start = source.rfind("\n", 0, hole.start) + 1
-    head = source[line_start: hole.start]
     pooled: dict[str, infill.Candidate] = {}
     for c in range(settings.candidates):
         if should_stop is not None and should_stop():
             raise GenerationCancelled("generation cancelled")
         ids = den.continuation(prompt, max_new_tokens=new_tokens, steps=settings.steps, seed=settings.seed + c,
                                on_draft=on_draft)
-        text = _cut(tok.decode(ids), hole.kind, head, hole.max_lines)
-        at_line_start = hole.start == 0 or source[hole.start - 1] == "\n"
-        if text and at_line_start and hole.start == hole.end < len(source) and not text.endswith("\n"):
-            text += "\n"  # a whole new line inserted before existing text keeps that text on its own line
-        if crlf:
-            text = text.replace("\r\n", "\n").replace("\n", "\r\n")
-        if text in pooled:
-            continue
-        valid, reason = True, "not validated"
-        if settings.validate:
-            v = syntax.validate_splice(source, hole.start, hole.end, text, language=settings.language)
-            valid, reason = v.ok, ("" if v.ok else v.reason)
-        pooled[text] = infill.Candidate((infill.Edit(hole.start, hole.end, text),), 0.0, valid, reason, len(ids))
-    return infill.finish("fill", source, pooled.values(), settings, forwards=forwards, t0=t0, hole_tokens=(new_tokens,))
+        text = _fit(source, hole, tok.decode(ids))
+        if text not in pooled:
+            pooled[text] = _candidate(source, hole, text, len(ids), settings)
+    return infill.finish("fill", source, pooled.values(), settings, forwards=forwards, t0=t0,
+                         hole_tokens=(new_tokens,))
+
+
+def _prompt(den, tok, source: str, hole, settings) -> tuple[int, list[int]]:
+    """(new tokens, prompt ids): the hole kind's token budget, and the text before the hole that fits the
+    context beside it (bos first)."""
+    budget = {"line_rest": 32, "expression": 32, "statement": 48}.get(hole.kind, settings.max_new_tokens)
+    new_tokens = min(settings.max_new_tokens, budget)
+    room = min(settings.context_tokens or den.max_seq_len, den.max_seq_len) - new_tokens - 1
+    if room < 1:
+        raise SpanError(f"no room for a prompt in a {den.max_seq_len}-token context")
+    prompt = tok.encode(source[: hole.start].replace("\r\n", "\n"))[-room:]
+    if den.bos_id is not None:
+        prompt = [den.bos_id, *prompt]
+    return new_tokens, prompt
+
+
+def _fit(source: str, hole, text: str) -> str:
+    """A decoded continuation as the hole's text: cut where the hole ends, in the source's line endings."""
+    crlf = source.count("\r\n") > 0 and source.count("\r\n") * 2 >= source.count("\n")
+    line_start = source.rfind("\n", 0, hole.start) + 1
+    head = source[line_start: hole.start]
+    text = _cut(text, hole.kind, head, hole.max_lines)
+    at_line_start = hole.start == 0 or source[hole.start - 1] == "\n"
+    if text and at_line_start and hole.start == hole.end < len(source) and not text.endswith("\n"):
+        text += "\n"  # a whole new line inserted before existing text keeps that text on its own line
+    if crlf:
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    return text
+
+
+def _candidate(source: str, hole, text: str, n_tokens: int, settings):
+    """An infill.Candidate for `text` in the hole, validated when the settings ask for it."""
+    from diffucode import infill, syntax
+
+    valid, reason = True, "not validated"
+    if settings.validate:
+        v = syntax.validate_splice(source, hole.start, hole.end, text, language=settings.language)
+        valid, reason = v.ok, ("" if v.ok else v.reason)
+    return infill.Candidate((infill.Edit(hole.start, hole.end, text),), 0.0, valid, reason, n_tokens)
 
 
 def _cut(text: str, kind: str, head: str, max_lines: int | None) -> str:

@@ -81,7 +81,8 @@ def load(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype
     delete_id = (eos_id if delete_id is None else delete_id) if expand_id is not None else None
     den = hf.HFDenoiser(model, shift=True, mask_id=mask_id, pad_id=pad_id, eos_id=eos_id, vocab_size=tok.vocab_size,
                         forbidden_ids=forbidden, max_seq_len=min(max_pos, TRAINED_CONTEXT), expand_id=expand_id,
-                        delete_id=delete_id, infill_frame=_dreamon_frame(tok, eos_id) if expand_id is not None else ((), ()))
+                        delete_id=delete_id,
+                        infill_frame=_dreamon_frame(tok, eos_id) if expand_id is not None else ((), ()))
     meta = {
         "infill": {"pad_tail": False},
         "logit_shift": 1,

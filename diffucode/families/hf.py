@@ -139,7 +139,8 @@ def remote_load(folder: Path, *, device: torch.device, dtype: torch.dtype):
     tf = transformers()
     with quiet():
         try:
-            model = tf.AutoModel.from_pretrained(str(folder), trust_remote_code=True, dtype=dtype, local_files_only=True)
+            model = tf.AutoModel.from_pretrained(str(folder), trust_remote_code=True, dtype=dtype,
+                                                 local_files_only=True)
         except Exception as exc:  # authors' code written for older transformers fails in many ways
             raise CheckpointError(
                 f"{folder}: its own modelling code failed under transformers {tf.__version__}: "

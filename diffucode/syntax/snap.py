@@ -188,6 +188,21 @@ def _only_comments(parsed: Parsed, start: int, end: int) -> bool:
 def _finish_run(parsed: Parsed, container: ts.Node, first: ts.Node, last: ts.Node, req_start: int,
                 req_end: int, sel: tuple[int, int]) -> Snap:
     """Grow a run of sibling statements until it owns whole lines, then add the comments above."""
+    container, first, last, note = _own_lines(parsed, container, first, last)
+    index = parsed.index
+    s = index.to_str(first.start_byte)
+    e = index.to_str(last.end_byte)
+    if errors_overlap(parsed.root, first.start_byte, last.end_byte):
+        return _lines_snap(parsed.text, req_start, req_end, "region already has syntax errors: snapped to whole lines")
+    if not note.startswith("statement shares its line with other code"):
+        s, e = _with_comment_lines(parsed, s, e, sel)
+    return Snap(s, e, _run_kind(parsed, container, first, last), req_start, req_end, note)
+
+
+def _own_lines(parsed: Parsed, container: ts.Node, first: ts.Node,
+               last: ts.Node) -> tuple[ts.Node, ts.Node, ts.Node, str]:
+    """(container, first, last, note): the run grown by the siblings sharing its first and last line, or
+    climbed to the statement whose header shares its line; the note says which adjustment happened."""
     spec = parsed.spec
     index = parsed.index
     note = ""
@@ -219,30 +234,35 @@ def _finish_run(parsed: Parsed, container: ts.Node, first: ts.Node, last: ts.Nod
         first = last = owner
         container = owner.parent
         note = "statement shares its line with its parent's header: snapped to the parent"
-    s = index.to_str(first.start_byte)
-    e = index.to_str(last.end_byte)
-    if errors_overlap(parsed.root, first.start_byte, last.end_byte):
-        return _lines_snap(parsed.text, req_start, req_end, "region already has syntax errors: snapped to whole lines")
-    if not note.startswith("statement shares its line with other code"):
-        s = comment_lines_above(parsed, s)
-        s, e = index.line_start(s), index.line_end(e)
-        # Comment and blank lines the selection reaches beyond the statements come along, so that
-        # the snapped region always covers what was asked for (`FILE:10-20` regenerates lines 10-20).
-        sel_start, sel_end = index.whole_lines(sel[0], sel[1])
-        if sel_start < s and _only_comments(parsed, sel_start, s):
-            s = sel_start
-        if sel_end > e and _only_comments(parsed, e, sel_end):
-            e = sel_end
+    return container, first, last, note
+
+
+def _with_comment_lines(parsed: Parsed, s: int, e: int, sel: tuple[int, int]) -> tuple[int, int]:
+    """[s, e) as whole lines, with the comments directly above and the comment lines `sel` reaches."""
+    index = parsed.index
+    s = comment_lines_above(parsed, s)
+    s, e = index.line_start(s), index.line_end(e)
+    # Comment and blank lines the selection reaches beyond the statements come along, so that
+    # the snapped region always covers what was asked for (`FILE:10-20` regenerates lines 10-20).
+    sel_start, sel_end = index.whole_lines(sel[0], sel[1])
+    if sel_start < s and _only_comments(parsed, sel_start, s):
+        s = sel_start
+    if sel_end > e and _only_comments(parsed, e, sel_end):
+        e = sel_end
+    return s, e
+
+
+def _run_kind(parsed: Parsed, container: ts.Node, first: ts.Node, last: ts.Node) -> str:
+    """The run's kind: "statement" (one), "block" (every statement of a body) or "statements"."""
+    spec = parsed.spec
     siblings = statements_of(container, spec) if container.type in spec.blocks else [first]
     if first.id == last.id:
-        kind = "statement"
-    elif (
+        return "statement"
+    if (
         len(siblings) >= 2
         and siblings[0].id == first.id
         and siblings[-1].id == last.id
         and container.parent is not None
     ):
-        kind = "block"
-    else:
-        kind = "statements"
-    return Snap(s, e, kind, req_start, req_end, note)
+        return "block"
+    return "statements"

@@ -141,75 +141,9 @@ def _tree_spans(parsed: Parsed, wanted: set[str], out: set[tuple[int, int, str]]
     """One pass over the named nodes. Kept lean (it runs once per training file): kinds are compared
     as int ids, leaves that cannot be candidates are never pushed, statement geometry is computed
     once per block, and field names and error checks only for candidate nodes."""
-    spec = parsed.spec
-    to_str = parsed.index.to_str
-    text = parsed.text
-    line_comment = spec.line_comment
-
-    def ids(names: frozenset[str]) -> frozenset[int]:
-        return kind_ids(spec.name, frozenset(names))
-
-    blocks, compounds, wrappers = ids(spec.blocks), ids(spec.compounds), ids(spec.wrappers)
-    expressions, atoms, comments = ids(spec.expressions), ids(spec.atoms), ids(spec.comments)
-    containers = blocks - compounds  # pure containers: module, Python block, Go statement_list
-    definitions, not_bodies = ids(spec.definitions), ids(_NOT_BODIES)
-    skip_parents, condition_parents = ids(_SKIP_PARENTS), ids(_CONDITION_PARENTS)
-    loop_heads = ids(frozenset({"for_statement", "for_in_clause", "for_in_statement", "for_expression"}))
-    want_expr = "expression" in wanted
-    want_cond = "condition" in wanted
-    want_runs = "statements" in wanted
-    want_stmt = bool(wanted & {"statement", "statements"})
-    want_bodies = bool(wanted & {"body", "function_body"})
-
-    def geometry(item: ts.Node) -> tuple[int, int, int, int]:
-        """(start, end, line start or -1, line end or -1): the line bounds only where the item
-        owns them (nothing but indentation before, nothing but a comment after)."""
-        s = to_str(item.start_byte)
-        e = to_str(item.end_byte)
-        ls = text.rfind("\n", 0, s) + 1
-        nl = text.find("\n", e)
-        le = len(text) if nl < 0 else nl + 1
-        rest = text[e:le].strip()
-        return s, e, (-1 if text[ls:s].strip() else ls), (le if not rest or rest.startswith(line_comment) else -1)
-
-    def span(first: tuple[int, int, int, int], last: tuple[int, int, int, int]) -> tuple[int, int]:
-        if first[2] >= 0 and last[3] >= 0:
-            return first[2], last[3]
-        return first[0], last[1]
-
-    def add(bounds: tuple[int, int], kind: str) -> None:
-        if bounds[1] > bounds[0] and kind in wanted:
-            out.add((bounds[0], bounds[1], kind))
-
-    def visit_block(node: ts.Node, parent: ts.Node | None, parent_kind: int) -> None:
-        if parent is not None and node.kind_id in containers and parent_kind in blocks:
-            return  # Go's statement_list inside a block: the block reports its statements
-        items = statements_of(node, spec)
-        if not items:
-            return
-        geo = [geometry(item) for item in items]
-        if want_stmt:
-            for item, g in zip(items, geo):
-                if item.has_error:
-                    continue
-                k = item.kind_id
-                compound = k in compounds or k in wrappers or _has_block_child(item, spec)
-                add(span(g, g), "statements" if compound else "statement")
-        if node.has_error:
-            return
-        if want_bodies and parent is not None:
-            owner = block_owner(node, spec)
-            if owner is not None and owner.kind_id in definitions:
-                skip = 1 if spec.name == "python" and _is_docstring(items[0]) else 0
-                if len(items) > skip:
-                    add(span(geo[skip], geo[-1]), "function_body")
-            elif owner is not None and owner.kind_id not in not_bodies:
-                add(span(geo[0], geo[-1]), "body")
-        if want_runs:
-            for i in range(len(items)):
-                for j in range(i + 1, min(i + _MAX_RUN, len(items))):
-                    add(span(geo[i], geo[j]), "statements")
-
+    walk = _SpanWalk(parsed, wanted, out)
+    blocks, expressions, condition_parents = walk.blocks, walk.expressions, walk.condition_parents
+    want_blocks = walk.want_stmt or walk.want_bodies or walk.want_runs
     # (node, parent, parent kind id, index among the parent's named children, parent is a skip context)
     stack: list[tuple[ts.Node, ts.Node | None, int, int, bool]] = [(parsed.root, None, -1, 0, False)]
     while stack:
@@ -217,41 +151,141 @@ def _tree_spans(parsed: Parsed, wanted: set[str], out: set[tuple[int, int, str]]
         if node.is_error:
             continue  # tree-sitter's recovery: spans inside are not trustworthy units
         kind = node.kind_id
+        walk.push_children(node, kind, parent is None, stack)
+        if kind in blocks and want_blocks:
+            walk.visit_block(node, parent, parent_kind)
+        if walk.want_cond and kind in condition_parents:
+            walk.visit_condition(node)
+        if walk.want_expr and kind in expressions and not skip:
+            walk.visit_expression(node, kind, parent, parent_kind, position)
+
+
+_Geometry = tuple[int, int, int, int]  # (start, end, line start or -1, line end or -1), see _SpanWalk.geometry
+
+
+class _SpanWalk:
+    """One `_tree_spans` pass: the language's node kinds as int ids, what is wanted, and the spans found."""
+
+    def __init__(self, parsed: Parsed, wanted: set[str], out: set[tuple[int, int, str]]):
+        spec = self.spec = parsed.spec
+        self.to_str = parsed.index.to_str
+        self.text = parsed.text
+        self.wanted, self.out = wanted, out
+
+        def ids(names: frozenset[str]) -> frozenset[int]:
+            return kind_ids(spec.name, frozenset(names))
+
+        self.blocks, self.compounds, self.wrappers = ids(spec.blocks), ids(spec.compounds), ids(spec.wrappers)
+        self.expressions, self.atoms, self.comments = ids(spec.expressions), ids(spec.atoms), ids(spec.comments)
+        self.containers = self.blocks - self.compounds  # pure containers: module, Python block, Go statement_list
+        self.definitions, self.not_bodies = ids(spec.definitions), ids(_NOT_BODIES)
+        self.skip_parents, self.condition_parents = ids(_SKIP_PARENTS), ids(_CONDITION_PARENTS)
+        self.loop_heads = ids(frozenset({"for_statement", "for_in_clause", "for_in_statement", "for_expression"}))
+        self.want_expr = "expression" in wanted
+        self.want_cond = "condition" in wanted
+        self.want_runs = "statements" in wanted
+        self.want_stmt = bool(wanted & {"statement", "statements"})
+        self.want_bodies = bool(wanted & {"body", "function_body"})
+
+    def add(self, bounds: tuple[int, int], kind: str) -> None:
+        if bounds[1] > bounds[0] and kind in self.wanted:
+            self.out.add((bounds[0], bounds[1], kind))
+
+    def push_children(self, node: ts.Node, kind: int, top: bool, stack: list) -> None:
+        """Push the named children that can hold candidates (leaves only when they are candidates)."""
         named = node.named_children
-        if named:
-            child_skip = kind in skip_parents
-            in_expression = kind in expressions
-            in_block = kind in blocks
-            top = parent is None
-            for i, child in enumerate(named):
-                if top and child.has_error:
-                    continue  # a top-level unit with errors: its nodes may be recovery artefacts
-                if not in_block and child.named_child_count == 0:
-                    child_kind = child.kind_id
-                    if child_kind not in expressions or child_skip or (in_expression and child_kind in atoms):
-                        continue
-                stack.append((child, node, kind, i, child_skip))
-        if kind in blocks and (want_stmt or want_bodies or want_runs):
-            visit_block(node, parent, parent_kind)
-        if want_cond and kind in condition_parents:
-            cond = node.child_by_field_name("condition")
-            if cond is not None and not cond.has_error:
-                inner = cond
-                if cond.named_child_count == 1 and cond.child_count == 3 and cond.children[0].type == "(":
-                    inner = cond.named_children[0]
-                add((to_str(inner.start_byte), to_str(inner.end_byte)), "condition")
-        if want_expr and kind in expressions and not skip:
-            if kind in atoms and parent_kind in expressions:
-                continue  # a lone token inside a bigger expression: too many, too trivial
-            if parent_kind in blocks and kind not in comments and kind not in containers:
-                continue  # a statement-level expression (Rust's tail expression): a statement span
-            if parent is not None:
-                field = parent.field_name_for_named_child(position)
-                if field in _SKIP_FIELDS or (field == "left" and parent_kind in loop_heads):
-                    continue  # a name being bound or defined, not a value to predict
-            if node.has_error:
-                continue
-            add((to_str(node.start_byte), to_str(node.end_byte)), "expression")
+        if not named:
+            return
+        child_skip = kind in self.skip_parents
+        in_expression = kind in self.expressions
+        in_block = kind in self.blocks
+        for i, child in enumerate(named):
+            if top and child.has_error:
+                continue  # a top-level unit with errors: its nodes may be recovery artefacts
+            if not in_block and child.named_child_count == 0:
+                child_kind = child.kind_id
+                if child_kind not in self.expressions or child_skip or (in_expression and child_kind in self.atoms):
+                    continue
+            stack.append((child, node, kind, i, child_skip))
+
+    def geometry(self, item: ts.Node) -> _Geometry:
+        """(start, end, line start or -1, line end or -1): the line bounds only where the item
+        owns them (nothing but indentation before, nothing but a comment after)."""
+        text = self.text
+        s = self.to_str(item.start_byte)
+        e = self.to_str(item.end_byte)
+        ls = text.rfind("\n", 0, s) + 1
+        nl = text.find("\n", e)
+        le = len(text) if nl < 0 else nl + 1
+        rest = text[e:le].strip()
+        own_start = -1 if text[ls:s].strip() else ls
+        own_end = le if not rest or rest.startswith(self.spec.line_comment) else -1
+        return s, e, own_start, own_end
+
+    def visit_block(self, node: ts.Node, parent: ts.Node | None, parent_kind: int) -> None:
+        """The statement, body and run spans of a block's statements."""
+        if parent is not None and node.kind_id in self.containers and parent_kind in self.blocks:
+            return  # Go's statement_list inside a block: the block reports its statements
+        items = statements_of(node, self.spec)
+        if not items:
+            return
+        geo = [self.geometry(item) for item in items]
+        if self.want_stmt:
+            for item, g in zip(items, geo):
+                if item.has_error:
+                    continue
+                k = item.kind_id
+                compound = k in self.compounds or k in self.wrappers or _has_block_child(item, self.spec)
+                self.add(_span(g, g), "statements" if compound else "statement")
+        if node.has_error:
+            return
+        if self.want_bodies and parent is not None:
+            self.add_body(node, items, geo)
+        if self.want_runs:
+            for i in range(len(items)):
+                for j in range(i + 1, min(i + _MAX_RUN, len(items))):
+                    self.add(_span(geo[i], geo[j]), "statements")
+
+    def add_body(self, node: ts.Node, items: list[ts.Node], geo: list[_Geometry]) -> None:
+        """A function's body (after its docstring) or a control-flow body."""
+        owner = block_owner(node, self.spec)
+        if owner is not None and owner.kind_id in self.definitions:
+            skip = 1 if self.spec.name == "python" and _is_docstring(items[0]) else 0
+            if len(items) > skip:
+                self.add(_span(geo[skip], geo[-1]), "function_body")
+        elif owner is not None and owner.kind_id not in self.not_bodies:
+            self.add(_span(geo[0], geo[-1]), "body")
+
+    def visit_condition(self, node: ts.Node) -> None:
+        """The condition of an if/elif/while..., its parentheses excluded."""
+        cond = node.child_by_field_name("condition")
+        if cond is not None and not cond.has_error:
+            inner = cond
+            if cond.named_child_count == 1 and cond.child_count == 3 and cond.children[0].type == "(":
+                inner = cond.named_children[0]
+            self.add((self.to_str(inner.start_byte), self.to_str(inner.end_byte)), "condition")
+
+    def visit_expression(self, node: ts.Node, kind: int, parent: ts.Node | None, parent_kind: int,
+                         position: int) -> None:
+        """An expression, unless it is trivial, a statement, or a name being bound."""
+        if kind in self.atoms and parent_kind in self.expressions:
+            return  # a lone token inside a bigger expression: too many, too trivial
+        if parent_kind in self.blocks and kind not in self.comments and kind not in self.containers:
+            return  # a statement-level expression (Rust's tail expression): a statement span
+        if parent is not None:
+            field = parent.field_name_for_named_child(position)
+            if field in _SKIP_FIELDS or (field == "left" and parent_kind in self.loop_heads):
+                return  # a name being bound or defined, not a value to predict
+        if node.has_error:
+            return
+        self.add((self.to_str(node.start_byte), self.to_str(node.end_byte)), "expression")
+
+
+def _span(first: _Geometry, last: _Geometry) -> tuple[int, int]:
+    """From `first`'s start to `last`'s end: whole lines when both own their lines."""
+    if first[2] >= 0 and last[3] >= 0:
+        return first[2], last[3]
+    return first[0], last[1]
 
 
 def _is_docstring(node: ts.Node) -> bool:
