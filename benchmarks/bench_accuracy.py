@@ -81,7 +81,8 @@ def main() -> None:
     if args.int8:
         variants["defaults + int8"] = ({}, {"quantize": "int8"})
     if args.compile:
-        variants["defaults + torch.compile"] = ({}, {"compile": "reduce-overhead" if args.device.startswith("cuda") else "default"})
+        variants["defaults + torch.compile"] = (
+            {}, {"compile": "reduce-overhead" if args.device.startswith("cuda") else "default"})
     print(f"model: {args.model or 'embedded'}; {taskset.name}, first {len(taskset.tasks)} tasks; device {args.device}; "
           f"eval folders in {out}\n")
     print("| decoding | pass@1 | Δ vs reference (points) | generation (s) | speed-up | same completion as reference |")

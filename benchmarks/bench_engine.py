@@ -116,7 +116,8 @@ def precision_table(eng, T: int = 256) -> None:
 def run_modes(eng, cases, modes: dict, *, tokens: int | None) -> None:
     """One row per mode: latency, speed-up vs the first mode, forwards, and agreement with the first mode.
     A mode is InfillSettings for `eng`, or an (engine, InfillSettings) pair."""
-    print("| decoding | p50 (ms) | p95 (ms) | speed-up (p50) | forwards/hole | forwards per token | same text as first row |")
+    print("| decoding | p50 (ms) | p95 (ms) | speed-up (p50) | forwards/hole | forwards per token "
+          "| same text as first row |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     base, ref = None, None
     for name, st in modes.items():
@@ -148,7 +149,8 @@ def main() -> None:
                                                    "model, else a random `small` one)")
     ap.add_argument("--holes", type=int, default=20, help="holes to time per table")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd decoding (compiles for a while first)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time torch.compile'd decoding (compiles for a while first)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -169,7 +171,8 @@ def main() -> None:
     precision_table(eng)
 
     cases = holes(args.holes)
-    print(f"\nsingle-line infill over {len(cases)} holes ({'HumanEval-SingleLineInfilling' if SINGLE.is_file() else 'repository lines'}), "
+    print(f"\nsingle-line infill over {len(cases)} holes "
+          f"({'HumanEval-SingleLineInfilling' if SINGLE.is_file() else 'repository lines'}), "
           "hole of 16 tokens, model warm, validation on:\n")
     fixed = dict(length_mode="fixed", length=16)
     run_modes(eng, cases, {
@@ -182,7 +185,8 @@ def main() -> None:
         "threshold 0.9 + K/V cache (refresh 4)": InfillSettings(**fixed, steps=16),
         "threshold 0.9 + cache + 8 steps (defaults)": InfillSettings(**fixed),
     }, tokens=16)
-    print("\n(forwards per token in threshold/entropy modes reflect this model's confidence; random weights are rarely confident)")
+    print("\n(forwards per token in threshold/entropy modes reflect this model's confidence; "
+          "random weights are rarely confident)")
 
     auto = load_engine(folder, quantize="auto")  # the language server's default load
     rt = auto.runtime
@@ -190,7 +194,8 @@ def main() -> None:
           f"at load, so it uses {'int8' if rt.get('quantize') == 'int8' else 'the float model'}")
     for lines in (1, 3):
         cases = holes(args.holes, lines)
-        print(f"\neditor defaults, {lines}-line holes ({len(cases)}), hole length chosen automatically, validation on:\n")
+        print(f"\neditor defaults, {lines}-line holes ({len(cases)}), hole length chosen automatically, "
+              "validation on:\n")
         run_modes(eng, cases, {"exact=True": InfillSettings(exact=True), "defaults (CLI)": InfillSettings(),
                                "defaults + quantize auto (language server)": (auto, InfillSettings())},
                   tokens=None)
@@ -200,9 +205,10 @@ def main() -> None:
         compiled = load_engine(folder, compile="default")
         cost = time.perf_counter() - t - eng.load_seconds
         cases = holes(args.holes)
-        print(f"\ntorch.compile (mode default, dynamic shapes): compilation and warm-up {cost:.1f} s, paid once per process; "
-              f"editor defaults, 1-line holes ({len(cases)}):\n")
-        run_modes(None, cases, {"defaults, eager": (eng, InfillSettings()), "defaults, compiled": (compiled, InfillSettings())},
+        print(f"\ntorch.compile (mode default, dynamic shapes): compilation and warm-up {cost:.1f} s, "
+              f"paid once per process; editor defaults, 1-line holes ({len(cases)}):\n")
+        run_modes(None, cases,
+                  {"defaults, eager": (eng, InfillSettings()), "defaults, compiled": (compiled, InfillSettings())},
                   tokens=None)
 
 

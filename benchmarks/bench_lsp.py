@@ -87,7 +87,8 @@ class Bench:
 
     async def start(self) -> None:
         await self.client.start_io(sys.executable, "-m", "diffucode_lsp", "--log-level", "warning")
-        await self.client.initialize_async(lsp.InitializeParams(capabilities=lsp.ClientCapabilities(), initialization_options=self.init))
+        await self.client.initialize_async(lsp.InitializeParams(capabilities=lsp.ClientCapabilities(),
+                                                                initialization_options=self.init))
         self.client.initialized(lsp.InitializedParams())
 
     @property
@@ -95,7 +96,8 @@ class Bench:
         return self.client._server.pid
 
     def open(self, text: str) -> None:
-        self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri=URI, language_id="python", version=1, text=text)))
+        self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(
+            lsp.TextDocumentItem(uri=URI, language_id="python", version=1, text=text)))
 
     def settings(self, raw: dict) -> None:
         self.client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings=raw))
@@ -103,7 +105,8 @@ class Bench:
     async def complete(self, text: str, line: int, col: int) -> tuple[float, int]:
         self.version += 1
         self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            lsp.VersionedTextDocumentIdentifier(uri=URI, version=self.version), [lsp.TextDocumentContentChangeWholeDocument(text=text)]))
+            lsp.VersionedTextDocumentIdentifier(uri=URI, version=self.version),
+            [lsp.TextDocumentContentChangeWholeDocument(text=text)]))
         t = time.perf_counter()
         res = await self.client.text_document_inline_completion_async(lsp.InlineCompletionParams(
             context=lsp.InlineCompletionContext(trigger_kind=lsp.InlineCompletionTriggerKind.Automatic),
@@ -134,7 +137,8 @@ async def latency(args, cases) -> dict:
             lat.append(ms)
             nonempty += n > 0
     await bench.stop()
-    return {"model": args.model_label, "settings": json.dumps({"debounceMs": 0, **args.settings}), "positions": len(cases),
+    return {"model": args.model_label, "settings": json.dumps({"debounceMs": 0, **args.settings}),
+            "positions": len(cases),
             "requests": len(lat), "first_request_ms": round(load_ms), "p50_ms": round(pct(lat, 0.5), 1),
             "p95_ms": round(pct(lat, 0.95), 1), "mean_ms": round(statistics.fmean(lat), 1), "with_items": nonempty}
 
@@ -156,7 +160,8 @@ async def memory(args, cases) -> dict:
     jobs = st["jobs"]._asdict() if hasattr(st["jobs"], "_asdict") else st["jobs"]
     await bench.stop()
     return {"rss_model": args.rss_model_label, "rss_settings": json.dumps({"debounceMs": 0, **args.rss_settings}),
-            "rss_requests": args.requests, "rss_before_mib": round(rss0 / 2**20, 1), "rss_after_mib": round(rss1 / 2**20, 1),
+            "rss_requests": args.requests, "rss_before_mib": round(rss0 / 2**20, 1),
+            "rss_after_mib": round(rss1 / 2**20, 1),
             "rss_run_s": round(time.perf_counter() - t0, 1), "rss_p50_ms": round(pct(lat, 0.5), 1),
             "server_jobs_done": jobs["done"], "server_live_jobs": st["liveJobs"]}
 
@@ -169,11 +174,14 @@ def _random(preset: str, vocab: int, tmp: Path) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="model folder or hub id (default: embedded if present, else a random --preset model)")
-    p.add_argument("--preset", default="small", help="preset for the random model when none is given (default: small, vocab 4096)")
+    p.add_argument("--model", default=None,
+                   help="model folder or hub id (default: embedded if present, else a random --preset model)")
+    p.add_argument("--preset", default="small",
+                   help="preset for the random model when none is given (default: small, vocab 4096)")
     p.add_argument("--positions", type=int, default=30, help="fixed cursor positions (default 30)")
     p.add_argument("--repeat", type=int, default=2, help="timed passes over the positions (default 2)")
-    p.add_argument("--settings", type=json.loads, default={}, help="server settings (JSON) for the latency run, e.g. '{\"steps\": 4}'")
+    p.add_argument("--settings", type=json.loads, default={},
+                   help="server settings (JSON) for the latency run, e.g. '{\"steps\": 4}'")
     p.add_argument("--requests", type=int, default=1000, help="requests for the memory run (0: skip; default 1000)")
     p.add_argument("--rss-model", default=None, help="model for the memory run (default: the latency run's)")
     p.add_argument("--rss-preset", default=None, help="or a random model of this preset for the memory run (e.g. tiny)")
@@ -216,7 +224,8 @@ def main() -> int:
         print(f"| memory run model / settings | {out['rss_model']} / `{out['rss_settings']}` |")
         print(f"| server RSS after 10 warm-up requests | {out['rss_before_mib']} MiB |")
         print(f"| server RSS after {out['rss_requests']} more requests | {out['rss_after_mib']} MiB |")
-        print(f"| memory run: wall time, p50, jobs done, live jobs left | {out['rss_run_s']} s, {out['rss_p50_ms']} ms, {out['server_jobs_done']}, {out['server_live_jobs']} |")
+        print(f"| memory run: wall time, p50, jobs done, live jobs left | {out['rss_run_s']} s, "
+              f"{out['rss_p50_ms']} ms, {out['server_jobs_done']}, {out['server_live_jobs']} |")
     return 0
 
 

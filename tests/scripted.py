@@ -46,4 +46,5 @@ class ScriptedDenoiser:
 
 
 def scripted_engine(tokenizer, script_text: str, *, pad_tail: bool = True) -> Engine:
-    return Engine(ScriptedDenoiser(tokenizer, script_text), tokenizer, name="scripted", meta={"infill": {"pad_tail": pad_tail}})
+    return Engine(ScriptedDenoiser(tokenizer, script_text), tokenizer, name="scripted",
+                  meta={"infill": {"pad_tail": pad_tail}})

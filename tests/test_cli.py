@@ -50,7 +50,8 @@ def test_infill_prints_the_whole_file(tmp_path, scripted, capsysbinary):
 def test_lines_outside_the_range_are_byte_identical_with_a_random_model(tmp_path, tiny_model_dir, capsysbinary):
     text = "# -*- coding: utf-8 -*-\r\nname = '名前 🎉'\r\n\tx = 1\r\ny = 2\r\nz = 3\r\nlast = True"
     p = write(tmp_path, text)
-    code, out, err = run(capsysbinary, "infill", f"{p}:3-4", "--model", tiny_model_dir, "--no-validate", "--steps", "2", "--max-new-tokens", "8")
+    code, out, err = run(capsysbinary, "infill", f"{p}:3-4", "--model", tiny_model_dir, "--no-validate", "--steps", "2",
+                         "--max-new-tokens", "8")
     assert code == 0, err
     old, new = text.encode().split(b"\r\n"), out.encode().split(b"\r\n")
     assert new[:2] == old[:2] and new[-2:] == old[-2:]
@@ -64,7 +65,8 @@ def test_diff_applies_with_patch(tmp_path, scripted, capsysbinary, monkeypatch):
     texts = [SRC, SRC.replace("\n", "\r\n"), SRC.rstrip("\n"), LINE_BREAKS_PATCH_IGNORES + SRC[len("import os\n"):]]
     for text in texts:
         p = write(tmp_path, text)
-        code, out, err = run(capsysbinary, "infill", "a.py:" + str(text.count("\n", 0, text.index("y = x + 1")) + 1), "--diff")
+        code, out, err = run(capsysbinary, "infill", "a.py:" + str(text.count("\n", 0, text.index("y = x + 1")) + 1),
+                             "--diff")
         assert code == 0, err
         assert out.startswith("--- a/a.py\n+++ b/a.py\n")  # relative to the current folder: `patch -p1` finds it
         expected = cli.SourceFile.read(p).text
@@ -200,8 +202,8 @@ def test_bad_setting_value_exits_2(tmp_path, scripted, capsysbinary):
 
 def test_rewrite_command(tmp_path, tiny_model_dir, capsysbinary):
     p = write(tmp_path, SRC)
-    code, out, err = run(capsysbinary, "rewrite", f"{p}:4-5", "--model", tiny_model_dir, "--no-validate", "--temperature", "1.5",
-                         "--candidates", "3", "--json")
+    code, out, err = run(capsysbinary, "rewrite", f"{p}:4-5", "--model", tiny_model_dir, "--no-validate",
+                         "--temperature", "1.5", "--candidates", "3", "--json")
     assert code in (0, 1), err
     doc = json.loads(out)
     assert doc["span"]["start_line"] == 4 and doc["span"]["end_line"] == 5
@@ -242,7 +244,8 @@ def test_models_command(capsysbinary, tiny_model_dir, monkeypatch, tmp_path):
 
 
 def test_python_dash_m_and_exit_code(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "diffucode", "infill", f"{tmp_path}/none.py:1"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "diffucode", "infill", f"{tmp_path}/none.py:1"], capture_output=True,
+                       text=True)
     assert r.returncode == 2 and r.stderr.startswith("diffucode: ") and "no such file" in r.stderr
 
 
@@ -343,10 +346,12 @@ def test_in_place_refuses_a_read_only_file_and_folder(tmp_path, scripted, capsys
 def test_output_that_cannot_be_written_is_one_line(tmp_path, scripted):
     p = write(tmp_path, SRC)
     with open("/dev/full", "w") as full:
-        r = subprocess.run([sys.executable, "-c", "import sys; from diffucode import cli; from tests.test_cli import _scripted_main; "
+        r = subprocess.run([sys.executable, "-c",
+                            "import sys; from diffucode import cli; from tests.test_cli import _scripted_main; "
                             "sys.exit(_scripted_main(sys.argv[1:]))", "infill", f"{p}:4"],
                            stdout=full, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
-    assert r.returncode == 2 and r.stderr.startswith("diffucode: cannot write the output") and "Traceback" not in r.stderr
+    assert (r.returncode == 2 and r.stderr.startswith("diffucode: cannot write the output")
+            and "Traceback" not in r.stderr)
 
 
 def _scripted_main(argv):
@@ -366,8 +371,8 @@ def test_bad_device_and_temperature_exit_2(tmp_path, capsysbinary, tiny_model_di
     assert code == 2 and message in err and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("flag, value", [("--fraction", "0"), ("--fraction", "5"), ("--fraction", "-1"), ("--below", "2"),
-                                         ("--length", "5"), ("--search-lengths", "4,8")])
+@pytest.mark.parametrize("flag, value", [("--fraction", "0"), ("--fraction", "5"), ("--fraction", "-1"),
+                                         ("--below", "2"), ("--length", "5"), ("--search-lengths", "4,8")])
 def test_rewrite_fraction_and_below_are_checked(tmp_path, capsysbinary, flag, value):
     p = write(tmp_path, SRC)
     code, out, err = run(capsysbinary, "rewrite", f"{p}:4", flag, value, "--model", tmp_path / "not-loaded")
@@ -411,8 +416,8 @@ def test_complete_in_a_crlf_file_adds_no_stray_carriage_return(tmp_path, monkeyp
 def test_parsing_every_command_loads_no_torch():
     """--help and flag errors answer before torch loads: no parser imports it (a bad flag exits 2 at once)."""
     code = ("import sys; from diffucode import cli; p = cli.build_parser(); "
-            "[p.parse_args(a) for a in (['infill', 'f.py:1'], ['rewrite', 'f.py:1'], ['complete', 'f.py:1:1'], ['models'], "
-            "['train', '--out', 'x'], ['campaign'], ['eval', 'humaneval'], ['lsp'])]; "
+            "[p.parse_args(a) for a in (['infill', 'f.py:1'], ['rewrite', 'f.py:1'], ['complete', 'f.py:1:1'], "
+            "['models'], ['train', '--out', 'x'], ['campaign'], ['eval', 'humaneval'], ['lsp'])]; "
             "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "torch" not in r.stdout, r.stdout + r.stderr
@@ -434,7 +439,7 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, delay):
     # aborted the process (-6, "terminate called after throwing ... KeyboardInterrupt"). Rarely (2 in ~40
     # runs here, cause not found) the process prints its line and then ends by SIGINT: a shell shows 130 too.
     printed = "diffucode: interrupted" in err
-    assert proc.returncode == 130 or (proc.returncode == -signal.SIGINT and printed) or (proc.returncode == 1 and "refused" in err), (
-        proc.returncode, err)
+    assert (proc.returncode == 130 or (proc.returncode == -signal.SIGINT and printed)
+            or (proc.returncode == 1 and "refused" in err)), (proc.returncode, err)
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert p.read_text() == SRC

@@ -151,7 +151,8 @@ def test_a_failing_compiler_is_one_clear_error(folder, monkeypatch):
         return call
 
     monkeypatch.setattr(torch, "compile", broken)
-    with pytest.raises(ConfigError, match=r"torch.compile \(mode default\) failed: RuntimeError: InductorError.*use compile none"):
+    with pytest.raises(ConfigError,
+                       match=r"torch.compile \(mode default\) failed: RuntimeError: InductorError.*use compile none"):
         load_engine(folder, compile="default")
 
 
@@ -215,6 +216,7 @@ def test_buckets_bound_the_shapes_and_keep_the_logits(folder):
                                   ref.forward_cached(changed, cb, pos, positions=pos[:, :1] * 0), atol=1e-5)
             flat = pos[0]  # (P,) positions, as the model accepts them
             assert torch.allclose(den.logits(ids, flat), ref.logits(ids, flat), atol=1e-5)
-            assert torch.allclose(den.forward_cached(changed, ca, flat), ref.forward_cached(changed, cb, flat), atol=1e-5)
+            assert torch.allclose(den.forward_cached(changed, ca, flat), ref.forward_cached(changed, cb, flat),
+                                  atol=1e-5)
             with pytest.raises(ValueError, match="prefill again"):  # a cache is for the length it was made at
                 den.forward_cached(changed[:, :-1], ca, pos)

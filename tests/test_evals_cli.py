@@ -128,7 +128,8 @@ def fake_engine(monkeypatch):
     infill_mod = types.ModuleType("diffucode.infill")
     infill_mod.InfillSettings, infill_mod.complete, infill_mod.infill = Settings, complete, infill
     models_mod = types.ModuleType("diffucode.models")
-    models_mod.load_engine = lambda name, device="cpu", **opts: calls.append(("load", name, device, *opts.items())) or "ENGINE"
+    models_mod.load_engine = lambda name, device="cpu", **opts: (
+        calls.append(("load", name, device, *opts.items())) or "ENGINE")
     monkeypatch.setitem(sys.modules, "diffucode.infill", infill_mod)
     monkeypatch.setitem(sys.modules, "diffucode.models", models_mod)
     return calls
@@ -243,7 +244,8 @@ import json, os, sys
 fd = int(sys.argv[1])
 with os.fdopen(fd, "rb") as f:
     cfg = json.loads(f.read())
-os.write(cfg["status_fd"], (cfg["sentinel"] + " sandbox could not drop to uid 1234: Operation not permitted\\n").encode())
+os.write(cfg["status_fd"],
+         (cfg["sentinel"] + " sandbox could not drop to uid 1234: Operation not permitted\\n").encode())
 os._exit(3)
 '''
 

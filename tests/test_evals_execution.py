@@ -201,7 +201,8 @@ def test_parallel_infinite_loops_all_return_promptly():
 
 
 def test_per_program_limits_in_run_programs():
-    results = run_programs(["import time\ntime.sleep(0.6)\n"] * 2, [Limits(timeout_s=0.2), Limits(timeout_s=5)], workers=2)
+    results = run_programs(["import time\ntime.sleep(0.6)\n"] * 2, [Limits(timeout_s=0.2), Limits(timeout_s=5)],
+                           workers=2)
     assert [r.status for r in results] == ["timeout", "passed"]
 
 
@@ -268,7 +269,8 @@ def test_escaping_the_guard_is_possible_but_process_limits_still_hold(tmp_path):
     marker = tmp_path / "escaped"
     src = f"""
     cdll = [c for c in ().__class__.__bases__[0].__subclasses__() if c.__name__ == "CDLL"][0]
-    cdll(None).system(b"echo escaped; touch {marker}; exec sh -c 'echo $(cut -d\\" \\" -f4 /proc/self/stat); exec sleep 60'")
+    cdll(None).system(b"echo escaped; touch {marker}; "
+                      b"exec sh -c 'echo $(cut -d\\" \\" -f4 /proc/self/stat); exec sleep 60'")
     """
     r = run(src, Limits(timeout_s=1.5))
     assert r.status == "timeout"
@@ -552,7 +554,8 @@ def test_without_namespace_or_uid_drop_a_session_escapee_would_survive():
 @as_root
 def test_escapee_after_a_timeout_is_reaped():
     with escapee_marker(63) as marker:
-        src = f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\ntime.sleep(60)\n"
+        src = (f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+               "time.sleep(60)\n")
         r = run(src, Limits(timeout_s=1, guard=False))
         assert r.status == "timeout"
         wait_gone(marker, 3.0)

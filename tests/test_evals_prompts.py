@@ -39,7 +39,8 @@ def test_mbpp_fewshot_prompt_format():
             "[BEGIN]\ndef f2(x):\n    return x\n[DONE]\n")
     assert p.startswith(head)
     assert p.count("[DONE]") == 3 and "\r" not in p
-    assert p.endswith("Task 11. Your code should pass these tests:\n\nassert f11(1) == 1\nassert f11(2) == 2\n[BEGIN]\n")
+    assert p.endswith("Task 11. Your code should pass these tests:\n\n"
+                      "assert f11(1) == 1\nassert f11(2) == 2\n[BEGIN]\n")
     with pytest.raises(ValueError):
         mbpp_fewshot_prompt(t, shots[:2])
 

@@ -91,7 +91,8 @@ def test_per_category_breakdown(tmp_path):
     assert s["per_category"]["expression"]["pass@1"] == 1.0 and s["per_category"]["body"]["pass@1"] == 0.5
     assert s["per_task"]["C/body/0"]["category"] == "body"
     text = (tmp_path / "report.md").read_text()
-    assert "## Per category" in text and "| expression | 2 | 2 | 100.00 % |" in text and "| body | 2 | 2 | 50.00 % |" in text
+    assert ("## Per category" in text and "| expression | 2 | 2 | 100.00 % |" in text
+            and "| body | 2 | 2 | 50.00 % |" in text)
 
 
 def test_eval_report_command_regenerates(tmp_path, capsys):
@@ -131,7 +132,8 @@ def test_a_failing_chart_is_noted_and_the_run_succeeds(tmp_path, monkeypatch):
     he = load_or_skip("humaneval").select(limit=1)
     s = evaluate(he, CanonicalGenerator(), config(tmp_path))
     assert s["pass@1"] == 1.0 and (tmp_path / "summary.json").is_file()
-    assert "Chart skipped: drawing the chart failed (RuntimeError: no usable font)" in (tmp_path / "report.md").read_text()
+    assert ("Chart skipped: drawing the chart failed (RuntimeError: no usable font)"
+            in (tmp_path / "report.md").read_text())
 
 
 # ---------------------------------------------------------------- progress
@@ -187,7 +189,8 @@ def test_cli_stdout_carries_only_the_result(tmp_path, capsys, monkeypatch):
 def test_settings_show_what_took_effect_and_all_empty_is_said():
     summary = {"taskset": "humaneval", "generator": "model", "n_tasks": 2, "settings": {"seed": None, "threshold": None,
                                                                                        "steps": None, "k": [1]}}
-    records = [{"task_id": f"HumanEval/{i}", "completion": " \n", "passed": False, "status": "failed"} for i in range(2)]
+    records = [{"task_id": f"HumanEval/{i}", "completion": " \n", "passed": False, "status": "failed"}
+               for i in range(2)]
     text = render(summary, records, chart_note="test")
     assert "| seed | 0 (default) |" in text and "| threshold | 0.9 (default) |" in text
     assert "| steps | the engine's (unset) |" in text and "| seed | None |" not in text

@@ -93,7 +93,8 @@ def test_bad_samples_files_are_refused(tmp_path, records, message):
 
 @pytest.mark.parametrize("name, data, message", [
     ("s.jsonl", b'{"task_id": "HumanEval/0", "completion": "caf\xe9"}\n', "not UTF-8 text (byte 0xe9"),
-    ("s.jsonl.gz", gzip.compress(b'{"task_id": "HumanEval/0", "completion": "x"}\n')[:-10], "truncated or corrupt gzip"),
+    ("s.jsonl.gz", gzip.compress(b'{"task_id": "HumanEval/0", "completion": "x"}\n')[:-10],
+     "truncated or corrupt gzip"),
 ], ids=["latin-1", "truncated-gz"])
 def test_unreadable_samples_files_are_one_line_errors(tmp_path, capsys, name, data, message):
     need_humaneval()
@@ -162,12 +163,14 @@ def test_merge_of_canonical_shards_equals_the_unsharded_run(tmp_path):
 def test_merge_refuses_shards_that_do_not_add_up(tmp_path, capsys):
     need_humaneval()
     for i in (1, 2):
-        assert cli.main(shard_args(tmp_path, "--shard", f"{i}/2", "--generate-only", "--out", str(tmp_path / f"s{i}"))) == 0
+        assert cli.main(shard_args(tmp_path, "--shard", f"{i}/2", "--generate-only", "--out",
+                                   str(tmp_path / f"s{i}"))) == 0
     assert cli.main(shard_args(tmp_path, "--shard", "1/3", "--generate-only", "--out", str(tmp_path / "t1"))) == 0
     assert cli.main(shard_args(tmp_path, "--shard", "2/2", "--generate-only", "--limit", "6",
                                "--out", str(tmp_path / "x2"))) == 0
     assert cli.main(["eval", "humaneval", "--generator", "canonical", "--data-dir", str(DATA), "--limit", "5",
-                     "--quiet", "--shard", "2/2", "--generate-only", "--no-sanitize", "--out", str(tmp_path / "y2")]) == 0
+                     "--quiet", "--shard", "2/2", "--generate-only", "--no-sanitize", "--out",
+                     str(tmp_path / "y2")]) == 0
     capsys.readouterr()
     cases = [
         ([tmp_path / "s1"], "missing [2]"),
@@ -191,7 +194,8 @@ def test_merge_refuses_shards_that_do_not_add_up(tmp_path, capsys):
 def test_merge_of_tiny_model_shards_equals_the_unsharded_run(tmp_path, tiny_model_dir):
     need_humaneval()
     common = ["eval", "humaneval", "--model", str(tiny_model_dir), "--data-dir", str(DATA), "--limit", "5",
-              "--max-new-tokens", "16", "--steps", "4", "--n-samples", "2", "--k", "1,2", "--temperature", "0.8", "--quiet"]
+              "--max-new-tokens", "16", "--steps", "4", "--n-samples", "2", "--k", "1,2", "--temperature", "0.8",
+              "--quiet"]
     assert cli.main([*common, "--shard", "1/2", "--generate-only", "--out", str(tmp_path / "s1")]) == 0
     assert cli.main([*common, "--shard", "2/2", "--out", str(tmp_path / "s2")]) == 0
     assert cli.main(["eval", "merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "m"),

@@ -41,9 +41,11 @@ class ExpandingScript:
         for j, p in enumerate(positions[0].tolist()):
             i = p - self.P
             if self.stubborn or len(hole) < len(self.script):
-                tok, conf = (self.expand_id, 30.0) if i == masks[0] else (self.script[min(i, len(self.script) - 1)], 5.0)
+                tok, conf = ((self.expand_id, 30.0) if i == masks[0]
+                             else (self.script[min(i, len(self.script) - 1)], 5.0))
             elif len(hole) > len(self.script):
-                tok, conf = (self.delete_id, 30.0) if i == masks[-1] else (self.script[min(i, len(self.script) - 1)], 5.0)
+                tok, conf = ((self.delete_id, 30.0) if i == masks[-1]
+                             else (self.script[min(i, len(self.script) - 1)], 5.0))
             else:
                 tok, conf = self.script[i], 20.0 - 0.01 * i
             out[0, j, tok] = conf
@@ -121,7 +123,8 @@ def test_position_temperature_draws_which_mask_to_commit():
         seen = []  # after each step, the first mask left: the commit order shows in it
         out = sample_expanding(Graded(script, len(prefix), len(suffix)), prefix, suffix, expand_id=TOK.expand_id,
                                delete_id=TOK.eos_id, initial=len(script), strategy="confidence",
-                               callback=lambda _, hole: seen.append(hole.index(TOK.mask_id) if TOK.mask_id in hole else -1),
+                               callback=lambda _, hole: seen.append(
+                                   hole.index(TOK.mask_id) if TOK.mask_id in hole else -1),
                                **kw)
         assert out.ids == script  # every mask still filled with the model's token
         return tuple(seen)

@@ -68,7 +68,8 @@ def _dream_folder(folder: Path, *, seed: int = 0, copy: bool = False, mask_token
     three times more strongly, so an unmasked argmax would land past the tokenizer's vocabulary.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    specials = ["<|im_start|>", "<|im_end|>", "<|mask|>", "<|dlm_pad|>"] + (["<|beginoftext|>", "<|expand|>"] if dreamon else [])
+    specials = (["<|im_start|>", "<|im_end|>", "<|mask|>", "<|dlm_pad|>"]
+                + (["<|beginoftext|>", "<|expand|>"] if dreamon else []))
     n_tok = _write_tokenizer(folder, specials, {
         "tokenizer_class": "DreamTokenizer", "auto_map": {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
         "eos_token": "<|endoftext|>", "pad_token": "<|dlm_pad|>", "bos_token": "<|beginoftext|>" if dreamon else None,
@@ -433,7 +434,8 @@ def test_gemma_complete_maps_and_infill_rewrite_refuse(gemma, tmp_path, capsysbi
     folder, eng = gemma
     cursor = SRC.index("    return") + 4
     assert eng.complete is not None  # declared by the family
-    res = infill.complete(eng, SRC, cursor, infill.InfillSettings(steps=2, max_new_tokens=8, validate=False, candidates=2))
+    res = infill.complete(eng, SRC, cursor,
+                          infill.InfillSettings(steps=2, max_new_tokens=8, validate=False, candidates=2))
     assert res.candidates and res.forwards >= 1
     edit = res.candidates[0].edits[0]
     out = res.candidates[0].apply(SRC)
@@ -491,7 +493,8 @@ def test_dreamon_prompt_is_bos_prefix_hole_suffix_eos(tmp_path):
     assert (un[hole] == cond[hole]).all() and (un[: hole.start] == eng.denoiser.mask_id).all()
     assert (un[hole.stop:] == eng.denoiser.mask_id).all()  # BOS and EOS are part of the prompt guidance masks
     # the fixed-length and search modes frame the context the same way (the model was trained on it)
-    for settings in (dict(length_mode="fixed", length=5, steps=5), dict(length_mode="search", search_lengths=(3,), steps=3)):
+    for settings in (dict(length_mode="fixed", length=5, steps=5),
+                     dict(length_mode="search", search_lengths=(3,), steps=3)):
         rec.calls.clear()
         infill.infill(Engine(rec, tok, name="dreamon", meta=eng.meta), SRC, [span],
                       infill.InfillSettings(validate=False, max_new_tokens=12, **settings))
@@ -679,7 +682,8 @@ def test_instruction_rewrite_uses_the_chat_template_and_takes_the_fenced_code(dr
     assert res.best is not None and res.best.valid
     assert res.best.apply(src) == "import os\n\ndef f(n: int) -> int:\n    return n\n\nprint(f(2))\n"
     prompt = dream_engine.tokenizer.decode(  # what the model saw before the answer (control tokens dropped)
-        dream_engine.tokenizer.encode(families.instruction_prompt(eng, "Rename x to n and add type hints.", src[span[0]:span[1]])))
+        dream_engine.tokenizer.encode(families.instruction_prompt(eng, "Rename x to n and add type hints.",
+                                                                  src[span[0]:span[1]])))
     assert "Rename x to n" in prompt and "def f(x):" in prompt
     assert res.best.n_tokens == len(den.script)  # stopped at <|im_end|> though it is a control token
     assert answer_code("plain\ncode\n") == "plain\ncode" and answer_code("```\na\n") == "a"
@@ -797,7 +801,8 @@ def test_language_server_and_eval_harness_run_each_family(family, dream_dir, lla
             "textDocument": {"uri": uri}, "position": {"line": 3, "character": 8}, "context": {"triggerKind": 1}}})
         assert "items" in c.response(2, timeout=120)["result"]
         c.send({"jsonrpc": "2.0", "id": 3, "method": "diffucode/infill", "params": {
-            "textDocument": {"uri": uri}, "range": {"start": {"line": 3, "character": 4}, "end": {"line": 3, "character": 12}}}})
+            "textDocument": {"uri": uri},
+            "range": {"start": {"line": 3, "character": 4}, "end": {"line": 3, "character": 12}}}})
         reply = c.response(3, timeout=120)
         if family == "diffusion_gemma":  # no mask token: the reason, as a JSON-RPC error
             assert reply["error"]["code"] == -32803 and "complete" in reply["error"]["message"]
@@ -878,11 +883,13 @@ def test_family_on_a_diffucode_folder_is_a_one_line_error(tiny_model_dir):
 
 
 # -- declared capabilities ------------------------------------------------------------------------------------
-def test_every_family_declares_its_capabilities_and_does_what_it_declares(tiny_engine, dream_engine, llada, gemma, tmp_path):
+def test_every_family_declares_its_capabilities_and_does_what_it_declares(tiny_engine, dream_engine, llada, gemma,
+                                                                          tmp_path):
     """Each engine states cacheable / expand / infill_frame / complete (engine.py, denoiser.Denoiser); a
     family that claims the K/V cache decodes the same tokens with it refreshed every step as without it."""
     dreamon = load_engine(_dream_folder(tmp_path / "DreamOn-v0-7B", dreamon=True))
-    engines = {"diffucode": tiny_engine, "dream": dream_engine, "llada": llada[2], "dreamon": dreamon, "gemma": gemma[1]}
+    engines = {"diffucode": tiny_engine, "dream": dream_engine, "llada": llada[2], "dreamon": dreamon,
+               "gemma": gemma[1]}
     span = (SRC.index("    y"), SRC.index("    return"))
     for name, eng in engines.items():
         den = eng.denoiser

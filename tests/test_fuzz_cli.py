@@ -31,11 +31,13 @@ FUZZ_CASES = int(os.environ.get("DIFFUCODE_FUZZ_CASES", "200"))
 SEED = int(os.environ.get("DIFFUCODE_FUZZ_SEED", "20261207"))
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 MODULES = ["fnmatch.py", "textwrap.py", "colorsys.py", "bisect.py", "shlex.py", "glob.py"]
-SCRIPTS = {"empty": "", "garbage": ")) = ((\n\tdef\n", "one line": "    x = 1\n", "code": "    value = compute(value)\n"}
+SCRIPTS = {"empty": "", "garbage": ")) = ((\n\tdef\n", "one line": "    x = 1\n",
+           "code": "    value = compute(value)\n"}
 
 
 def generated_files(rng: random.Random) -> dict[str, bytes]:
-    body = "def f(a, b):\n    c = a + b\n    d = c * 2\n    return d\n\n\nclass K:\n    def m(self):\n        return 1\n"
+    body = ("def f(a, b):\n    c = a + b\n    d = c * 2\n    return d\n\n\n"
+            "class K:\n    def m(self):\n        return 1\n")
     return {
         "crlf.py": body.replace("\n", "\r\n").encode(),
         "bom.py": ("\ufeff" + body).encode(),
@@ -69,7 +71,8 @@ def case(rng: random.Random, files: dict[str, bytes], tmp: Path) -> dict:
     command = rng.choice(["infill", "infill", "rewrite", "complete"])
     mode = rng.choice(["", "--diff", "--json", "--in-place"])
     flags = [f for f in ("--allow-delete", "--no-validate", "--quiet") if rng.random() < 0.2]
-    flags += rng.choice([[], ["--candidates", str(rng.randint(1, 3)), "--temperature", "0.7"], ["--max-new-tokens", "6"],
+    flags += rng.choice([[], ["--candidates", str(rng.randint(1, 3)), "--temperature", "0.7"],
+                         ["--max-new-tokens", "6"],
                          ["--length", "3"], ["--steps", "2"], ["--seed", str(rng.randint(0, 9))]])
     if command == "complete":
         line = rng.randint(1, max(1, len(cli.line_starts(text))) + 1)
@@ -116,7 +119,8 @@ def check(c: dict, code: int, out: bytes, err: str) -> None:
     bom = b"\xef\xbb\xbf" if c["before"].startswith(b"\xef\xbb\xbf") else b""
     if span is None:  # complete: everything before the cursor's line is kept
         line = int(c["argv"][1].rsplit(":", 2)[1])
-        keep = bom + c["text"][: cli.line_starts(c["text"])[line - 1] if line <= len(cli.line_starts(c["text"])) else len(c["text"])].encode()
+        keep = bom + c["text"][: cli.line_starts(c["text"])[line - 1] if line <= len(cli.line_starts(c["text"]))
+                               else len(c["text"])].encode()
         assert new.startswith(keep)
         return
     s, e = span
@@ -150,7 +154,8 @@ def test_fuzz_the_cli_never_loses_code(engines, tmp_path, monkeypatch, capsysbin
         try:
             code = cli.main([str(a) for a in c["argv"]])
         except BaseException:  # noqa: BLE001 - anything that escapes main() is a traceback for the user
-            pytest.fail(f"case {i} ({c['model']} model): diffucode {' '.join(map(str, c['argv']))}\n{traceback.format_exc()}")
+            pytest.fail(f"case {i} ({c['model']} model): diffucode {' '.join(map(str, c['argv']))}\n"
+                        f"{traceback.format_exc()}")
         out, err = capsysbinary.readouterr()
         try:
             check(c, code, out, err.decode("utf-8"))

@@ -21,7 +21,8 @@ LINE4 = SRC.index("    y = x + 1\n"), SRC.index("    return y")  # deleting it l
 # -- the rules ----------------------------------------------------------------------------------------------
 def test_a_blank_fill_of_code_is_refused_an_empty_insert_is_not():
     s, e = BODY
-    assert guard.refusal("fill", SRC, s, e, "") == f"{guard.REFUSED}the model filled lines 4-5 with nothing, which would delete them"
+    assert guard.refusal("fill", SRC, s, e, "") == (
+        f"{guard.REFUSED}the model filled lines 4-5 with nothing, which would delete them")
     assert guard.refusal("fill", SRC, s, e, "  \n") is not None
     assert guard.refusal("fill", SRC, s, s, "") is None  # nothing was there: nothing is lost
     assert guard.refusal("fill", SRC, s, e, "    return x\n") is None
@@ -84,7 +85,8 @@ def test_cli_rewrite_that_drops_a_line_is_refused(tmp_path, monkeypatch, capsysb
 
 def test_cli_snap_that_grows_far_past_the_selection_is_refused(tmp_path, monkeypatch, capsysbinary):
     use_script(monkeypatch, "    y = 1\n")
-    text = "def f():\n    for i in range(20):\n" + "".join(f"        x{i} = {i}\n" for i in range(20)) + "    return x0\n"
+    text = ("def f():\n    for i in range(20):\n" + "".join(f"        x{i} = {i}\n" for i in range(20))
+            + "    return x0\n")
     p = write(tmp_path, text)
     code, out, err = run(capsysbinary, "infill", f"{p}:2-4", "--snap", "--in-place")  # a loop's header + 2 lines
     assert code == 2 and "select the range to regenerate" in err and "lines 2-22" in err
@@ -131,9 +133,11 @@ def test_eval_with_a_malformed_model_exits_2_and_leaves_no_run(tmp_path, tiny_mo
     shutil.copytree(tiny_model_dir, m)
     (m / "config.json").write_text("[1, 2, 3]")
     data = tmp_path / "HumanEval.jsonl"
-    data.write_text(json.dumps({"task_id": "HumanEval/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n",
-                                "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}) + "\n")
-    code = cli.main(["eval", "humaneval", "--limit", "1", "--model", str(m), "--data-file", str(data), "--out", str(tmp_path / "run")])
+    data.write_text(json.dumps({"task_id": "HumanEval/0", "prompt": "def f():\n",
+                                "canonical_solution": "    return 1\n", "test": "def check(c):\n    assert c() == 1\n",
+                                "entry_point": "f"}) + "\n")
+    code = cli.main(["eval", "humaneval", "--limit", "1", "--model", str(m), "--data-file", str(data), "--out",
+                     str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and "must hold a JSON object" in err and not (tmp_path / "run").exists()
 

@@ -24,7 +24,8 @@ NASTY = [
 @pytest.mark.parametrize("frac", [(0.0, 0.0), (0.3, 0.6), (1.0, 1.0), (0.0, 1.0)])
 def test_text_outside_the_span_is_byte_identical(tiny_engine, src, frac):
     s, e = int(len(src) * frac[0]), int(len(src) * frac[1])
-    res = infill(tiny_engine, src, [(s, e)], InfillSettings(validate=False, steps=3, candidates=2, temperature=1.0, max_new_tokens=8))
+    res = infill(tiny_engine, src, [(s, e)],
+                 InfillSettings(validate=False, steps=3, candidates=2, temperature=1.0, max_new_tokens=8))
     assert res.candidates
     for c in res.candidates:
         new = c.apply(src)
@@ -62,7 +63,8 @@ def test_length_search_without_pad_training():
     res = infill(eng, "x = 0\n\n", [(6, 6)], InfillSettings(validate=False, max_new_tokens=32))
     assert res.hole_tokens == (4, 8, 16, 32)
     assert any(c.edits[0].text.startswith("a = 1\n") for c in res.candidates)
-    fixed = infill(eng, "x = 0\n\n", [(6, 6)], InfillSettings(validate=False, length_mode="fixed", length=len(tok.encode("a = 1\n"))))
+    fixed = infill(eng, "x = 0\n\n", [(6, 6)],
+                   InfillSettings(validate=False, length_mode="fixed", length=len(tok.encode("a = 1\n"))))
     assert fixed.hole_tokens == (len(tok.encode("a = 1\n")),)
     assert fixed.best.edits[0].text == "a = 1\n"
 
@@ -84,8 +86,10 @@ def test_bad_spans(tiny_engine, spans):
 
 
 def test_bad_settings(tiny_engine):
-    for s in [InfillSettings(steps=0), InfillSettings(strategy="x"), InfillSettings(length_mode="fixed"), InfillSettings(candidates=0), InfillSettings(candidates=100_000),
-              InfillSettings(top_k=0), InfillSettings(top_p=7.0), InfillSettings(top_p=0.0), InfillSettings(block_length=0),
+    for s in [InfillSettings(steps=0), InfillSettings(strategy="x"), InfillSettings(length_mode="fixed"),
+              InfillSettings(candidates=0), InfillSettings(candidates=100_000),
+              InfillSettings(top_k=0), InfillSettings(top_p=7.0), InfillSettings(top_p=0.0),
+              InfillSettings(block_length=0),
               InfillSettings(remask_below=5.0), InfillSettings(context_tokens=-10), InfillSettings(seed=2**70),
               InfillSettings(seed=-1), InfillSettings(search_lengths=(0, 8)), InfillSettings(search_lengths=()),
               InfillSettings(length=-3), InfillSettings(position_temperature=-1.0),
@@ -109,14 +113,16 @@ def test_window_cut_for_a_long_file(tiny_engine):
     assert src[:s].endswith(prefix_text) and prefix_text.startswith("value_")  # whole lines
     assert src[e:].startswith(suffix_text) and suffix_text.endswith("\n")
     assert len(layout.prefix_ids) > len(layout.suffix_ids)  # most of the room before the hole
-    res = infill(tiny_engine, src, [(s, e)], InfillSettings(validate=False, steps=2, max_new_tokens=16, length_mode="fixed", length=16))
+    res = infill(tiny_engine, src, [(s, e)],
+                 InfillSettings(validate=False, steps=2, max_new_tokens=16, length_mode="fixed", length=16))
     new = res.candidates[0].apply(src)
     assert new[:s] == src[:s] and new.endswith(src[e:])
 
 
 def test_streaming_and_cancellation(tiny_engine):
     updates = []
-    infill(tiny_engine, "x = 1\ny = 2\n", [(6, 12)], InfillSettings(validate=False, steps=4, length_mode="fixed", length=8),
+    infill(tiny_engine, "x = 1\ny = 2\n", [(6, 12)],
+           InfillSettings(validate=False, steps=4, length_mode="fixed", length=8),
            on_step=updates.append)
     assert [u.forwards for u in updates] == [1, 2, 3, 4]
     assert MASK_GLYPH in updates[0].texts[0] and MASK_GLYPH not in updates[-1].texts[0]
@@ -128,14 +134,16 @@ def test_streaming_and_cancellation(tiny_engine):
         return len(calls) > 2
 
     with pytest.raises(GenerationCancelled):
-        infill(tiny_engine, "x = 1\ny = 2\n", [(6, 12)], InfillSettings(validate=False, steps=8, length_mode="fixed", length=8), should_stop=stop)
+        infill(tiny_engine, "x = 1\ny = 2\n", [(6, 12)],
+               InfillSettings(validate=False, steps=8, length_mode="fixed", length=8), should_stop=stop)
     assert len(calls) == 3  # stopped within one step of being asked
 
 
 def test_rewrite_returns_changed_candidates_only(tiny_engine):
     src = "def f(x):\n    y = x * 2\n    return y\n"
     s, e = src.index("    y"), src.index("    return")
-    res = rewrite(tiny_engine, src, (s, e), InfillSettings(validate=False, candidates=4, temperature=1.5, steps=3), fraction=0.5)
+    res = rewrite(tiny_engine, src, (s, e), InfillSettings(validate=False, candidates=4, temperature=1.5, steps=3),
+                  fraction=0.5)
     assert res.candidates
     for c in res.candidates:
         assert c.edits[0].text != src[s:e]
@@ -164,7 +172,8 @@ def test_invalid_candidates_get_remasked_and_denoised_again(tiny_engine):
     # A random model rarely writes valid Python: the remask pass must run and its candidates be labelled.
     src = "def f(x):\n    y = x + 1\n    return y\n"
     s, e = src.index("    y"), src.index("    return")
-    res = infill(tiny_engine, src, [(s, e)], InfillSettings(steps=2, candidates=2, temperature=1.0, length_mode="fixed", length=6))
+    res = infill(tiny_engine, src, [(s, e)],
+                 InfillSettings(steps=2, candidates=2, temperature=1.0, length_mode="fixed", length=6))
     assert res.n_invalid >= 1
     assert any("remasked" in c.reason for c in res.candidates)
     assert res.forwards == 2 + 2  # the first pass, then one remask pass
@@ -236,7 +245,8 @@ def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, 
 
     real = load_engine(tiny_model_dir, quantize="auto")  # measured on this machine: either choice, recorded
     assert real.runtime["chosen_by"] == "auto" and real.runtime["int8_speedup"] > 0
-    assert quantized(real) == (real.runtime["quantize"] == "int8") == (real.runtime["int8_speedup"] >= models.AUTO_INT8_MIN_SPEEDUP)
+    assert quantized(real) == (real.runtime["quantize"] == "int8") == (
+        real.runtime["int8_speedup"] >= models.AUTO_INT8_MIN_SPEEDUP)
     assert infill(real, "x = 1\n", [(4, 5)], InfillSettings(validate=False, length=3)).candidates
 
     fake = []  # best forward times in ms, as measured: the float model, then its int8 copy

@@ -95,13 +95,15 @@ _n = iter(range(10**6))
 
 def open_doc(client: LanguageClient, text: str, name: str = "m.py", version: int = 1) -> str:
     uri = f"file:///tmp/diffucode-lsp/{next(_n)}/{name}"
-    client.text_document_did_open(lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri=uri, language_id="python", version=version, text=text)))
+    client.text_document_did_open(lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri=uri, language_id="python",
+                                                                                     version=version, text=text)))
     return uri
 
 
 def change(client: LanguageClient, uri: str, version: int, text: str) -> None:
     client.text_document_did_change(
-        lsp.DidChangeTextDocumentParams(lsp.VersionedTextDocumentIdentifier(uri=uri, version=version), [lsp.TextDocumentContentChangeWholeDocument(text=text)])
+        lsp.DidChangeTextDocumentParams(lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                                        [lsp.TextDocumentContentChangeWholeDocument(text=text)])
     )
 
 
@@ -163,7 +165,8 @@ async def test_capabilities_advertise_inline_completion_code_actions_and_command
     assert st["settings"]["debounceMs"] == 0 and st["settings"]["maxNewTokens"] == 16
     assert caps.inline_completion_provider is not None
     assert caps.code_action_provider is not None
-    assert set(caps.execute_command_provider.commands) >= {"diffucode.infillSelection", "diffucode.rewriteSelection", "diffucode.repairSelection"}
+    assert set(caps.execute_command_provider.commands) >= {"diffucode.infillSelection", "diffucode.rewriteSelection",
+                                                           "diffucode.repairSelection"}
 
 
 async def test_the_model_loads_once_lazily_with_progress(client: LanguageClient):
@@ -171,7 +174,8 @@ async def test_the_model_loads_once_lazily_with_progress(client: LanguageClient)
     uri = open_doc(client, "n = \n")
     first, second = await inline(client, uri, 0, 4), await inline(client, uri, 0, 4)
     assert texts(first) == texts(second) == [SCRIPT]
-    loads = [v for v in client.progress_reports.values() if v and getattr(v[0], "title", "") == "diffucode: loading model"]
+    loads = [v for v in client.progress_reports.values()
+             if v and getattr(v[0], "title", "") == "diffucode: loading model"]
     assert len(loads) == 1 and type(loads[0][-1]).__name__ == "WorkDoneProgressEnd" and loads[0][-1].message == "loaded"
     st = await status(client)
     assert st["loaded"] is True and st["jobs"]["done"] == 2
@@ -185,7 +189,8 @@ async def test_inline_completion_after_emoji_and_cjk(client: LanguageClient):
     assert result.items, result
     item = result.items[0]
     assert item.insert_text == SCRIPT
-    assert item.range == lsp.Range(start=lsp.Position(line=1, character=col16), end=lsp.Position(line=1, character=col16))
+    assert item.range == lsp.Range(start=lsp.Position(line=1, character=col16),
+                                   end=lsp.Position(line=1, character=col16))
 
 
 async def test_inline_completion_keeps_text_after_the_cursor(client: LanguageClient):
@@ -201,7 +206,8 @@ async def test_inline_item_range_covers_the_rest_of_a_split_word(client: Languag
     uri = open_doc(client, "x = compute(1)\ny = 2\n")
     result = await inline(client, uri, 0, 7)  # x = com|pute(1): the hole is the rest of the line
     assert texts(result) == [SCRIPT]
-    assert result.items[0].range == lsp.Range(start=lsp.Position(line=0, character=7), end=lsp.Position(line=0, character=14))
+    assert result.items[0].range == lsp.Range(start=lsp.Position(line=0, character=7),
+                                              end=lsp.Position(line=0, character=14))
 
 
 async def test_a_newer_inline_request_supersedes_the_older_one(client: LanguageClient):
@@ -261,7 +267,8 @@ async def test_infill_request_round_trip(client: LanguageClient):
 
 async def test_snap_widens_a_ragged_selection_to_syntax_nodes(client: LanguageClient):
     uri = open_doc(client, "def f(x):\n    return x + 1\n")
-    reply = await request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(1, 12, 1, 15), "options": {"snap": True}})
+    reply = await request(client, "diffucode/infill",
+                          {"textDocument": {"uri": uri}, "range": rng(1, 12, 1, 15), "options": {"snap": True}})
     r = reply["edit"]["documentChanges"][0]["edits"][0]["range"]
     as_tuple = lambda p: (p["line"], p["character"])  # noqa: E731
     assert as_tuple(r["start"]) <= (1, 12) and as_tuple(r["end"]) >= (1, 15) and r != rng(1, 12, 1, 15)
@@ -270,26 +277,30 @@ async def test_snap_widens_a_ragged_selection_to_syntax_nodes(client: LanguageCl
 async def test_apply_sends_a_versioned_text_document_edit(client: LanguageClient):
     uri = open_doc(client, "a = [1, 2]\nb = len(a)\n", version=7)
     n0 = len(client.applied)
-    reply = await request(client, "diffucode/infill", {"textDocument": {"uri": uri, "version": 7}, "range": rng(1, 4, 1, 10), "apply": True})
+    reply = await request(client, "diffucode/infill",
+                          {"textDocument": {"uri": uri, "version": 7}, "range": rng(1, 4, 1, 10), "apply": True})
     assert reply["applied"] is True
     sent = client.applied[n0:]
     assert len(sent) == 1
     (tde,) = sent[0].edit.document_changes
     assert tde.text_document.uri == uri and tde.text_document.version == 7
     assert tde.edits[0].new_text == SCRIPT
-    assert tde.edits[0].range == lsp.Range(start=lsp.Position(line=1, character=4), end=lsp.Position(line=1, character=10))
+    assert tde.edits[0].range == lsp.Range(start=lsp.Position(line=1, character=4),
+                                           end=lsp.Position(line=1, character=10))
 
 
 async def test_a_stale_version_is_refused(client: LanguageClient):
     uri = open_doc(client, "def f(x):\n    return x + 1\n", version=1)
     # The client's version is behind the server's: refused before any work.
     with pytest.raises(JsonRpcException) as err:
-        await request(client, "diffucode/infill", {"textDocument": {"uri": uri, "version": 0}, "range": rng(1, 11, 1, 16)})
+        await request(client, "diffucode/infill",
+                      {"textDocument": {"uri": uri, "version": 0}, "range": rng(1, 11, 1, 16)})
     assert err.value.code == -32801
     # The user types while the job runs: the edit is computed but never sent.
     n0 = len(client.applied)
     job = asyncio.ensure_future(
-        request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(1, 11, 1, 16), "apply": True, "options": LONG})
+        request(client, "diffucode/infill",
+                {"textDocument": {"uri": uri}, "range": rng(1, 11, 1, 16), "apply": True, "options": LONG})
     )
     assert await until(lambda: any(p["uri"] == uri for _, p in client.steps))  # the job is running
     change(client, uri, 2, "def f(x):\n    return x + 2\n")
@@ -303,7 +314,8 @@ async def test_progress_sequence_and_denoise_steps(client: LanguageClient):
     uri = open_doc(client, "items = [3, 1, 2]\nitems.sort()\n")
     n0 = len(client.steps)
     client.progress_reports.setdefault("tok-1", [])  # a client-initiated token: the client knows it
-    reply = await request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(1, 0, 1, 12), "workDoneToken": "tok-1"})
+    reply = await request(client, "diffucode/infill",
+                          {"textDocument": {"uri": uri}, "range": rng(1, 0, 1, 12), "workDoneToken": "tok-1"})
     assert reply["candidates"]
     kinds = [type(v).__name__ for v in client.progress_reports["tok-1"]]
     assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
@@ -333,7 +345,8 @@ async def test_server_created_progress_for_code_action_commands(client: Language
     assert [a.title for a in actions] == ["Infill selection", "Rewrite selection", "Repair low-confidence tokens"]
     n0, tokens0 = len(client.applied), set(client.progress_reports)
     cmd = actions[0].command
-    answer = await asyncio.wait_for(client.workspace_execute_command_async(lsp.ExecuteCommandParams(command=cmd.command, arguments=cmd.arguments)), 10)
+    answer = await asyncio.wait_for(client.workspace_execute_command_async(
+        lsp.ExecuteCommandParams(command=cmd.command, arguments=cmd.arguments)), 10)
     assert answer == {"started": True}
     assert await until(lambda: len(client.applied) > n0)
     tde = client.applied[n0].edit.document_changes[0]
@@ -349,7 +362,8 @@ async def test_code_actions_need_a_selection_and_honour_only(client: LanguageCli
 
     async def actions(r: lsp.Range, only=None):
         return await asyncio.wait_for(client.text_document_code_action_async(lsp.CodeActionParams(
-            text_document=lsp.TextDocumentIdentifier(uri=uri), range=r, context=lsp.CodeActionContext(diagnostics=[], only=only))), 10)
+            text_document=lsp.TextDocumentIdentifier(uri=uri), range=r,
+            context=lsp.CodeActionContext(diagnostics=[], only=only))), 10)
 
     p = lsp.Position(line=0, character=2)
     assert list(await actions(lsp.Range(start=p, end=p))) == []
@@ -362,7 +376,8 @@ async def test_code_actions_need_a_selection_and_honour_only(client: LanguageCli
 async def test_cancel_request_stops_the_job_within_a_step(client: LanguageClient):
     uri = open_doc(client, "def g():\n    return 42\n")
     job = asyncio.ensure_future(
-        request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(1, 11, 1, 13), "options": LONG}, msg_id="long-1")
+        request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(1, 11, 1, 13), "options": LONG},
+                msg_id="long-1")
     )
     assert await until(lambda: any(p["uri"] == uri for _, p in client.steps))
     t_cancel = time.monotonic()
@@ -387,7 +402,8 @@ async def test_server_answers_while_a_long_job_runs(client: LanguageClient):
     t0 = time.monotonic()
     st = await status(client)
     acts = await client.text_document_code_action_async(lsp.CodeActionParams(
-        text_document=lsp.TextDocumentIdentifier(uri=uri), range=lsp.Range(start=lsp.Position(line=0, character=0), end=lsp.Position(line=0, character=5)),
+        text_document=lsp.TextDocumentIdentifier(uri=uri),
+        range=lsp.Range(start=lsp.Position(line=0, character=0), end=lsp.Position(line=0, character=5)),
         context=lsp.CodeActionContext(diagnostics=[])))
     assert time.monotonic() - t0 < 1.0, "the event loop must not wait for the inference thread"
     assert st["jobs"]["running"] == "infill" and len(acts) == 3
@@ -401,7 +417,8 @@ async def test_server_answers_while_a_long_job_runs(client: LanguageClient):
 async def test_status_answers_fast_during_a_job(client: LanguageClient):
     uri = open_doc(client, "r = range(3)\n")
     job = asyncio.ensure_future(
-        request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 4, 0, 12), "options": LONG}, msg_id="long-3")
+        request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 4, 0, 12), "options": LONG},
+                msg_id="long-3")
     )
     assert await until(lambda: any(p["uri"] == uri for _, p in client.steps))
     t0 = time.monotonic()
@@ -418,7 +435,8 @@ async def test_malformed_requests_get_errors_not_hangs(client: LanguageClient):
     uri = open_doc(client, "k = 1\n")
     bad = [
         ("textDocument/inlineCompletion", {"textDocument": {"uri": uri}}),  # no position
-        ("textDocument/inlineCompletion", {"textDocument": {"uri": uri}, "position": {"line": -1, "character": "x"}, "context": {"triggerKind": 1}}),
+        ("textDocument/inlineCompletion",
+         {"textDocument": {"uri": uri}, "position": {"line": -1, "character": "x"}, "context": {"triggerKind": 1}}),
         ("diffucode/infill", None),
         ("diffucode/infill", [1, 2]),
         ("diffucode/infill", {"textDocument": {"uri": uri}}),
@@ -428,12 +446,16 @@ async def test_malformed_requests_get_errors_not_hangs(client: LanguageClient):
         ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 9, 0)}),  # past the end
         ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 99)}),  # past the end of the line
         ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 3, 0, 1)}),  # reversed
-        ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 1, 0, 1), "mode": "rewrite"}),  # empty rewrite
-        ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 1), "mode": "instruct"}),  # no instruction
-        ("diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 1), "mode": "instruct", "instruction": 3}),
+        ("diffucode/infill",
+         {"textDocument": {"uri": uri}, "range": rng(0, 1, 0, 1), "mode": "rewrite"}),  # empty rewrite
+        ("diffucode/infill",
+         {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 1), "mode": "instruct"}),  # no instruction
+        ("diffucode/infill",
+         {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 1), "mode": "instruct", "instruction": 3}),
         ("workspace/executeCommand", {"command": "diffucode.infillSelection", "arguments": []}),
         ("workspace/executeCommand", {"command": "diffucode.infillSelection", "arguments": [{"uri": uri}]}),
-        ("workspace/executeCommand", {"command": "diffucode.rewriteSelection", "arguments": [{"uri": uri, "range": {"start": 1}}]}),
+        ("workspace/executeCommand",
+         {"command": "diffucode.rewriteSelection", "arguments": [{"uri": uri, "range": {"start": 1}}]}),
         ("workspace/executeCommand", {"command": "diffucode.noSuchCommand", "arguments": []}),
     ]
     for method, params in bad:
@@ -441,7 +463,8 @@ async def test_malformed_requests_get_errors_not_hangs(client: LanguageClient):
             await raw_request(client, method, params)
         assert err.value.code in (-32602, -32600), (method, params, err.value)
     with pytest.raises(JsonRpcException) as err:
-        await request(client, "diffucode/infill", {"textDocument": {"uri": "file:///nowhere/x.py"}, "range": rng(0, 0, 0, 0)})
+        await request(client, "diffucode/infill",
+                      {"textDocument": {"uri": "file:///nowhere/x.py"}, "range": rng(0, 0, 0, 0)})
     assert err.value.code == -32803 and "not open" in err.value.message
     with pytest.raises(JsonRpcException) as err:  # the model has no chat template: a clear refusal
         await request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 5),
@@ -461,11 +484,13 @@ async def test_form_feeds_and_line_separators_do_not_shift_lines(client: Languag
     uri = open_doc(client, "a = 1\x0c\nb = '\u2028😀'\nc = 0\n")  # str.splitlines() sees 5 lines, LSP 3
     client.text_document_did_change(lsp.DidChangeTextDocumentParams(
         lsp.VersionedTextDocumentIdentifier(uri=uri, version=2),
-        [lsp.TextDocumentContentChangePartial(range=lsp.Range(start=lsp.Position(line=2, character=4), end=lsp.Position(line=2, character=5)), text="")]))
+        [lsp.TextDocumentContentChangePartial(range=lsp.Range(start=lsp.Position(line=2, character=4),
+                                                              end=lsp.Position(line=2, character=5)), text="")]))
     result = await inline(client, uri, 2, 4)
     assert texts(result) == [SCRIPT]
     assert result.items[0].range.start == lsp.Position(line=2, character=4)
-    reply = await request(client, "diffucode/infill", {"textDocument": {"uri": uri, "version": 2}, "range": rng(1, 5, 1, 8)})
+    reply = await request(client, "diffucode/infill",
+                          {"textDocument": {"uri": uri, "version": 2}, "range": rng(1, 5, 1, 8)})
     assert reply["edit"]["documentChanges"][0]["edits"][0]["range"] == rng(1, 5, 1, 8)
 
 
@@ -477,19 +502,22 @@ async def test_text_that_is_not_valid_unicode_is_refused(client: LanguageClient)
     assert err.value.code == -32803 and "not valid Unicode" in err.value.message
 
 
-async def test_settings_changes_and_a_failing_model_keep_the_server_up(client: LanguageClient, tiny_model_dir, tmp_path):
+async def test_settings_changes_and_a_failing_model_keep_the_server_up(client: LanguageClient, tiny_model_dir,
+                                                                       tmp_path):
     uri = open_doc(client, "u = \n")
     client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"diffucode": {"steps": 0}}))
     assert await until(lambda: any("settings unchanged" in m.message for m in client.messages))
     assert (await status(client))["settings"]["steps"] is None
 
-    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"diffucode": {"maxFileChars": 3}}))
+    client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"diffucode": {"maxFileChars": 3}}))
     with pytest.raises(JsonRpcException) as err:
         await request(client, "diffucode/infill", {"textDocument": {"uri": uri}, "range": rng(0, 0, 0, 1)})
     assert "too large" in err.value.message
 
     n0 = len(client.messages)
-    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"diffucode": {"model": str(tmp_path / "missing"), "maxFileChars": 2_000_000}}))
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(
+        settings={"diffucode": {"model": str(tmp_path / "missing"), "maxFileChars": 2_000_000}}))
     assert texts(await inline(client, uri, 0, 4)) == []
     assert await until(lambda: any("cannot load" in m.message for m in client.messages[n0:]))
     with pytest.raises(JsonRpcException) as err:
@@ -498,5 +526,6 @@ async def test_settings_changes_and_a_failing_model_keep_the_server_up(client: L
     st = await status(client)
     assert st["loaded"] is False and st["loadError"]
 
-    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"diffucode": {"model": str(tiny_model_dir)}}))
+    client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"diffucode": {"model": str(tiny_model_dir)}}))
     assert texts((await inline(client, uri, 0, 4))) == [SCRIPT]

@@ -49,7 +49,8 @@ class RawClient:
             buf += chunk
             while b"\r\n\r\n" in buf:
                 head, rest = buf.split(b"\r\n\r\n", 1)
-                length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
+                length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                              if h.lower().startswith(b"content-length"))
                 if len(rest) < length:
                     break
                 body, buf = rest[:length], rest[length:]
@@ -85,7 +86,8 @@ def free_port() -> int:
 def tcp_server(log: Path):
     """A real `python -m diffucode_lsp --tcp` process and a RawClient connected to it; killed on exit."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "diffucode_lsp", "--tcp", f"127.0.0.1:{port}", "--log-file", str(log)])
+    proc = subprocess.Popen([sys.executable, "-m", "diffucode_lsp", "--tcp", f"127.0.0.1:{port}", "--log-file",
+                             str(log)])
     end = time.monotonic() + 90
     while True:
         try:
@@ -118,16 +120,20 @@ def test_tcp_session_with_garbage_malformed_params_and_a_real_model(server, tiny
     c.send_bytes(b'\xff\xfe{"jsonrpc": "2.0", "id": 99, "method": "shutdown"}')  # not UTF-8
     c.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "processId": None, "rootUri": None, "capabilities": {},
-        "initializationOptions": {"model": str(tiny_model_dir), "validate": False, "steps": 2, "maxNewTokens": 8, "debounceMs": 0, "threads": 1}}})
+        "initializationOptions": {"model": str(tiny_model_dir), "validate": False, "steps": 2, "maxNewTokens": 8,
+                                  "debounceMs": 0, "threads": 1}}})
     caps = c.response(1)["result"]["capabilities"]
     assert "inlineCompletionProvider" in caps and caps["codeActionProvider"]
     c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
     uri = "file:///tmp/tcp/demo.py"
     text = "def area(w, h):\n    return w * h\n\nsize = \"漢字😀\" + \n"
-    c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}})
-    c.send({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {"textDocument": {"uri": uri}}})  # malformed notification
+    c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen",
+            "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}})
+    c.send({"jsonrpc": "2.0", "method": "textDocument/didChange",
+            "params": {"textDocument": {"uri": uri}}})  # malformed notification
 
-    c.send({"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion", "params": {"textDocument": {"uri": uri}}})
+    c.send({"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion",
+            "params": {"textDocument": {"uri": uri}}})
     assert c.response(2)["error"]["code"] == -32602
 
     col16 = len('size = "漢字😀" + '.encode("utf-16-le")) // 2
@@ -138,7 +144,8 @@ def test_tcp_session_with_garbage_malformed_params_and_a_real_model(server, tiny
     assert items[0]["range"] == {"start": {"line": 3, "character": col16}, "end": {"line": 3, "character": col16}}
 
     c.send({"jsonrpc": "2.0", "id": 4, "method": "diffucode/infill", "params": {
-        "textDocument": {"uri": uri, "version": 1}, "range": {"start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 16}}}})
+        "textDocument": {"uri": uri, "version": 1},
+        "range": {"start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 16}}}})
     reply = c.response(4)["result"]
     assert reply["candidates"] and reply["edit"]["documentChanges"][0]["textDocument"]["version"] == 1
 
@@ -153,8 +160,9 @@ def test_tcp_session_with_garbage_malformed_params_and_a_real_model(server, tiny
 
 
 def _init(c: RawClient, msg_id) -> dict:
-    c.send({"jsonrpc": "2.0", "id": msg_id, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {},
-                                                                              "initializationOptions": {"debounceMs": 0}}})
+    c.send({"jsonrpc": "2.0", "id": msg_id, "method": "initialize",
+            "params": {"processId": None, "rootUri": None, "capabilities": {},
+                       "initializationOptions": {"debounceMs": 0}}})
     return c.response(msg_id)
 
 
@@ -180,7 +188,8 @@ def test_lifecycle_rules_and_parse_errors_are_answered(tmp_path):
         n = len(c.messages)
         c.send_bytes(b"{this is not json")
         end = time.monotonic() + 30
-        while not any(m.get("error", {}).get("code") == -32700 and "id" in m and m["id"] is None for m in c.messages[n:]):
+        while not any(m.get("error", {}).get("code") == -32700 and "id" in m and m["id"] is None
+                      for m in c.messages[n:]):
             assert time.monotonic() < end, c.messages[n:]
             time.sleep(0.05)
 
@@ -261,7 +270,8 @@ def test_exit_without_shutdown_during_a_job_is_prompt_and_exits_1(tmp_path, tiny
                                 uri, "def f(total):\n    return total\n")
     try:
         c.send({"jsonrpc": "2.0", "id": 2, "method": "diffucode/infill", "params": {
-            "textDocument": {"uri": uri}, "range": {"start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 16}},
+            "textDocument": {"uri": uri},
+            "range": {"start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 16}},
             "options": {"steps": 64, "lengthMode": "fixed", "length": 64, "maxNewTokens": 64}}})
         end = time.monotonic() + 120
         while not any(m.get("method") == "diffucode/denoiseStep" for m in c.messages):  # the job is running
@@ -280,7 +290,8 @@ def test_a_selection_filled_with_nothing_is_refused_and_pointed_out(tmp_path, ti
     """"Infill selection" whose best text is empty would delete the selection: nothing is applied, and
     the editor is told why (guard.py)."""
     uri = "file:///tmp/stdio/empty.py"
-    proc, c = _scripted_session(tmp_path, tiny_model_dir, ["--script", ""], uri, "def f(total):\n    return total + 1\n")
+    proc, c = _scripted_session(tmp_path, tiny_model_dir, ["--script", ""], uri,
+                                "def f(total):\n    return total + 1\n")
     try:
         c.send({"jsonrpc": "2.0", "id": 2, "method": "workspace/executeCommand", "params": {
             "command": "diffucode.infillSelection", "arguments": [{"uri": uri, "version": 1, "range": {

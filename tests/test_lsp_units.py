@@ -86,7 +86,8 @@ def _neg():
 def test_reversed_range_is_refused():
     doc = TextDocument("file:///t.py", source="abc\n")
     with pytest.raises(SpanError):
-        documents.span_at(doc, lsp.Range(start=lsp.Position(line=0, character=2), end=lsp.Position(line=0, character=1)))
+        documents.span_at(doc,
+                          lsp.Range(start=lsp.Position(line=0, character=2), end=lsp.Position(line=0, character=1)))
 
 
 def test_lsp_lines_match_splitlines_except_at_foreign_breaks():
@@ -130,7 +131,8 @@ def test_window_is_line_aligned_and_keeps_offsets():
 
 
 def test_settings_merge_camel_snake_nested_and_unknown():
-    s, warnings = merge(ServerSettings(), {"diffucode": {"maxNewTokens": 12, "debounce_ms": 0, "validate": False, "frobnicate": 1, "searchLengths": [4, 8]}})
+    s, warnings = merge(ServerSettings(), {"diffucode": {"maxNewTokens": 12, "debounce_ms": 0, "validate": False,
+                                                         "frobnicate": 1, "searchLengths": [4, 8]}})
     assert s.generation.max_new_tokens == 12 and s.debounce_ms == 0 and s.generation.validate is False
     assert s.generation.search_lengths == (4, 8)
     assert warnings == ["unknown setting 'frobnicate' ignored"]
@@ -141,7 +143,8 @@ def test_settings_merge_camel_snake_nested_and_unknown():
 
 @pytest.mark.parametrize("raw", [
     {"steps": 0}, {"steps": "4"}, {"validate": 1}, {"temperature": True}, {"strategy": "random"}, {"debounceMs": -1},
-    {"model": ""}, {"inline": {"nope": 1}}, {"inline": 3}, {"rewriteFraction": 0}, {"searchLengths": [1, "2"]}, [1, 2], "x",
+    {"model": ""}, {"inline": {"nope": 1}}, {"inline": 3}, {"rewriteFraction": 0}, {"searchLengths": [1, "2"]},
+    [1, 2], "x",
     {"compile": "fastest"}, {"compile": None}, {"quantize": "int4"}, {"compile": "default", "quantize": "int8"},
     {"quantize": "Auto"}, {"device": "bogus"}, {"device": "cuda:99"},
 ])
@@ -159,7 +162,8 @@ def test_load_options_reach_the_loader_and_a_change_reloads():
     assert s.load_options() == {"compile": "reduce-overhead"}
     s = dataclasses.replace(s, quantize="int8")  # (the settings check refuses the pair; the worker passes anything)
     assert s.load_options() == {"compile": "reduce-overhead", "quantize": "int8"}
-    assert ServerSettings().load_options() == {"quantize": "auto"}  # int8 where it measures faster (models.pick_quantization)
+    # int8 where it measures faster (models.pick_quantization)
+    assert ServerSettings().load_options() == {"quantize": "auto"}
     assert merge(ServerSettings(), {"quantize": None})[0].load_options() == {}  # null: the float model
     calls = []
     w = Worker(lambda model, device, **opts: calls.append((model, device, opts)) or object())
@@ -202,7 +206,8 @@ def test_docs_list_every_setting():
 def test_cli_register_and_tcp_parsing():
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
-    args = parser.parse_args(["lsp", "--tcp", "127.0.0.1:2087", "--model", "m", "--device", "cpu", "--log-file", "x.log"])
+    args = parser.parse_args(["lsp", "--tcp", "127.0.0.1:2087", "--model", "m", "--device", "cpu", "--log-file",
+                              "x.log"])
     assert args.func is cli.run and args.tcp == "127.0.0.1:2087" and args.model == "m"
     assert cli.parse_tcp("127.0.0.1:2087") == ("127.0.0.1", 2087)
     assert cli.parse_tcp(":9000") == ("127.0.0.1", 9000)
@@ -223,14 +228,16 @@ def test_command_line_defaults_reach_the_server_settings(monkeypatch):
         def start_io(self, stdin=None):
             seen["started"] = True
 
-    monkeypatch.setattr(server_mod, "build_server", lambda loader=None, defaults=None: seen.update(defaults=defaults) or Fake())
+    monkeypatch.setattr(server_mod, "build_server",
+                        lambda loader=None, defaults=None: seen.update(defaults=defaults) or Fake())
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
     args = parser.parse_args(["lsp", "--compile", "reduce-overhead", "--device", "auto"])
     assert cli.run(args) == 0 and seen["started"]
     d = seen["defaults"]
     assert (d.compile, d.quantize, d.device, d.model) == ("reduce-overhead", "auto", "auto", None)
-    assert d.load_options() == {"compile": "reduce-overhead", "quantize": "auto"}  # auto does nothing with compile or on a GPU
+    # auto does nothing with compile or on a GPU
+    assert d.load_options() == {"compile": "reduce-overhead", "quantize": "auto"}
     args = parser.parse_args(["lsp", "--quantize", "int8"])
     assert cli.run(args) == 0 and seen["defaults"].load_options() == {"quantize": "int8"}
     with pytest.raises(SystemExit):
@@ -246,7 +253,8 @@ def test_help_of_python_dash_m_and_of_diffucode_lsp():
     out = subprocess.run([sys.executable, "-m", "diffucode_lsp", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--tcp" in out.stdout and "--log-file" in out.stdout
     # The main CLI finds the subcommand through the `diffucode.commands` entry point.
-    out = subprocess.run([sys.executable, "-m", "diffucode", "lsp", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "diffucode", "lsp", "--help"], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0 and "--tcp" in out.stdout, out.stderr
 
 
@@ -256,7 +264,8 @@ def test_undecodable_requests_become_invalid_params_responses():
     server = build_server()
     sent = []
     server.protocol._send_data = sent.append
-    msg = server.protocol.structure_message({"jsonrpc": "2.0", "id": 7, "method": "textDocument/inlineCompletion", "params": {"position": 3}})
+    msg = server.protocol.structure_message({"jsonrpc": "2.0", "id": 7, "method": "textDocument/inlineCompletion",
+                                             "params": {"position": 3}})
     server.protocol.handle_message(msg)
     assert sent and sent[0].id == 7 and sent[0].error.code == -32602
     note = server.protocol.structure_message({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {}})
@@ -317,8 +326,9 @@ async def test_a_destructive_result_is_refused_and_nothing_is_applied(monkeypatc
     assert reply["failureReason"] == reply["refused"]
     ok = await server.edit_job("file:///t.py", line2, "infill", {"allowDelete": True})
     assert ok["refused"] is None and ok["edit"] is not None
-    server.spawn_command_job("infill", {"uri": "file:///t.py", "range": {"start": {"line": 2, "character": 0},
-                                                                         "end": {"line": 3, "character": 0}}, "version": 3})
+    server.spawn_command_job("infill", {
+        "uri": "file:///t.py", "range": {"start": {"line": 2, "character": 0}, "end": {"line": 3, "character": 0}},
+        "version": 3})
     for _ in range(200):
         if shown:
             break

@@ -115,7 +115,8 @@ def _saved(tmp_path):
         (lambda f: (f / "tokenizer.json").write_text("garbage"), "cannot read tokenizer"),
         (lambda f: (f / "model.safetensors").unlink(), "no model.safetensors"),
         (lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 100), "cannot read"),
-        (lambda f: (f / "config.json").write_text(json.dumps({"format": "diffucode", "format_version": 99, "model": {}})), "format_version"),
+        (lambda f: (f / "config.json").write_text(
+            json.dumps({"format": "diffucode", "format_version": 99, "model": {}})), "format_version"),
         (lambda f: (f / "config.json").write_text(json.dumps({"format": "other"})), "not a diffucode checkpoint"),
         (lambda f: _rewrite_config(f, d_model=128), "do not fit"),
     ],

@@ -35,7 +35,8 @@ def test_readme_main_job_runs_offline_on_the_embedded_model(tmp_path):
     job = shlex.split(install.split(" && ")[-1])
     assert job[0] == "diffucode"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "diffucode", *job[1:]], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "diffucode", *job[1:]], cwd=ROOT, capture_output=True, text=True, env=env,
+                       timeout=600)
     if r.returncode == 1:  # the model's fill would delete the lines: refused, in one line, nothing written
         assert r.stdout == "" and r.stderr.startswith("diffucode: refused: ") and r.stderr.count("\n") == 1, r.stderr
         assert "refused" in (ROOT / "README.md").read_text().split("## Command line")[0], "README must say so"

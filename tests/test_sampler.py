@@ -230,7 +230,8 @@ def test_position_temperature_samples_the_order_reproducibly_and_fills_every_mas
         assert torch.equal(again.ids, out.ids) and torch.equal(same, order)
         orders.add(tuple(order[0].tolist()))
     assert len(orders) > 4, "a large position temperature should give varied commit orders"
-    out = sample(MockDenoiser(), _ids(), steps=3, position_temperature=100.0, generator=torch.Generator().manual_seed(0))
+    out = sample(MockDenoiser(), _ids(), steps=3, position_temperature=100.0,
+                 generator=torch.Generator().manual_seed(0))
     assert out.forwards == 3 and not (out.ids == MASK).any()
 
 
@@ -252,7 +253,8 @@ def test_pick_positions_draws_from_the_softmax_of_the_scores():
     from diffucode.sampler import pick_positions
 
     score = torch.tensor([[0.0, 1.0, 2.0, float("-inf")]]).repeat(6000, 1)
-    picked = pick_positions(score, torch.ones(6000, dtype=torch.long), temperature=1.0, generator=torch.Generator().manual_seed(0))
+    picked = pick_positions(score, torch.ones(6000, dtype=torch.long), temperature=1.0,
+                            generator=torch.Generator().manual_seed(0))
     assert (picked.sum(1) == 1).all() and not picked[:, 3].any()  # −inf (not eligible) is never drawn
     freq = picked.float().mean(0)[:3]
     assert torch.allclose(freq, torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0), atol=0.03)
@@ -285,7 +287,8 @@ class RowDenoiser(MockDenoiser):
 def test_cfg_scale_zero_is_the_plain_model_and_positive_is_the_formula():
     ids = _ids()
     plain = sample(RowDenoiser(), ids, steps=4, temperature=0.5, generator=torch.Generator().manual_seed(0))
-    zero = sample(RowDenoiser(), ids, steps=4, temperature=0.5, cfg_scale=0.0, generator=torch.Generator().manual_seed(0))
+    zero = sample(RowDenoiser(), ids, steps=4, temperature=0.5, cfg_scale=0.0,
+                  generator=torch.Generator().manual_seed(0))
     assert torch.equal(plain.ids, zero.ids) and torch.equal(plain.logprobs, zero.logprobs)
 
     from diffucode.guidance import guided_logits

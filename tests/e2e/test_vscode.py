@@ -28,7 +28,8 @@ import pytest
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(os.environ.get("DIFFUCODE_E2E_VSCODE") != "1", reason="set DIFFUCODE_E2E_VSCODE=1 to run the VS Code end-to-end test"),
+    pytest.mark.skipif(os.environ.get("DIFFUCODE_E2E_VSCODE") != "1",
+                       reason="set DIFFUCODE_E2E_VSCODE=1 to run the VS Code end-to-end test"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,8 @@ def run(cmd: list[str], *, cwd: Path, timeout: float, env: dict | None = None) -
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     print(f"$ {' '.join(cmd)}  ({time.monotonic() - t0:.0f} s, exit {proc.returncode})")
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                                  f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
 
 
@@ -117,7 +119,8 @@ def test_vscode_ghost_text_and_infill_selection(tools, vsix):
     ]
     t0 = time.monotonic()
     # Its own session: on a timeout the whole tree goes, not only the driver.
-    proc = subprocess.Popen(cmd, cwd=CLIENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=CLIENT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=540)
     except subprocess.TimeoutExpired:
@@ -127,6 +130,7 @@ def test_vscode_ghost_text_and_infill_selection(tools, vsix):
         pytest.fail(f"VS Code end-to-end run timed out after {time.monotonic() - t0:.0f} s (artifacts: {ARTIFACTS})")
     print(stdout[-6000:])
     print(stderr[-3000:], file=sys.stderr)
-    assert proc.returncode == 0, f"VS Code end-to-end run failed after {time.monotonic() - t0:.0f} s (artifacts: {ARTIFACTS})"
+    assert proc.returncode == 0, (f"VS Code end-to-end run failed after {time.monotonic() - t0:.0f} s "
+                                  f"(artifacts: {ARTIFACTS})")
     for shot in ("ghost-text.png", "ghost-text-accepted.png", "denoising.png", "infilled.png", "server-missing.png"):
         assert (ARTIFACTS / shot).stat().st_size > 10_000, shot
