@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from diffucode.infill import InfillSettings, infill
-from diffucode.models import EMBEDDED, load_engine, quantize_int8
+from diffucode.loading import EMBEDDED, load_engine, quantize_int8
 from diffucode.testing import random_model
 
 ROOT = Path(__file__).resolve().parents[1]

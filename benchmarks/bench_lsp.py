@@ -32,7 +32,7 @@ from pathlib import Path
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
-from diffucode.models import EMBEDDED
+from diffucode.loading import EMBEDDED
 
 URI = "file:///bench/decoder.py"
 

@@ -294,7 +294,7 @@ def _import_torch() -> None:
 
 
 def _load(args):
-    from diffucode.models import load_engine
+    from diffucode.loading import load_engine
 
     dtype = None if getattr(args, "dtype", "auto") == "auto" else args.dtype
     return load_engine(args.model, device=args.device, dtype=dtype, family=getattr(args, "family", None),
@@ -361,7 +361,7 @@ def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | No
 
 
 def _empty_hint(engine) -> str:
-    from diffucode.models import is_interim
+    from diffucode.loading import is_interim
 
     if engine is not None and is_interim(engine.path):
         return ("the embedded model is an interim model that usually leaves holes empty: its card, "
@@ -462,7 +462,7 @@ def cmd_complete(args) -> int:
 
 def cmd_models(args) -> int:
     _import_torch()
-    from diffucode.models import available
+    from diffucode.loading import available
 
     rows = available()
     if args.json:

@@ -1,6 +1,6 @@
 """What a loaded model is to the rest of diffucode: a denoiser, a tokenizer, and what the model declares.
 
-A leaf: the infill API reads an Engine, the loaders (models.py, families/) build one. Capabilities a
+A leaf: the infill API reads an Engine, the loaders (loading.py, families/) build one. Capabilities a
 family has beyond the Denoiser protocol are declared here as fields, so the infill path asks the
 engine what it supports instead of probing objects.
 """

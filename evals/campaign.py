@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     # torch and the training code load here, once the command runs: `diffucode campaign --help` stays quick
     from diffucode import checkpoint
     from diffucode.training.decontamination import find_bench_data
-    from diffucode.models import EMBEDDED
+    from diffucode.loading import EMBEDDED
     from diffucode.training.export import check_export_dest, export
 
     args.shipped = args.shipped or EMBEDDED

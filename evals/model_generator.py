@@ -62,14 +62,14 @@ class ModelGenerator:
     def check(self) -> None:
         """Fail now, in one line, on a model that is not there or not a model folder (the engine itself is
         loaded on first use, after the run folder exists; the CLI calls this before making it)."""
-        from diffucode.models import check_model  # lazy: torch
+        from diffucode.loading import check_model  # lazy: torch
 
         check_model(self.model, family=self.load_options.get("family"))
 
     def _load(self):
         if self._engine is None:
             from diffucode.infill import InfillSettings, complete, infill  # lazy: torch and weights
-            from diffucode.models import load_engine
+            from diffucode.loading import load_engine
 
             self._api = (InfillSettings, complete, infill)
             self._engine = load_engine(self.model, device=self.device, **self.load_options)

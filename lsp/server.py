@@ -28,7 +28,7 @@ from diffucode.cli import version
 from diffucode.errors import ConfigError, DiffucodeError, GenerationCancelled, SpanError
 from diffucode.infill import InfillResult, complete, infill, rewrite
 from diffucode.instruct import instruct
-from diffucode.models import is_interim
+from diffucode.loading import is_interim
 from diffucode_lsp import protocol as P
 from diffucode_lsp.documents import LspTextDocument, Window, adopt, check_text, range_at, single_line_edit, span_at
 from diffucode_lsp.progress import CLIENT_TIMEOUT, Progress, Stream

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from diffucode.errors import CheckpointError, DiffucodeError, GenerationCancelled
-from diffucode.models import Engine
+from diffucode.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ _ids = itertools.count(1)
 
 
 def default_loader(model: str | None, device: str, **options) -> Engine:
-    from diffucode.models import load_engine
+    from diffucode.loading import load_engine
 
     return load_engine(model, device=device, **options)
 

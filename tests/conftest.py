@@ -26,13 +26,13 @@ def tiny_pad_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir):
-    from diffucode.models import load_engine
+    from diffucode.loading import load_engine
 
     return load_engine(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_pad_engine(tiny_pad_model_dir):
-    from diffucode.models import load_engine
+    from diffucode.loading import load_engine
 
     return load_engine(tiny_pad_model_dir)

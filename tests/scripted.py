@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from diffucode.models import Engine
+from diffucode.engine import Engine
 
 
 class ScriptedDenoiser:

@@ -174,7 +174,7 @@ def test_model_errors_exit_2(tmp_path, capsysbinary, monkeypatch):
     (tmp_path / "empty").mkdir()
     code, _, err = run(capsysbinary, "infill", f"{p}:4", "--model", tmp_path / "empty")
     assert code == 2 and "no config.json" in err
-    monkeypatch.setattr("diffucode.models.EMBEDDED", tmp_path / "no-embedded")
+    monkeypatch.setattr("diffucode.loading.EMBEDDED", tmp_path / "no-embedded")
     code, _, err = run(capsysbinary, "infill", f"{p}:4")
     assert code == 2 and "no embedded model" in err
 
@@ -274,7 +274,7 @@ def test_a_file_with_no_grammar_says_nothing_was_checked(tmp_path, scripted, cap
 def test_the_interim_model_is_named_where_its_output_is_empty(tmp_path, capsysbinary):
     from types import SimpleNamespace
 
-    from diffucode.models import EMBEDDED, is_interim
+    from diffucode.loading import EMBEDDED, is_interim
 
     card = tmp_path / "m"
     card.mkdir()

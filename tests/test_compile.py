@@ -9,7 +9,7 @@ import torch
 from diffucode.denoiser import COMPILE_MODES, CachedDenoiser, NativeDenoiser
 from diffucode.errors import ConfigError
 from diffucode.infill import InfillSettings, infill, rewrite
-from diffucode.models import load_engine
+from diffucode.loading import load_engine
 from diffucode.testing import random_model
 
 SRC = "def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n"

@@ -127,11 +127,11 @@ def fake_engine(monkeypatch):
 
     infill_mod = types.ModuleType("diffucode.infill")
     infill_mod.InfillSettings, infill_mod.complete, infill_mod.infill = Settings, complete, infill
-    models_mod = types.ModuleType("diffucode.models")
+    models_mod = types.ModuleType("diffucode.loading")
     models_mod.load_engine = lambda name, device="cpu", **opts: (
         calls.append(("load", name, device, *opts.items())) or "ENGINE")
     monkeypatch.setitem(sys.modules, "diffucode.infill", infill_mod)
-    monkeypatch.setitem(sys.modules, "diffucode.models", models_mod)
+    monkeypatch.setitem(sys.modules, "diffucode.loading", models_mod)
     return calls
 
 

@@ -8,7 +8,7 @@ import torch
 from diffucode import infill
 from diffucode.errors import ConfigError, GenerationCancelled
 from diffucode.expand import sample_expanding
-from diffucode.models import Engine
+from diffucode.engine import Engine
 from diffucode.testing import sample_tokenizer
 
 TOK = sample_tokenizer()

@@ -25,7 +25,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from diffucode import cli, families, infill  # noqa: E402
 from diffucode.errors import CheckpointError, ConfigError  # noqa: E402
 from diffucode.families import hf  # noqa: E402
-from diffucode.models import load_engine  # noqa: E402
+from diffucode.loading import load_engine  # noqa: E402
 from diffucode.testing import stdlib_sample_texts  # noqa: E402
 
 SRC = "import os\n\ndef f(x):\n    y = x + 1\n    return y\n\nprint(f(2))\n"
@@ -469,7 +469,7 @@ def test_dreamon_expand_and_delete_tokens_drive_auto_length(tmp_path, dream_engi
 
 def test_dreamon_prompt_is_bos_prefix_hole_suffix_eos(tmp_path):
     """DreamOn's generator feeds [BOS] prefix <masks> suffix [EOS]; guidance masks all of that but the hole."""
-    from diffucode.models import Engine
+    from diffucode.engine import Engine
 
     eng = load_engine(_dream_folder(tmp_path / "DreamOn-v0-7B", dreamon=True))
     tok = eng.tokenizer
@@ -596,7 +596,7 @@ def test_cfg_logits_are_llada_formula_over_two_forwards(llada):
 
 def test_cfg_through_infill_and_instruct_masks_the_context(llada, dream_engine):
     from diffucode.instruct import instruct
-    from diffucode.models import Engine
+    from diffucode.engine import Engine
 
     _, _, eng = llada
     span = (SRC.index("    y"), SRC.index("    return"))
@@ -670,7 +670,7 @@ class _Answer:
 
 def test_instruction_rewrite_uses_the_chat_template_and_takes_the_fenced_code(dream_engine):
     from diffucode.instruct import answer_code, instruct
-    from diffucode.models import Engine
+    from diffucode.engine import Engine
 
     src = "import os\n\ndef f(x):\n    return x\n\nprint(f(2))\n"
     span = (src.index("def"), src.index("\nprint") + 1)

@@ -224,7 +224,7 @@ def test_position_temperature_and_cfg_scale_reach_the_sampler(tiny_engine, monke
 
 
 def test_int8_quantization_is_close_to_fp32(tiny_model_dir):
-    from diffucode.models import load_engine
+    from diffucode.loading import load_engine
 
     fp32, int8 = load_engine(tiny_model_dir), load_engine(tiny_model_dir, quantize="int8")
     assert any(type(m).__module__.startswith("torch.ao") for m in int8.denoiser.model.modules())
@@ -237,8 +237,8 @@ def test_int8_quantization_is_close_to_fp32(tiny_model_dir):
 
 
 def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, tmp_path, monkeypatch):
-    from diffucode import models
-    from diffucode.models import load_engine
+    from diffucode import loading
+    from diffucode.loading import load_engine
 
     def quantized(engine):
         return any(type(m).__module__.startswith("torch.ao") for m in engine.denoiser.model.modules())
@@ -246,11 +246,11 @@ def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, 
     real = load_engine(tiny_model_dir, quantize="auto")  # measured on this machine: either choice, recorded
     assert real.runtime["chosen_by"] == "auto" and real.runtime["int8_speedup"] > 0
     assert quantized(real) == (real.runtime["quantize"] == "int8") == (
-        real.runtime["int8_speedup"] >= models.AUTO_INT8_MIN_SPEEDUP)
+        real.runtime["int8_speedup"] >= loading.AUTO_INT8_MIN_SPEEDUP)
     assert infill(real, "x = 1\n", [(4, 5)], InfillSettings(validate=False, length=3)).candidates
 
     fake = []  # best forward times in ms, as measured: the float model, then its int8 copy
-    monkeypatch.setattr(models, "_best_ms", lambda dens, ids, pos, repeats: [fake.pop(0), fake.pop(0)])
+    monkeypatch.setattr(loading, "_best_ms", lambda dens, ids, pos, repeats: [fake.pop(0), fake.pop(0)])
     for times, want in (([10.0, 5.0], "int8"), ([10.0, 9.5], "none")):
         fake[:] = times
         eng = load_engine(tiny_model_dir, quantize="auto")

@@ -9,7 +9,7 @@ import torch
 
 from diffucode import checkpoint
 from diffucode.errors import CheckpointError
-from diffucode.models import check_model
+from diffucode.loading import check_model
 from diffucode.model import PRESETS, DiffusionTransformer, ModelConfig, preset
 from diffucode.testing import sample_tokenizer
 

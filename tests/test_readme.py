@@ -27,7 +27,7 @@ def test_ci_runs_the_readme_commands():
 
 
 def test_readme_main_job_runs_offline_on_the_embedded_model(tmp_path):
-    from diffucode.models import EMBEDDED
+    from diffucode.loading import EMBEDDED
 
     if not (EMBEDDED / "config.json").is_file():
         pytest.fail("no embedded model shipped: README's main job cannot run")

@@ -138,7 +138,7 @@ def test_export_writes_a_loadable_small_model(prepared, tmp_path):
     assert all(p.stat().st_size < 15 * 10**6 for p in dest.iterdir())
     card = (dest / "README.md").read_text()
     assert "elbo_bpt" in card and "diffucode train" in card
-    from diffucode.models import load_engine
+    from diffucode.loading import load_engine
 
     assert load_engine(dest).pad_tail
 

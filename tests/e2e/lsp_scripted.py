@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ (scripted
 
 import torch  # noqa: E402
 
-from diffucode.models import load_engine  # noqa: E402
+from diffucode.loading import load_engine  # noqa: E402
 from diffucode_lsp.cli import main  # noqa: E402
 from scripted import ScriptedDenoiser, scripted_engine  # noqa: E402
 
