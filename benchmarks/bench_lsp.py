@@ -78,8 +78,10 @@ def rss_of(pid: int) -> int:
 
 
 class Bench:
-    def __init__(self, init: dict):
+    def __init__(self, init: dict, workspace: Path | None = None):
         self.init = init
+        self.workspace = workspace  # a workspace folder: the document sits in it, so its drafts come from it
+        self.uri = (workspace / "diffucode_bench_decoder.py").as_uri() if workspace else URI
         self.client = LanguageClient("bench", "0")
         self.version = 1
         for method in (lsp.WINDOW_LOG_MESSAGE, lsp.WINDOW_SHOW_MESSAGE, lsp.PROGRESS):
@@ -87,9 +89,21 @@ class Bench:
 
     async def start(self) -> None:
         await self.client.start_io(sys.executable, "-m", "diffucode_lsp", "--log-level", "warning")
+        folders = [lsp.WorkspaceFolder(uri=self.workspace.as_uri(), name="bench")] if self.workspace else None
         await self.client.initialize_async(lsp.InitializeParams(capabilities=lsp.ClientCapabilities(),
-                                                                initialization_options=self.init))
+                                                                initialization_options=self.init,
+                                                                workspace_folders=folders))
         self.client.initialized(lsp.InitializedParams())
+
+    async def wait_for_index(self, timeout: float = 300) -> float | None:
+        """Seconds until the workspace folder's index is ready (None without a workspace folder)."""
+        t0 = time.perf_counter()
+        while self.workspace and time.perf_counter() - t0 < timeout:
+            ctx = (await self.status()).get("context") or []
+            if ctx and ctx[0]["ready"]:
+                return ctx[0]["index_ms"] / 1e3
+            await asyncio.sleep(0.2)
+        return None
 
     @property
     def pid(self) -> int:
@@ -97,7 +111,7 @@ class Bench:
 
     def open(self, text: str) -> None:
         self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-            lsp.TextDocumentItem(uri=URI, language_id="python", version=1, text=text)))
+            lsp.TextDocumentItem(uri=self.uri, language_id="python", version=1, text=text)))
 
     def settings(self, raw: dict) -> None:
         self.client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings=raw))
@@ -105,12 +119,12 @@ class Bench:
     async def complete(self, text: str, line: int, col: int) -> tuple[float, int]:
         self.version += 1
         self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            lsp.VersionedTextDocumentIdentifier(uri=URI, version=self.version),
+            lsp.VersionedTextDocumentIdentifier(uri=self.uri, version=self.version),
             [lsp.TextDocumentContentChangeWholeDocument(text=text)]))
         t = time.perf_counter()
         res = await self.client.text_document_inline_completion_async(lsp.InlineCompletionParams(
             context=lsp.InlineCompletionContext(trigger_kind=lsp.InlineCompletionTriggerKind.Automatic),
-            text_document=lsp.TextDocumentIdentifier(uri=URI), position=lsp.Position(line=line, character=col)))
+            text_document=lsp.TextDocumentIdentifier(uri=self.uri), position=lsp.Position(line=line, character=col)))
         return (time.perf_counter() - t) * 1e3, len(res.items) if res else 0
 
     async def status(self) -> dict:
@@ -124,12 +138,13 @@ class Bench:
 
 
 async def latency(args, cases) -> dict:
-    bench = Bench({"model": args.model, "debounceMs": 0, **args.settings})
+    bench = Bench({"model": args.model, "debounceMs": 0, **args.settings}, args.workspace)
     await bench.start()
     bench.open(cases[0][0])
     t = time.perf_counter()
-    await bench.complete(*cases[0])  # loads the model
+    await bench.complete(*cases[0])  # loads the model (and starts indexing the workspace folder)
     load_ms = (time.perf_counter() - t) * 1e3
+    index_s = await bench.wait_for_index()
     lat, nonempty = [], 0
     for _ in range(args.repeat):
         for case in cases:
@@ -139,6 +154,8 @@ async def latency(args, cases) -> dict:
     await bench.stop()
     return {"model": args.model_label, "settings": json.dumps({"debounceMs": 0, **args.settings}),
             "positions": len(cases),
+            "workspace": str(args.workspace) if args.workspace else None,
+            "index_s": round(index_s, 2) if index_s is not None else None,
             "requests": len(lat), "first_request_ms": round(load_ms), "p50_ms": round(pct(lat, 0.5), 1),
             "p95_ms": round(pct(lat, 0.95), 1), "mean_ms": round(statistics.fmean(lat), 1), "with_items": nonempty}
 
@@ -188,6 +205,9 @@ def main() -> int:
     p.add_argument("--rss-settings", type=json.loads, default={"steps": 2, "maxNewTokens": 8, "contextTokens": 256},
                    help="settings for the memory run (default: steps 2, maxNewTokens 8, contextTokens 256)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--workspace", type=Path, default=None,
+                   help="open the document inside this workspace folder (e.g. the standard library), so that "
+                        "the default context setting (repo) drafts from it; timing starts once it is indexed")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.model:

@@ -379,9 +379,36 @@ def _write_stdout(data: bytes) -> None:
         raise InputFileError(f"cannot write the output: {exc.strerror or exc}") from exc
 
 
+def _drafts_for(args, src: SourceFile, settings, extra: dict):
+    """The retrieval for this file's holes (settings.context), reporting what it read into `extra`; None when off."""
+    if settings.context == "none" or not settings.drafts:
+        return None
+    from diffucode.context import RepoContext
+    from diffucode.workspace import Limits, Workspace, exts_for, project_root
+
+    path = Path(src.path).resolve()
+    ws = None
+    if settings.context == "repo":
+        ws = Workspace(project_root(path), limits=Limits(exts=exts_for(settings.language) or (path.suffix,)))
+    ctx = RepoContext(ws, mode=settings.context)
+
+    def drafts_for(start: int, end: int):
+        if ws is not None and not ctx.ready and not args.quiet and not args.json and sys.stderr.isatty():
+            print(f"\rindexing {ws.root} ...", end="", file=sys.stderr, flush=True)
+        found = ctx.drafts(path, src.text, start, end, k=settings.drafts)
+        extra["context"] = {"mode": settings.context, "root": str(ws.root) if ws else None,
+                            "files": len(ctx.index()) if ws else 1, "index_ms": round(ctx.index_seconds * 1e3, 1),
+                            "drafts": [{"path": str(d.path), "line": d.line + 1, "match": round(d.score, 3)}
+                                       for d in found]}
+        return found
+
+    return drafts_for
+
+
 def cmd_infill(args) -> int:
     _import_torch()
-    from diffucode import guard, infill, syntax
+    from diffucode import guard, syntax
+    from diffucode.refine import infill_in_context
 
     path, a, b = parse_target(args.target)
     src = SourceFile.read(path)
@@ -403,7 +430,9 @@ def cmd_infill(args) -> int:
             raise SpanError(too_far.removeprefix(guard.REFUSED))
         span = (snap.start, snap.end)
     engine = _load(args)
-    result = infill.infill(engine, src.text, [span], _settings(args, language, engine), on_step=_progress(args))
+    settings = _settings(args, language, engine)
+    drafts_for = _drafts_for(args, src, settings, extra)
+    result = infill_in_context(engine, src.text, [span], settings, drafts_for, on_step=_progress(args))
     return _emit(args, src, result, span, extra, engine=engine)
 
 
@@ -436,7 +465,8 @@ def cmd_rewrite(args) -> int:
 
 def cmd_complete(args) -> int:
     _import_torch()
-    from diffucode import infill, syntax
+    from diffucode import syntax
+    from diffucode.refine import complete_in_context
 
     path, line, col = parse_target(args.target, with_column=True)
     src = SourceFile.read(path)
@@ -454,10 +484,12 @@ def cmd_complete(args) -> int:
         raise SpanError(f"column {col} is past the end of line {line} ({end - start} characters)")
     cursor = start + col - 1
     engine = _load(args)
-    result = infill.complete(engine, src.text, cursor, _settings(args, syntax.language_for_path(path), engine),
-                             on_step=_progress(args))
+    settings = _settings(args, syntax.language_for_path(path), engine)
+    extra: dict = {}
+    result = complete_in_context(engine, src.text, cursor, settings, _drafts_for(args, src, settings, extra),
+                                 on_step=_progress(args))
     span = (result.best.edits[0].start, result.best.edits[0].end) if result.best else (cursor, cursor)
-    return _emit(args, src, result, span, engine=engine)
+    return _emit(args, src, result, span, extra, engine=engine)
 
 
 def cmd_models(args) -> int:

@@ -30,6 +30,7 @@ def check_cfg_scale(cfg_scale: float) -> None:
 
 
 LENGTH_MODES = ("auto", "pad", "search", "fixed", "expand")
+CONTEXT_MODES = ("repo", "file", "none")
 MAX_CANDIDATES = 64  # one batch in memory: rows × context × vocabulary logits
 
 
@@ -82,6 +83,15 @@ class InfillSettings:
     allow_delete: bool = setting(  # guard.py
         False, "accept a result that deletes code: an empty fill of lines that held code, a rewrite that "
                "drops or merges lines (refused otherwise)")
+    context: str = setting(  # context.py, refine.py
+        "repo", "drafts of a hole retrieved from: repo (the file's project and the file itself), file (the file "
+                "only), none (the model alone)")
+    drafts: int = setting(4, "retrieved drafts per hole, each a candidate beside the model's own fill")
+    refine_below: float | None = setting(
+        None, "re-predict the draft tokens whose probability in place is below this (draft and refine; off by "
+              "default: see docs/context.md)")
+    retrieval_weight: float = setting(
+        100.0, "ranking of drafts: the model's mean log-probability + this × the retrieval match (0..1)")
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -108,6 +118,14 @@ class InfillSettings:
             raise ConfigError("length_mode 'fixed' needs length ≥ 1")
         if self.max_lines is not None and self.max_lines < 1:
             raise ConfigError("max_lines must be ≥ 1")
+        if self.context not in CONTEXT_MODES:
+            raise ConfigError(f"unknown context {self.context!r}; choose from {', '.join(CONTEXT_MODES)}")
+        if not 0 <= self.drafts <= 32:
+            raise ConfigError("drafts must be between 0 and 32")
+        if self.refine_below is not None and not 0.0 < self.refine_below <= 1.0:
+            raise ConfigError("refine_below must be in (0, 1]")
+        if not (math.isfinite(self.retrieval_weight) and self.retrieval_weight >= 0):
+            raise ConfigError("retrieval_weight must be a finite number ≥ 0")
         if self.length is not None and self.length < 1:
             raise ConfigError("length must be ≥ 1")
         if self.top_k is not None and self.top_k < 1:

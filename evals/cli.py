@@ -84,6 +84,9 @@ def _generation_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-sanitize", action="store_true",
                    help="execute completions as generated (no stop sequences, no parse fallback)")
     add_knob_flags(g)  # the same flags as diffucode infill's, with the eval's notes
+    g.add_argument("--workspace", metavar="DIR",
+                   help="with --context repo: the folder whose files the infill tasks' drafts come from "
+                        "(e.g. a standard library)")
 
 
 def _execution_flags(p: argparse.ArgumentParser) -> None:
@@ -313,10 +316,12 @@ def _model_generator(args: argparse.Namespace, taskset: TaskSet, err: TextIO) ->
             if (v := getattr(args, k)) != default}
     load.update({k: v for k in ("family", "trust_remote_code") if (v := getattr(args, k))})
     generator = ModelGenerator(args.model, device=args.device, prompt_style=args.prompt_style,
-                               fewshot=taskset.fewshot, load_options=load, preset=args.preset, **knobs)
+                               fewshot=taskset.fewshot, load_options=load, preset=args.preset,
+                               workspace=args.workspace, **knobs)
     generator.check()  # a --model that is not there: one line, before the run folder exists
     identity = {"generator": "model", "model": args.model or "embedded",
                 "prompt_style": args.prompt_style, **knobs, **load,
+                **({"workspace": str(Path(args.workspace).resolve())} if args.workspace else {}),
                 **({"preset": args.preset} if args.preset else {})}
     return generator, identity
 

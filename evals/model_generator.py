@@ -20,11 +20,14 @@ from .prompts import PromptStyle, build_prompt
 MODEL_KNOBS: tuple[str, ...] = (
     "steps", "temperature", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
     "cache_refresh", "exact", "length_mode", "position_temperature", "cfg_scale", "max_lines",
+    "context", "drafts", "refine_below", "retrieval_weight",
 )
 _EVAL_NOTES = {
     "temperature": "; use > 0 with --n-samples > 1",
     "seed": "; sample i of a task uses a seed derived from (seed, task id, i)",
     "max_lines": "; infill tasks only",
+    "context": "; here the default is none (a benchmark measures the model); infill tasks only: repo takes drafts "
+               "from --workspace and the task's own text, file from the task's text",
 }
 
 
@@ -44,7 +47,7 @@ class ModelGenerator:
 
     def __init__(self, model: str | None = None, *, device: str = "cpu", prompt_style: PromptStyle = "bigcode",
                  fewshot: Sequence[Task] = (), load_options: dict | None = None, preset: str | None = None,
-                 **knobs: Any):
+                 workspace: str | None = None, **knobs: Any):
         self.model = model
         self.device = device
         self.load_options = dict(load_options or {})  # load_engine's quantize / compile / dtype / family / ...
@@ -56,6 +59,8 @@ class ModelGenerator:
         if unknown:
             raise TypeError(f"unknown model knob(s): {sorted(unknown)}")
         self.name = model or "embedded"
+        self.workspace = workspace  # a folder whose files the infill tasks' drafts come from
+        self._context = None
         self._engine = None
         self._api = None
 
@@ -68,10 +73,11 @@ class ModelGenerator:
 
     def _load(self):
         if self._engine is None:
-            from diffucode.infill import InfillSettings, complete, infill  # lazy: torch and weights
+            from diffucode.infill import InfillSettings, complete  # lazy: torch and weights
             from diffucode.loading import load_engine
+            from diffucode.refine import infill_in_context
 
-            self._api = (InfillSettings, complete, infill)
+            self._api = (InfillSettings, complete, infill_in_context)
             self._engine = load_engine(self.model, device=self.device, **self.load_options)
             if self.preset:
                 from diffucode import families
@@ -88,12 +94,12 @@ class ModelGenerator:
 
     def __call__(self, task: Task, sample_index: int) -> str:
         engine = self._load()
-        InfillSettings, complete, infill = self._api
-        settings = InfillSettings(**{**self.knobs, "seed": self.seed_for(task, sample_index)})
+        InfillSettings, complete, infill_in_context = self._api
+        settings = InfillSettings(**{"context": "none", **self.knobs, "seed": self.seed_for(task, sample_index)})
         if task.kind == "infill":
             source = task.prompt + task.suffix
             at = len(task.prompt)
-            result = infill(engine, source, [(at, at)], settings)
+            result = infill_in_context(engine, source, [(at, at)], settings, self._drafts_for(source, settings))
         elif task.kind == "complete":
             # At the end of a docstring-only def, `complete` picks a block_body hole (syntax.py).
             source = build_prompt(task)
@@ -102,11 +108,24 @@ class ModelGenerator:
             # A whole program after a prompt: `complete` would size the hole as one statement, so insert
             # an open-ended hole at the end instead (its size comes from max_new_tokens / length mode).
             source = build_prompt(task, style=self.prompt_style, fewshot=self.fewshot)
-            result = infill(engine, source, [(len(source), len(source))], settings)
-        best = getattr(result, "best", None)
+            result = infill_in_context(engine, source, [(len(source), len(source))], settings, None)
+        best = result.best
         if best is None or not best.edits:
             return ""
         return best.edits[0].text
+
+
+    def _drafts_for(self, source: str, settings):
+        """Drafts of an infill task's hole: from the workspace (indexed once) and the task's own text."""
+        if settings.context == "none":
+            return None
+        if self._context is None:
+            from diffucode.context import RepoContext
+            from diffucode.workspace import Workspace
+
+            ws = Workspace(self.workspace) if self.workspace and settings.context == "repo" else None
+            self._context = RepoContext(ws, mode=settings.context)
+        return lambda start, end: self._context.drafts(None, source, start, end, k=settings.drafts)
 
 
 __all__ = ["MODEL_KNOBS", "ModelGenerator", "add_knob_flags"]

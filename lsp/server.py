@@ -17,19 +17,23 @@ import dataclasses
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
 from pygls.exceptions import FeatureRequestError, JsonRpcException, JsonRpcParseError, JsonRpcRequestCancelled
+from pygls import uris
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
 from diffucode.cli import version
 from diffucode.errors import ConfigError, DiffucodeError, GenerationCancelled, SpanError
-from diffucode.infill import InfillResult, complete, infill, rewrite
+from diffucode.infill import InfillResult, rewrite
 from diffucode.instruct import instruct
 from diffucode.loading import is_interim
+from diffucode.refine import complete_in_context, infill_in_context
 from diffucode_lsp import protocol as P
+from diffucode_lsp.contexts import Contexts
 from diffucode_lsp.documents import LspTextDocument, Window, adopt, check_text, range_at, single_line_edit, span_at
 from diffucode_lsp.progress import CLIENT_TIMEOUT, Progress, Stream
 from diffucode_lsp.settings import ServerSettings, generation_overrides, merge
@@ -60,6 +64,7 @@ class DiffucodeServer(LanguageServer):
         self.inline_jobs: dict[str, Job] = {}  # the live inline job per document
         self.jobs: dict[str, set[Job]] = {}  # every live job per document
         self.background: set[asyncio.Task] = set()  # command jobs (code actions)
+        self.contexts = Contexts()  # repository context per workspace folder (indexed in the background)
 
     # -- documents and settings ---------------------------------------------------------------------
     def open_doc(self, uri: str) -> TextDocument | None:
@@ -68,6 +73,14 @@ class DiffucodeServer(LanguageServer):
             return self.workspace.text_documents.get(uri) or self.workspace.text_documents.get(_unquote(uri))
         except RuntimeError:  # before initialize
             return None
+
+    def path_of(self, doc: TextDocument) -> Path | None:
+        """The document's file path (None for an unsaved buffer or another scheme)."""
+        return Path(doc.path).resolve() if doc.uri.startswith("file:") and doc.path else None
+
+    def drafts_for(self, doc: TextDocument, src: str, win: Window, settings):
+        """The drafts callback of a job on `doc` (None with context off)."""
+        return self.contexts.drafts_for(self.path_of(doc), src, win.base, settings)
 
     def language_of(self, doc: TextDocument) -> str | None:
         """The document's language: from its file name, else the client's languageId (None if neither)."""
@@ -211,9 +224,11 @@ class DiffucodeServer(LanguageServer):
                 log.info("inline completion at %s:%s unavailable: %s", uri, params.position, exc)
                 return EMPTY
             win = Window.around(src, cursor, cursor, self.settings.window_chars)
+            drafts = self.drafts_for(doc, src, win, settings)
             result = await self.worker.run(
                 job,
-                lambda: complete(engine, win.text, cursor - win.base, settings, should_stop=job.cancel_event.is_set),
+                lambda: complete_in_context(engine, win.text, cursor - win.base, settings, drafts,
+                                            should_stop=job.cancel_event.is_set),
             )
         except GenerationCancelled:
             return EMPTY
@@ -303,7 +318,8 @@ class DiffucodeServer(LanguageServer):
         if mode == "infill" and (options or {}).get("snap", self.settings.snap_selection):
             start, end = _snap_selection(src, start, end, settings.language)
         win = Window.around(src, start, end, self.settings.window_chars)
-        return _EditRequest(mode, snapshot, win, start, end, settings, instruction)
+        drafts = self.drafts_for(doc, src, win, settings) if mode == "infill" else None
+        return _EditRequest(mode, snapshot, win, start, end, settings, instruction, drafts)
 
     async def _generate(self, edit: _EditRequest, token: lsp.ProgressToken | None) -> InfillResult:
         """Run the job on the worker, reporting through $/progress (cancellable) and step streaming.
@@ -434,6 +450,7 @@ class DiffucodeServer(LanguageServer):
             "liveJobs": sum(len(v) for v in self.jobs.values()),
             "openDocuments": len(self.workspace.text_documents) if self.protocol._workspace else 0,
             "rssBytes": rss_bytes(),
+            "context": self.contexts.status(),
             "settings": self.settings.to_json(),
         }
 
@@ -456,6 +473,7 @@ class _EditRequest:
     end: int
     settings: Any  # diffucode.infill.InfillSettings
     instruction: str | None
+    drafts_for: Any = None  # infill: retrieved drafts of the span (lsp/contexts.py), or None
 
 
 def _snap_selection(src: str, start: int, end: int, language: str | None) -> tuple[int, int]:
@@ -477,7 +495,7 @@ def _run_edit(engine, edit: _EditRequest, st: ServerSettings, on_step, stop) -> 
     text, settings = edit.win.text, edit.settings
     span = (edit.start - edit.win.base, edit.end - edit.win.base)
     if edit.mode == "infill":
-        return infill(engine, text, [span], settings, on_step=on_step, should_stop=stop)
+        return infill_in_context(engine, text, [span], settings, edit.drafts_for, on_step=on_step, should_stop=stop)
     if edit.mode == "instruct":
         return instruct(engine, text, span, edit.instruction, settings, on_step=on_step, should_stop=stop)
     if edit.mode == "rewrite":
@@ -506,10 +524,13 @@ def _register_lifecycle(server: DiffucodeServer) -> None:
         """initialize: adopt LSP line splitting and apply `initializationOptions`; pygls answers the capabilities."""
         adopt(ls.workspace)  # documents split lines where LSP does (documents.LspTextDocument)
         ls.apply_settings(params.initialization_options, "initializationOptions")
+        folders = [f.uri for f in params.workspace_folders or []] or [u for u in [params.root_uri] if u]
+        ls.contexts.set_folders([Path(uris.to_fs_path(u)) for u in folders if u.startswith("file:")])
 
     @server.feature(lsp.INITIALIZED)
     def on_initialized(ls: DiffucodeServer, params: lsp.InitializedParams):
         """initialized: start loading the model in the background when `preload` is set. No reply."""
+        _watch_files(ls)
         if ls.settings.preload:
 
             async def preload():
@@ -544,8 +565,22 @@ def _register_lifecycle(server: DiffucodeServer) -> None:
         ls.cancel_jobs(None, "server shutting down")
 
 
+def _watch_files(ls: DiffucodeServer) -> None:
+    """Ask the client to report file changes on disk (workspace/didChangeWatchedFiles), when it can."""
+    caps = ls.client_capabilities
+    ws = caps.workspace if caps else None
+    if not (ws and ws.did_change_watched_files and ws.did_change_watched_files.dynamic_registration):
+        return
+    opts = lsp.DidChangeWatchedFilesRegistrationOptions(watchers=[lsp.FileSystemWatcher(glob_pattern="**/*")])
+    reg = lsp.Registration(id="diffucode-watch", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=opts)
+    task = asyncio.ensure_future(ls.client_register_capability_async(lsp.RegistrationParams(registrations=[reg])))
+    ls.background.add(task)
+    task.add_done_callback(ls.background.discard)
+
+
 def _register_documents(server: DiffucodeServer) -> None:
-    """textDocument/didChange and didClose (pygls keeps the text; these cancel jobs)."""
+    """didChange, didClose and didSave of documents, changed files and workspace folders (pygls keeps the
+    text; these cancel jobs and keep the repository index current)."""
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
     def on_change(ls: DiffucodeServer, params: lsp.DidChangeTextDocumentParams):
@@ -554,8 +589,43 @@ def _register_documents(server: DiffucodeServer) -> None:
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def on_close(ls: DiffucodeServer, params: lsp.DidCloseTextDocumentParams):
-        """textDocument/didClose: cancel every job on the document. No reply."""
+        """textDocument/didClose: cancel every job on the document; its file on disk counts again. No reply."""
         ls.cancel_jobs(params.text_document.uri, "document closed")
+        _disk_changed(ls, params.text_document.uri)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+    def on_save(ls: DiffucodeServer, params: lsp.DidSaveTextDocumentParams):
+        """textDocument/didSave: the saved text goes into the repository index. No reply."""
+        doc = ls.open_doc(params.text_document.uri)
+        path = ls.path_of(doc) if doc is not None else None
+        if path is not None:
+            ls.contexts.file_changed(path, doc.source)
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def on_watched(ls: DiffucodeServer, params: lsp.DidChangeWatchedFilesParams):
+        """workspace/didChangeWatchedFiles: files created, changed or deleted outside the editor. No reply."""
+        for change in params.changes:
+            _disk_changed(ls, change.uri, deleted=change.type == lsp.FileChangeType.Deleted)
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def on_folders(ls: DiffucodeServer, params: lsp.DidChangeWorkspaceFoldersParams):
+        """workspace/didChangeWorkspaceFolders: contexts follow the folders. No reply."""
+        ls.contexts.set_folders([Path(uris.to_fs_path(f.uri)) for f in ls.workspace.folders.values()
+                                 if f.uri.startswith("file:")])
+
+
+def _disk_changed(ls: DiffucodeServer, uri: str, *, deleted: bool = False) -> None:
+    """The file at `uri` as it is on disk now goes into the repository index (an open document keeps its text)."""
+    if not uri.startswith("file:") or ls.open_doc(uri) is not None:
+        return
+    path = Path(uris.to_fs_path(uri))
+    text = None
+    if not deleted:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = None
+    ls.contexts.file_changed(path, text)
 
 
 def _register_commands(server: DiffucodeServer) -> None:

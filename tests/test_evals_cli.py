@@ -112,6 +112,7 @@ def fake_engine(monkeypatch):
     class Settings:
         def __init__(self, **kw):
             self.kw = kw
+            self.context = kw.get("context")
 
     def result(text):
         edit = types.SimpleNamespace(text=text)
@@ -131,6 +132,10 @@ def fake_engine(monkeypatch):
     models_mod.load_engine = lambda name, device="cpu", **opts: (
         calls.append(("load", name, device, *opts.items())) or "ENGINE")
     monkeypatch.setitem(sys.modules, "diffucode.infill", infill_mod)
+    refine_mod = types.ModuleType("diffucode.refine")  # context "none" (the eval's default): the model alone
+    refine_mod.infill_in_context = lambda engine, source, spans, settings, drafts_for: infill(engine, source, spans,
+                                                                                              settings)
+    monkeypatch.setitem(sys.modules, "diffucode.refine", refine_mod)
     monkeypatch.setitem(sys.modules, "diffucode.loading", models_mod)
     return calls
 

@@ -42,6 +42,10 @@ export const SERVER_KEYS = [
   "exact",
   "maxLines",
   "allowDelete",
+  "context",
+  "drafts",
+  "refineBelow",
+  "retrievalWeight",
 ] as const;
 
 /** Settings only the extension reads; they never go to the server. */

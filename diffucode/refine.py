@@ -1,0 +1,151 @@
+"""Draft and refine: retrieved drafts of a hole, scored, partly re-masked and denoised by the model.
+
+A masked-diffusion model is at its best editing a draft. For each draft of a span (retrieval.py), the
+draft is laid into the hole and the model scores every token of it in place (pseudo-likelihood: the
+token's probability when it alone is masked, context and the rest of the draft visible). The tokens
+it is least sure of are masked again and denoised in context, so a line borrowed from elsewhere in the
+project takes this place's names. The raw draft, the refined draft and the usual all-mask fill all
+become candidates; each is validated by tree-sitter and screened by guard.py like any fill, and all
+are ranked by the same model score (mean log pseudo-likelihood of the fill's tokens in place) plus
+`retrieval_weight` × the retrieval match (docs/context.md has the measurements behind the defaults:
+with today's embedded model the match decides and the model breaks ties, and refinement is off).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import torch
+
+from diffucode import infill as api
+from diffucode import syntax
+from diffucode.engine import Engine
+from diffucode.infill import (Candidate, Edit, InfillResult, Layout, OnStep, ShouldStop, finish, fit_to_file,
+                              hole_tail_ids, model_text, pseudo_likelihood, sample_layout, validated)
+from diffucode.retrieval import Snippet
+from diffucode.settings import InfillSettings
+
+MAX_REMASK = 0.5  # draft refinement re-predicts at most this share of the draft's tokens
+DraftsFor = Callable[[int, int], Sequence[Snippet]]  # (start, end) of the hole -> its drafts
+
+
+def infill_in_context(engine: Engine, source: str, spans: Sequence[tuple[int, int]], settings: InfillSettings,
+                      drafts_for: DraftsFor | None, *, on_step: OnStep | None = None,
+                      should_stop: ShouldStop | None = None) -> InfillResult:
+    """infill(), with the retrieved drafts of the span as candidates too (one span, context on)."""
+    base = api.infill(engine, source, spans, settings, on_step=on_step, should_stop=should_stop)
+    if drafts_for is None or settings.context == "none" or len(spans) != 1 or not settings.drafts:
+        return base
+    span = (int(spans[0][0]), int(spans[0][1]))
+    return with_drafts(engine, source, span, drafts_for(*span), settings, base, should_stop=should_stop)
+
+
+def complete_in_context(engine: Engine, source: str, cursor: int, settings: InfillSettings,
+                        drafts_for: DraftsFor | None, *, on_step: OnStep | None = None,
+                        should_stop: ShouldStop | None = None) -> InfillResult:
+    """complete(), with the retrieved drafts of the hole at the cursor as candidates too."""
+    base = api.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
+    if drafts_for is None or settings.context == "none" or not settings.drafts or engine.complete is not None:
+        return base
+    hole = syntax.hole_at_cursor(source, cursor, language=settings.language)
+    span = (hole.start, hole.end)
+    return with_drafts(engine, source, span, drafts_for(*span), settings, base, should_stop=should_stop)
+
+
+def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequence[Snippet],
+                settings: InfillSettings, base: InfillResult | None, *,
+                should_stop: ShouldStop | None = None) -> InfillResult:
+    """The model's own candidates (`base`, rescored) and each draft, raw and (with refine_below) refined,
+    ranked together by the model's score of the text in place plus retrieval_weight × the match."""
+    t0 = time.perf_counter()
+    if not drafts and base is not None:
+        return base
+    forwards = base.forwards if base else 0
+    pool: dict[str, Candidate] = {}
+    for cand in base.candidates if base else ():
+        scored, n = rescore(engine, source, cand, settings)
+        forwards += n
+        pool[cand.apply(source)] = scored
+    for i, draft in enumerate(drafts[: settings.drafts]):
+        cands, n = refine_draft(engine, source, span, draft, replace(settings, seed=settings.seed + i),
+                                should_stop=should_stop)
+        forwards += n
+        for cand in cands:
+            pool.setdefault(cand.apply(source), cand)
+    hole_tokens = base.hole_tokens if base else ()
+    elapsed = (base.elapsed_ms / 1e3 if base else 0.0)
+    return finish("fill", source, pool.values(), settings, forwards=forwards, t0=t0 - elapsed, hole_tokens=hole_tokens)
+
+
+def refine_draft(engine: Engine, source: str, span: tuple[int, int], draft: Snippet, settings: InfillSettings,
+                 *, should_stop: ShouldStop | None = None) -> tuple[list[Candidate], int]:
+    """The draft as it is and as the model refines it: (candidates, forwards used)."""
+    s, e = span
+    text = fit_to_file(draft.text, source, span)
+    ids = engine.tokenizer.encode(model_text(text))
+    if not ids:
+        return [], 0
+    den = engine.denoiser
+    layout = Layout.build(engine, source, [span], [len(ids)], settings)
+    row = torch.tensor(layout.ids_with([ids]), device=den.device)[None]
+    lo = len(layout.prefix_ids)
+    pos = torch.arange(lo, lo + len(ids), device=den.device)
+    conf = pseudo_likelihood(den, row, pos)
+    forwards = min(4, len(ids))
+    tie = settings.retrieval_weight * draft.score
+    raw = validated(source, [Edit(s, e, text)], _mean_log(conf) + tie, len(ids), settings)
+    out = [replace(raw, reason=_note("draft", draft, raw.reason))]
+    redo = _least_sure(conf, settings.refine_below)
+    if redo.numel() == 0:
+        return out, forwards
+    batch = row.clone()
+    batch[0, lo + redo] = den.mask_id
+    sampled = sample_layout(engine, batch, settings, None, should_stop, layout, [len(ids)])
+    forwards += sampled.forwards
+    new = sampled.ids[0, lo : lo + len(ids)].tolist()
+    tail = hole_tail_ids(den)
+    n = next((j for j, t in enumerate(new) if t in tail), len(new))
+    if n == 0:
+        return out, forwards
+    refined_text = fit_to_file(engine.tokenizer.decode(new[:n]), source, span)
+    if refined_text == text:
+        return out, forwards
+    cand = validated(source, [Edit(s, e, refined_text)], 0.0, n, settings)
+    scored, k = rescore(engine, source, cand, settings)
+    out.append(replace(scored, score=scored.score + tie, reason=_note("refined draft", draft, scored.reason)))
+    return out, forwards + k
+
+
+def rescore(engine: Engine, source: str, cand: Candidate, settings: InfillSettings) -> tuple[Candidate, int]:
+    """The candidate with its score replaced by the mean log pseudo-likelihood of its text in place (the
+    measure drafts are ranked by), and the forwards that took. An empty fill scores -inf."""
+    edit = cand.edits[0]
+    ids = engine.tokenizer.encode(model_text(edit.text))
+    if not ids:
+        return replace(cand, score=-math.inf), 0
+    layout = Layout.build(engine, source, [(edit.start, edit.end)], [len(ids)], settings)
+    row = torch.tensor(layout.ids_with([ids]), device=engine.denoiser.device)[None]
+    lo = len(layout.prefix_ids)
+    conf = pseudo_likelihood(engine.denoiser, row, torch.arange(lo, lo + len(ids), device=row.device))
+    return replace(cand, score=_mean_log(conf)), min(4, len(ids))
+
+
+def _least_sure(conf: torch.Tensor, below_p: float | None) -> torch.Tensor:
+    """Positions of the draft tokens to re-predict: under `below_p` (None: none), the least sure MAX_REMASK share."""
+    if below_p is None:
+        return conf.new_zeros(0, dtype=torch.long)
+    below = (conf < below_p).nonzero().flatten()
+    cap = max(1, int(MAX_REMASK * conf.numel()))
+    return below[conf[below].argsort()[:cap]] if below.numel() > cap else below
+
+
+def _mean_log(conf: torch.Tensor) -> float:
+    return float(conf.clamp_min(1e-12).log().mean())
+
+
+def _note(kind: str, draft: Snippet, reason: str) -> str:
+    where = f"{kind} from {draft.path.name}:{draft.line + 1} (match {draft.score:.2f})"
+    return f"{where}; {reason}" if reason else where
