@@ -36,11 +36,37 @@ def infill_in_context(engine: Engine, source: str, spans: Sequence[tuple[int, in
                       drafts_for: DraftsFor | None, *, on_step: OnStep | None = None,
                       should_stop: ShouldStop | None = None) -> InfillResult:
     """infill(), with the retrieved drafts of the span as candidates too (one span, context on)."""
-    base = api.infill(engine, source, spans, settings, on_step=on_step, should_stop=should_stop)
     if drafts_for is None or settings.context == "none" or len(spans) != 1 or not settings.drafts:
-        return base
+        return api.infill(engine, source, spans, settings, on_step=on_step, should_stop=should_stop)
     span = (int(spans[0][0]), int(spans[0][1]))
-    return with_drafts(engine, source, span, drafts_for(*span), settings, base, should_stop=should_stop)
+    drafts = drafts_for(*span)
+    if settings.context_prompt and drafts:
+        base = _infill_after(prompt_context(drafts, settings.language), engine, source, span, settings,
+                             on_step=on_step, should_stop=should_stop)
+    else:
+        base = api.infill(engine, source, spans, settings, on_step=on_step, should_stop=should_stop)
+    return with_drafts(engine, source, span, drafts, settings, base, should_stop=should_stop)
+
+
+def prompt_context(drafts: Sequence[Snippet], language: str | None) -> str:
+    """The snippets as a commented preamble, each under its path (the layout of Tabby's and Continue's
+    repository context), most relevant last so that it sits nearest the file's text."""
+    mark = "#" if language in (None, "python") else "//"
+    blocks = []
+    for d in reversed(drafts):
+        lines = [f"{mark} Path: {d.path.name}"] + [f"{mark} {line}".rstrip() for line in d.excerpt.split("\n")]
+        blocks.append("\n".join(lines) + "\n")
+    return "".join(blocks) + "\n"
+
+
+def _infill_after(preamble: str, engine: Engine, source: str, span: tuple[int, int], settings: InfillSettings,
+                  **kw) -> InfillResult:
+    """infill() of `span` with `preamble` before the text; the edits come back in the text's offsets."""
+    n = len(preamble)
+    res = api.infill(engine, preamble + source, [(span[0] + n, span[1] + n)], settings, **kw)
+    moved = [replace(c, edits=tuple(replace(e, start=e.start - n, end=e.end - n) for e in c.edits))
+             for c in res.candidates]
+    return replace(res, candidates=moved)
 
 
 def complete_in_context(engine: Engine, source: str, cursor: int, settings: InfillSettings,

@@ -33,12 +33,13 @@ TOKEN_OR_BREAK = re.compile(r"\n|[A-Za-z_][A-Za-z0-9_]*|\d+")
 
 @dataclass(frozen=True)
 class Snippet:
-    """A retrieved draft: `lines` lines of `path` starting at 0-based `line`, and how well it matched."""
+    """A retrieved draft: lines of `path` starting at 0-based `line`, and how well it matched."""
 
     path: Path
     line: int
     text: str  # the draft, re-indented and trimmed to fit the hole
     score: float  # Jaccard of the surroundings, 0..1
+    excerpt: str = ""  # the draft's lines with their surroundings, as they are in `path` (prompt context)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,9 @@ class LineIndex:
             draft = fit_draft(lines[-n:], lines[0] if i > 0 else "", hole)
             if draft is not None and draft not in seen:
                 seen.add(draft)
-                found.append(Snippet(self.files[fid].path, i, draft, score))
+                w = self.window
+                excerpt = "\n".join(self._lines(fid, max(0, i - w), min(self.files[fid].n_lines, i + n + w)))
+                found.append(Snippet(self.files[fid].path, i, draft, score, excerpt))
                 if len(found) == k:
                     break
         return found

@@ -92,6 +92,9 @@ class InfillSettings:
               "default: see docs/context.md)")
     retrieval_weight: float = setting(
         100.0, "ranking of drafts: the model's mean log-probability + this × the retrieval match (0..1)")
+    context_prompt: bool = setting(
+        False, "also put the retrieved snippets, commented and with their paths, before the file's text in the "
+               "model's prompt (for long-context models; the file's nearest lines keep priority in the budget)")
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:

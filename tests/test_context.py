@@ -278,3 +278,30 @@ def test_language_server_contexts_follow_folders_and_files(tmp_path):
     cs.file_changed(root / "pkg" / "utils.py", None)
     assert all(d.path.name != "utils.py" for d in drafts(*span_of(MAIN, HOLE_LINE)))
     assert cs.status()[0]["ready"] and cs.for_path(tmp_path / "elsewhere.py", InfillSettings()).mode == "file"
+
+
+def test_prompt_context_puts_commented_snippets_before_the_text(tiny_pad_engine, tmp_path, monkeypatch):
+    from diffucode import infill as api
+    from diffucode.refine import infill_in_context
+
+    root = repo(tmp_path)
+    ctx = RepoContext(Workspace(root), mode="repo")
+    path = root / "pkg" / "main.py"
+    span = span_of(MAIN, HOLE_LINE)
+    seen = []
+    real = api.infill
+    monkeypatch.setattr(api, "infill", lambda engine, source, spans, settings, **kw: seen.append((source, spans))
+                        or real(engine, source, spans, settings, **kw))
+    settings = InfillSettings(max_new_tokens=8, context_prompt=True)
+    res = infill_in_context(tiny_pad_engine, MAIN, [span], settings, lambda s, e: ctx.drafts(path, MAIN, s, e))
+    (prompted, spans), = seen
+    preamble = prompted[: len(prompted) - len(MAIN)]
+    assert prompted.endswith(MAIN) and preamble.startswith("# Path: ") and "# Path: utils.py" in preamble
+    assert all(line.startswith("#") for line in preamble.strip("\n").split("\n"))  # comments: the file still parses
+    assert spans == [(span[0] + len(preamble), span[1] + len(preamble))]
+    for cand in res.candidates:  # every edit is back in the file's own offsets
+        assert all(e.start == span[0] and e.end == span[1] for e in cand.edits)
+    seen.clear()
+    infill_in_context(tiny_pad_engine, MAIN, [span], InfillSettings(max_new_tokens=8),
+                      lambda s, e: ctx.drafts(path, MAIN, s, e))
+    assert seen == [(MAIN, [span])]  # off by default

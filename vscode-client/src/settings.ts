@@ -46,6 +46,7 @@ export const SERVER_KEYS = [
   "drafts",
   "refineBelow",
   "retrievalWeight",
+  "contextPrompt",
 ] as const;
 
 /** Settings only the extension reads; they never go to the server. */
