@@ -111,5 +111,8 @@ class RepoContext:
         idx = LineIndex(window=self.window)
         key = Path(path).resolve() if path is not None else Path("<buffer>")
         idx.add(key, rest)
-        near = hole.n_lines + self.window
+        # Candidates by the cut repeat the lines around it. For whole lines the window around the cut is left
+        # out too (measured: 15.8 % vs 14.6 % exact on `diffucode eval-repo`'s oauthlib holes, docs/context.md);
+        # inside a line only the cut itself, so that a short file still offers its other lines.
+        near = hole.n_lines + (0 if hole.head.strip() or hole.tail.strip() else self.window)
         return [s for s in idx.search(hole, k=k + 4) if abs(s.line - junction) > near][:k]

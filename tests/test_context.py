@@ -253,7 +253,8 @@ def test_repo_tasks_are_holes_inside_functions_and_the_baseline_scores_them(tmp_
     assert tasks == build_tasks(root, lines=50, blocks=50)  # deterministic
     for t in tasks:
         lines = (root / t.path).read_text().split("\n")
-        assert "\n".join(lines[t.start_line : t.end_line]) + "\n" == t.target and not t.target.lstrip().startswith('"""')
+        assert ("\n".join(lines[t.start_line : t.end_line]) + "\n" == t.target
+                and not t.target.lstrip().startswith('"""'))
     assert {t.task_id.rsplit(":", 1)[1] for t in tasks} == {"line", "block"}
     out = run_tasks(root, tasks, ["retrieval"])
     by_id = {r["task_id"]: r for r in out["records"]}
@@ -305,3 +306,11 @@ def test_prompt_context_puts_commented_snippets_before_the_text(tiny_pad_engine,
     infill_in_context(tiny_pad_engine, MAIN, [span], InfillSettings(max_new_tokens=8),
                       lambda s, e: ctx.drafts(path, MAIN, s, e))
     assert seen == [(MAIN, [span])]  # off by default
+
+
+def test_a_cursor_inside_a_line_gets_the_rest_of_a_matching_line():
+    text = "def mean(values):\n    return sum(values) / len(values)\n\n\ndef total_mean(values):\n    return \n"
+    cursor = text.rindex("return ") + len("return ")
+    end = text.index("\n", cursor)
+    drafts = RepoContext(None, mode="file").drafts(None, text, cursor, end)
+    assert drafts[0].text == "sum(values) / len(values)"  # after the typed text; a short file still offers it
