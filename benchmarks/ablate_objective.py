@@ -82,12 +82,14 @@ def main() -> None:
         rows.append((name, record.get("tokens_seen", 0), ev, pass1))
 
     print(f"\n{args.seconds} s of training per variant; extra flags: {' '.join(extra) or '(none)'}\n")
-    head = "| variant | tokens seen | held-out ELBO (bits/byte) | infill exact, oracle length | infill exact, auto length |"
+    head = ("| variant | tokens seen | held-out ELBO (bits/byte) | infill exact, oracle length "
+            "| infill exact, auto length |")
     print(head + (f" {args.eval} pass@1 |" if args.eval else ""))
     print("|---|---:|---:|---:|---:|" + ("---:|" if args.eval else ""))
     for name, tokens, ev, pass1 in rows:
         cells = [name, f"{tokens / 1e6:.1f} M", f"{ev.get('elbo_bpb', float('nan')):.3f}",
-                 f"{ev.get('infill_oracle_exact', float('nan')):.1%}", f"{ev.get('infill_auto_exact', float('nan')):.1%}"]
+                 f"{ev.get('infill_oracle_exact', float('nan')):.1%}",
+                 f"{ev.get('infill_auto_exact', float('nan')):.1%}"]
         if args.eval:
             cells.append(f"{pass1:.2f} %")
         print("| " + " | ".join(cells) + " |")

@@ -94,8 +94,10 @@ def time_steps(run: Path, size: tuple[int, int], compiled: bool, precision: str,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", type=Path, help="a prepared run folder (diffucode train --prepare-only); default: build a small one")
-    ap.add_argument("--sizes", default="192x4,256x6,384x6", help="model sizes, width x layers (default: 192x4,256x6,384x6)")
+    ap.add_argument("--run", type=Path,
+                    help="a prepared run folder (diffucode train --prepare-only); default: build a small one")
+    ap.add_argument("--sizes", default="192x4,256x6,384x6",
+                    help="model sizes, width x layers (default: 192x4,256x6,384x6)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"which of: {', '.join(VARIANTS)}")
     ap.add_argument("--batch", type=int, default=16, help="rows per step (default 16)")
     ap.add_argument("--seq", type=int, default=256, help="tokens per row (default 256)")
@@ -116,11 +118,13 @@ def main() -> None:
             base = None
             for v in variants:
                 compiled, precision = VARIANTS[v]
-                sec, flops, n = time_steps(run, size, compiled, precision, batch=args.batch, seq=args.seq, steps=args.steps)
+                sec, flops, n = time_steps(run, size, compiled, precision,
+                                           batch=args.batch, seq=args.seq, steps=args.steps)
                 tok_s = args.batch * args.seq / sec
                 base = base or (tok_s if v == "eager fp32" else None)
-                print(f"| {size[0]}x{size[1]} | {n / 1e6:.1f} M | {v} | {tok_s / 1e3:.1f} k | {flops / sec / 1e9:.0f} | "
-                      f"{100 * flops / sec / peaks[precision]:.0f} % | {f'{tok_s / base:.2f}x' if base else '-'} |", flush=True)
+                print(f"| {size[0]}x{size[1]} | {n / 1e6:.1f} M | {v} | {tok_s / 1e3:.1f} k "
+                      f"| {flops / sec / 1e9:.0f} | {100 * flops / sec / peaks[precision]:.0f} % "
+                      f"| {f'{tok_s / base:.2f}x' if base else '-'} |", flush=True)
 
 
 if __name__ == "__main__":

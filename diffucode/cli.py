@@ -167,11 +167,13 @@ def add_checkpoint_flags(g) -> None:
     g.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="weights' dtype in memory (default: fp32 for diffucode's own models; public checkpoints "
                         "bf16 on CUDA, fp16 on MPS, fp32 on CPU)")
-    g.add_argument("--family", default=None, help="model family when config.json does not say: dream, llada, diffusion_gemma")
+    g.add_argument("--family", default=None,
+                   help="model family when config.json does not say: dream, llada, diffusion_gemma")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="run the checkpoint's own Python modelling code (executes downloaded code)")
     g.add_argument("--preset", default=None,
-                   help="the authors' generation settings for a public model (e.g. diffucoder-instruct, dream-coder, llada; "
+                   help="the authors' generation settings for a public model "
+                        "(e.g. diffucoder-instruct, dream-coder, llada; "
                         "'auto' picks the loaded model's); settings given explicitly still win")
 
 
@@ -183,7 +185,8 @@ def _settings(args, language: str | None, engine=None):
         from diffucode.syntax.languages import SPECS, canonical_name
 
         if canonical_name(given["language"]) is None:
-            raise ConfigError(f"--language {given['language']!r}: no grammar for it; choose from {', '.join(sorted(SPECS))}")
+            raise ConfigError(f"--language {given['language']!r}: no grammar for it; "
+                              f"choose from {', '.join(sorted(SPECS))}")
     given.setdefault("language", language)
     if getattr(args, "preset", None):
         from diffucode import families
@@ -200,7 +203,8 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--diff", action="store_true", help="print a unified diff instead of the whole file")
     g.add_argument("--in-place", action="store_true", help="rewrite the file atomically (untouched on any failure)")
-    g.add_argument("--json", action="store_true", help="print span, new text, validity, score, forwards and timing as JSON")
+    g.add_argument("--json", action="store_true",
+                   help="print span, new text, validity, score, forwards and timing as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 
@@ -210,20 +214,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("infill", help="regenerate lines of a file", description="Discard lines START-END of FILE and generate new ones.")
+    p = sub.add_parser("infill", help="regenerate lines of a file",
+                       description="Discard lines START-END of FILE and generate new ones.")
     p.add_argument("target", metavar="FILE:START-END", help="1-based inclusive line range (FILE:LINE for one line)")
-    p.add_argument("--snap", action="store_true", help="widen the range to complete syntax nodes first (reported on stderr)")
+    p.add_argument("--snap", action="store_true",
+                   help="widen the range to complete syntax nodes first (reported on stderr)")
     _add_output_flags(p)
     _add_settings_flags(p)
     p.set_defaults(func=cmd_infill)
 
-    p = sub.add_parser("rewrite", help="re-predict the least confident tokens of lines", description="Keep lines START-END but re-denoise their lowest-confidence tokens.")
+    p = sub.add_parser("rewrite", help="re-predict the least confident tokens of lines",
+                       description="Keep lines START-END but re-denoise their lowest-confidence tokens.")
     p.add_argument("target", metavar="FILE:START-END")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--fraction", type=float, default=None, help="share of the span's tokens to re-predict (default 0.3)")
-    g.add_argument("--below", type=float, default=None, help="re-predict tokens whose probability is below this (repair)")
+    g.add_argument("--fraction", type=float, default=None,
+                   help="share of the span's tokens to re-predict (default 0.3)")
+    g.add_argument("--below", type=float, default=None,
+                   help="re-predict tokens whose probability is below this (repair)")
     g.add_argument("--instruction", default=None, metavar="TEXT",
-                   help='rewrite the lines as TEXT asks, e.g. "add type hints" (instruct checkpoints with a chat template)')
+                   help='rewrite the lines as TEXT asks, e.g. "add type hints" '
+                        '(instruct checkpoints with a chat template)')
     _add_output_flags(p)
     _add_settings_flags(p)
     p.set_defaults(func=cmd_rewrite)
@@ -245,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args) -> int:
     _import_torch()
-    from diffucode.training import cli as training_cli  # torch: loaded when the command runs, after its flags were parsed
+    # torch: loaded when the command runs, after its flags were parsed
+    from diffucode.training import cli as training_cli
 
     return training_cli.run(args)
 
@@ -307,7 +318,8 @@ def _progress(args):
         return None
 
     def on_step(update) -> None:
-        print(f"\rdenoising: step {update.forwards}, {update.masked_left} masks left ", end="", file=sys.stderr, flush=True)
+        print(f"\rdenoising: step {update.forwards}, {update.masked_left} masks left ",
+              end="", file=sys.stderr, flush=True)
 
     return on_step
 
@@ -322,7 +334,8 @@ def _emit(args, src: SourceFile, result, span: tuple[int, int], extra: dict | No
         s, e = span
         doc = {
             "file": str(src.path),
-            "span": {"start": s, "end": e, "start_line": offset_to_line(src.text, s), "end_line": offset_to_line(src.text, max(s, e - 1))},
+            "span": {"start": s, "end": e, "start_line": offset_to_line(src.text, s),
+                     "end_line": offset_to_line(src.text, max(s, e - 1))},
             **(extra or {}),
             "valid": best is not None,
             "edits": [dataclasses.asdict(ed) for ed in best.edits] if best else [],

@@ -157,6 +157,7 @@ def _git_files(root: Path) -> list[Path] | None:
 
 def _walk(root: Path) -> Iterator[Path]:
     for d, dirs, files in os.walk(root):
-        dirs[:] = sorted(x for x in dirs if x not in SKIP_DIRS and not x.startswith(".") and not x.endswith(".egg-info"))
+        dirs[:] = sorted(x for x in dirs
+                         if x not in SKIP_DIRS and not x.startswith(".") and not x.endswith(".egg-info"))
         for f in sorted(files):
             yield Path(d) / f

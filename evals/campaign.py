@@ -65,14 +65,19 @@ def register(subparsers) -> None:
                                                           "~/.cache/diffucode/campaign)")
     p.add_argument("--hours", type=float, default=3.0, help="training time of this run (0: only export, measure and "
                                                             "promote the run's latest checkpoint; default: 3)")
-    p.add_argument("--shipped", type=Path, default=None, help="the model to beat and replace (default: the embedded model)")
-    p.add_argument("--data-dir", default=None, help="benchmark data laid out like shared/data (default: $DIFFUCODE_EVAL_DATA "
-                                                    "or a shared/data beside the checkout)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N single-line tasks (0: all; a partial run never promotes)")
-    p.add_argument("--heldout-chunks", type=int, default=512, help="held-out text chunks both models are measured on (default: 512)")
+    p.add_argument("--shipped", type=Path, default=None,
+                   help="the model to beat and replace (default: the embedded model)")
+    p.add_argument("--data-dir", default=None,
+                   help="benchmark data laid out like shared/data (default: $DIFFUCODE_EVAL_DATA "
+                        "or a shared/data beside the checkout)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="only the first N single-line tasks (0: all; a partial run never promotes)")
+    p.add_argument("--heldout-chunks", type=int, default=512,
+                   help="held-out text chunks both models are measured on (default: 512)")
     p.add_argument("--no-promote", action="store_true", help="measure and report, but leave the shipped model as it is")
-    p.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: flags for a new run's `diffucode train` "
-                                                                 "(e.g. -- --preset mini --d-model 256 --vocab-size 4096)")
+    p.add_argument("train_args", nargs=argparse.REMAINDER,
+                   help="after --: flags for a new run's `diffucode train` "
+                        "(e.g. -- --preset mini --d-model 256 --vocab-size 4096)")
     p.set_defaults(func=run, on_interrupt="the run folder keeps its last checkpoint: rerun to resume")
 
 
@@ -111,12 +116,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 # -- 1. train -----------------------------------------------------------------------------------------------
-def train_argv(run_dir: Path, hours: float, shipped: Path, data_dir: Path, extra: list[str], export_dir: Path) -> list[str]:
+def train_argv(run_dir: Path, hours: float, shipped: Path, data_dir: Path, extra: list[str],
+               export_dir: Path) -> list[str]:
     """The `diffucode train` flags of this run: resume the run folder, else start from the shipped weights
     (or from scratch with the shape given in `extra`)."""
     import torch
 
-    argv = ["--out", str(run_dir), "--schedule", "wsd", "--time-budget", str(round(hours * 3600)), "--export", str(export_dir)]
+    argv = ["--out", str(run_dir), "--schedule", "wsd", "--time-budget", str(round(hours * 3600)),
+            "--export", str(export_dir)]
     if not torch.cuda.is_available():
         argv += ["--num-workers", "0"]  # a batch costs ~3 ms; a worker process would take a core from the step
     if not (run_dir / "run.json").is_file():
@@ -129,7 +136,8 @@ def train(run_dir: Path, hours: float, shipped: Path, data_dir: Path, extra: lis
     print("diffucode train " + " ".join(argv), flush=True)
     done = subprocess.run([sys.executable, "-m", "diffucode.training", *argv])
     if done.returncode != 0:
-        raise DiffucodeError(f"diffucode train exited with {done.returncode}; the run folder {run_dir} keeps its last checkpoint")
+        raise DiffucodeError(f"diffucode train exited with {done.returncode}; "
+                             f"the run folder {run_dir} keeps its last checkpoint")
 
 
 # -- 3. measure ---------------------------------------------------------------------------------------------
@@ -166,7 +174,8 @@ def single_line(model: Path, out: Path, data_dir: Path, *, limit: int) -> tuple[
            "--out", str(out), "--overwrite", "--quiet"] + (["--limit", str(limit)] if limit else [])
     stamp = {"weights": weights_digest(model), "limit": limit, "argv": cmd[3:]}
     done_before = out / "campaign.json"
-    if not (done_before.is_file() and json.loads(done_before.read_text()) == stamp and (out / "summary.json").is_file()):
+    if not (done_before.is_file() and json.loads(done_before.read_text()) == stamp
+            and (out / "summary.json").is_file()):
         print(" ".join(["diffucode", *cmd[3:]]), flush=True)
         done = subprocess.run(cmd)
         if done.returncode != 0:

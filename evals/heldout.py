@@ -62,7 +62,8 @@ def common_chunks(texts: list[str], models: list[checkpoint.Checkpoint], *, n: i
 
 
 @torch.no_grad()
-def bits_per_byte(ck: checkpoint.Checkpoint, texts: list[str], *, eps: float = 1e-3, batch: int = 16, seed: int = 1234) -> float:
+def bits_per_byte(ck: checkpoint.Checkpoint, texts: list[str], *, eps: float = 1e-3, batch: int = 16,
+                  seed: int = 1234) -> float:
     """ELBO bits per UTF-8 byte of `texts` under the model (each text one row, padded with <|pad|>,
     which is neither masked nor counted)."""
     tok, model = ck.tokenizer, ck.model.eval()

@@ -25,10 +25,14 @@ SECTION = "diffucode"
 SERVER_HELP = {
     "model": "model folder, hub id, or null / \"default\" for the embedded model",
     "device": "torch device for inference: cpu, cuda, cuda:1, ...",
-    "quantize": "\"auto\": int8 linear layers where they measure faster on this CPU when the model loads (diffucode's own models; the choice is in diffucode/status); \"int8\": always; null or \"none\": never",
-    "compile": "torch.compile mode for diffucode's own models: \"none\", \"default\", \"reduce-overhead\" (CUDA graphs) or \"max-autotune\"; compiling happens while the model loads",
+    "quantize": "\"auto\": int8 linear layers where they measure faster on this CPU when the model loads "
+                "(diffucode's own models; the choice is in diffucode/status); "
+                "\"int8\": always; null or \"none\": never",
+    "compile": "torch.compile mode for diffucode's own models: \"none\", \"default\", \"reduce-overhead\" "
+               "(CUDA graphs) or \"max-autotune\"; compiling happens while the model loads",
     "threads": "CPU threads torch may use for inference (null: half the cores, at least 1)",
-    "debounce_ms": "wait this long after an inline-completion request before generating; a newer request for the same document supersedes it",
+    "debounce_ms": "wait this long after an inline-completion request before generating; "
+                   "a newer request for the same document supersedes it",
     "inline_enabled": "answer textDocument/inlineCompletion (false: always empty)",
     "inline": "generation settings that apply to inline completion only, e.g. {\"steps\": 4}",
     "stream": "send diffucode/denoiseStep notifications with the hole's intermediate text during selection jobs",
@@ -60,7 +64,8 @@ class ServerSettings:
     max_file_chars: int = 2_000_000
     generation: InfillSettings = field(default_factory=lambda: InfillSettings(language=None))
 
-    def infill_settings(self, language: str | None, overrides: dict | None = None, *, inline: bool = False) -> InfillSettings:
+    def infill_settings(self, language: str | None, overrides: dict | None = None, *,
+                        inline: bool = False) -> InfillSettings:
         """The generation settings for one job: base, then inline overrides, then per-request ones.
 
         `language` (from the document) applies unless the user set one explicitly."""

@@ -89,7 +89,8 @@ def test_bits_per_byte_is_an_elbo_in_bits_per_byte(tiny_model_dir):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     out = prepare_run(tmp_path_factory.mktemp("campaign"))
-    assert train_cli.main(["--out", str(out), "--max-steps", "20", "--eval-every", "0", "--schedule", "wsd", *TRAIN]) == 0
+    assert train_cli.main(["--out", str(out), "--max-steps", "20", "--eval-every", "0", "--schedule", "wsd",
+                           *TRAIN]) == 0
     return out
 
 
@@ -120,7 +121,8 @@ def test_the_new_model_replaces_the_shipped_one_only_when_better_on_both():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DATA / "human-eval-infilling").is_dir(), reason="needs the HumanEval-Infilling data (shared/data or $DIFFUCODE_EVAL_DATA)")
+@pytest.mark.skipif(not (DATA / "human-eval-infilling").is_dir(),
+                    reason="needs the HumanEval-Infilling data (shared/data or $DIFFUCODE_EVAL_DATA)")
 def test_campaign_measures_records_and_promotes(trained, tiny_model_dir, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -136,10 +138,12 @@ def test_campaign_measures_records_and_promotes(trained, tiny_model_dir, tmp_pat
     ev = json.loads((run / "export" / "config.json").read_text())["evaluation"]
     assert ev["single_line_tasks"] == 3 and ev["promoted"] is False and ev["compared_with"]["heldout_bpb"] > 0
     card = (run / "export" / "README.md").read_text()
-    assert card.count(campaign.EVAL_SECTION) == 1 and "Training so far: 2 call(s)" in card  # --prepare-only, then training
+    # --prepare-only, then training
+    assert card.count(campaign.EVAL_SECTION) == 1 and "Training so far: 2 call(s)" in card
     assert campaign.run(args) == 0  # again: both models' single-line runs are read, not repeated
     assert capsys.readouterr().out.count("measured before (same weights, same tasks)") == 2
-    campaign.record(run / "export", campaign.Measured(1.0, 0.5, 1.0, 3, "n"), campaign.Measured(2.0, 0.0, 0.0, 3, "o"), None)
+    campaign.record(run / "export", campaign.Measured(1.0, 0.5, 1.0, 3, "n"), campaign.Measured(2.0, 0.0, 0.0, 3, "o"),
+                    None)
     assert (run / "export" / "README.md").read_text().count(campaign.EVAL_SECTION) == 1  # replaced, not appended
     campaign.promote(run / "export", shipped)
     assert (shipped / "model.safetensors").read_bytes() != before and not (tmp_path / "shipped.old").exists()
@@ -148,4 +152,5 @@ def test_campaign_measures_records_and_promotes(trained, tiny_model_dir, tmp_pat
 
 def test_campaign_refuses_bad_input_in_one_line(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError):
-        campaign.run(parse(["--run", str(tmp_path), "--hours", "-1", "--shipped", str(tiny_model_dir), "--data-dir", str(tmp_path)]))
+        campaign.run(parse(["--run", str(tmp_path), "--hours", "-1", "--shipped", str(tiny_model_dir),
+                            "--data-dir", str(tmp_path)]))

@@ -71,7 +71,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_finder_sees_lazy_imports_and_cycles():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     known = modules()
-    assert "diffucode.training.cli" in imports("diffucode.cli", known["diffucode.cli"], known)  # a lazy import in _train
+    # a lazy import in _train
+    assert "diffucode.training.cli" in imports("diffucode.cli", known["diffucode.cli"], known)
 
 
 def test_no_import_cycles():

@@ -20,10 +20,12 @@ class FakeStore:
         rng = np.random.default_rng(seed)
         self.docs, self.sp, self.bd = [], [], []
         for _ in range(n_docs):
-            lines = [np.append(rng.integers(6, V, rng.integers(2, 11)), NL) for _ in range(rng.integers(3, 12) if short else rng.integers(20, 120))]
+            lines = [np.append(rng.integers(6, V, rng.integers(2, 11)), NL)
+                     for _ in range(rng.integers(3, 12) if short else rng.integers(20, 120))]
             starts = np.cumsum([0] + [len(x) for x in lines])
             self.docs.append(np.concatenate(lines).astype(np.uint16))
-            spans = [(starts[i], starts[min(i + k, len(lines))], int(rng.integers(0, 3))) for i in range(len(lines)) for k in (1, 2)]
+            spans = [(starts[i], starts[min(i + k, len(lines))], int(rng.integers(0, 3)))
+                     for i in range(len(lines)) for k in (1, 2)]
             self.sp.append(np.array(sorted(spans), dtype=np.int32).reshape(-1, 3))
             bodies = [(starts[i], starts[i + 1], starts[min(i + 4, len(lines))]) for i in range(0, len(lines) - 2, 7)]
             self.bd.append(np.array(bodies, dtype=np.int32).reshape(-1, 3))
@@ -67,7 +69,8 @@ def test_uniform_rows_weights_are_one_over_t_on_masked_tokens_only():
     assert (b.kind == UNIFORM).all()
     masked = b.ids == MASK
     assert ((b.weights > 0) == masked).all()
-    np.testing.assert_allclose(b.weights[masked], np.broadcast_to(1 / (b.t[:, None] * T), b.ids.shape)[masked], rtol=1e-6)
+    np.testing.assert_allclose(b.weights[masked], np.broadcast_to(1 / (b.t[:, None] * T), b.ids.shape)[masked],
+                               rtol=1e-6)
     assert (b.ids[~masked] == b.targets[~masked]).all()
     assert not (b.targets == MASK).any()
     # E[sum of weights] = 1 per row; the stratified t makes the batch mean tight
@@ -108,7 +111,8 @@ def test_infill_hole_is_span_plus_contiguous_pad_tail():
 
 
 def test_hole_at_end_has_nothing_after_it():
-    b = source(p_uniform=0, p_infill=1, p_body=0, p_hole_all_masked=1, p_second_hole=0, p_syntax_span=1, p_hole_at_end=1).batch(2)
+    b = source(p_uniform=0, p_infill=1, p_body=0, p_hole_all_masked=1, p_second_hole=0, p_syntax_span=1,
+               p_hole_at_end=1).batch(2)
     for i in range(len(b.ids)):
         a, e, n = check_infill_row(b.ids[i], b.targets[i], b.weights[i], 1.0)
         assert (b.targets[i, e:] == PAD).all()
@@ -123,7 +127,8 @@ def test_body_rows_put_the_body_at_the_end():
 
 
 def test_second_hole():
-    b = source(rows=128, p_uniform=0, p_infill=1, p_body=0, p_hole_all_masked=1, p_second_hole=1, p_syntax_span=0).batch(5)
+    b = source(rows=128, p_uniform=0, p_infill=1, p_body=0, p_hole_all_masked=1, p_second_hole=1,
+               p_syntax_span=0).batch(5)
     two = 0
     for i in range(len(b.ids)):
         runs = holes_of(b.ids[i] == MASK)
@@ -272,7 +277,8 @@ def test_function_bodies_are_infill_spans_without_their_docstring():
         hole = np.flatnonzero(b.ids[i] == tok.mask_id)
         piece = tok.decode([x for x in b.targets[i, hole] if x != tok.pad_id])
         assert '"""' not in piece  # no hole takes a docstring
-        if piece.rstrip("\n") + "\n" not in bodies_text:  # (a body ends at a token boundary: with the blank lines after it)
+        # (a body ends at a token boundary: with the blank lines after it)
+        if piece.rstrip("\n") + "\n" not in bodies_text:
             continue  # a window with no body starting in it: a line span instead
         found += 1
         before = tok.decode(b.targets[i, : hole[0]].tolist())

@@ -68,14 +68,16 @@ def test_cli_has_help_for_every_flag():
     for action in p._actions:
         if action.option_strings and action.dest != "help":
             assert action.help and len(action.help) > 10, action.option_strings
-    args = parser.parse_args(["train", "--out", "x", "--preset", "tiny", "--time-budget", "540", "--hole-menu", "8", "16"])
+    args = parser.parse_args(["train", "--out", "x", "--preset", "tiny", "--time-budget", "540",
+                              "--hole-menu", "8", "16"])
     assert args.func is train_cli.run and args.hole_menu == [8, 16] and args.time_budget == 540
     assert "--time-budget" in p.format_help()
 
 
 def test_smoke_run_loss_falls(prepared, tmp_path):
     out = fresh(prepared, tmp_path, "smoke")
-    assert train_cli.main(["--out", str(out), "--max-steps", "30", "--eval-every", "30", "--log-every", "10", *TRAIN]) == 0
+    assert train_cli.main(["--out", str(out), "--max-steps", "30", "--eval-every", "30", "--log-every", "10",
+                           *TRAIN]) == 0
     evals = records(out, "eval")
     assert [e["step"] for e in evals] == [0, 30]
     assert evals[-1]["elbo_bpt"] < evals[0]["elbo_bpt"] - 0.4  # held-out ELBO falls (~0.8 bits/token measured)
@@ -148,8 +150,10 @@ def test_export_writes_a_loadable_small_model(prepared, tmp_path):
 def test_gpu_compiled_bf16_run_and_resume(prepared, tmp_path):
     """On a GPU machine: `pytest -m gpu tests/test_training.py` (compile, bf16 autocast, fused AdamW, workers)."""
     out = fresh(prepared, tmp_path, "gpu")
-    gpu = [a for a in TRAIN if a not in ("--no-compile", "cpu", "--device")] + ["--device", "cuda", "--compile", "--num-workers", "2"]
-    assert train_cli.main(["--out", str(out), "--max-steps", "8", "--steps", "4", "--eval-every", "4", "--log-every", "1", *gpu]) == 0
+    gpu = ([a for a in TRAIN if a not in ("--no-compile", "cpu", "--device")]
+           + ["--device", "cuda", "--compile", "--num-workers", "2"])
+    assert train_cli.main(["--out", str(out), "--max-steps", "8", "--steps", "4", "--eval-every", "4",
+                           "--log-every", "1", *gpu]) == 0
     assert train_cli.main(["--out", str(out), "--max-steps", "8", "--eval-every", "4", "--log-every", "1", *gpu]) == 0
     steps = records(out, "train")
     assert [r["step"] for r in steps] == list(range(1, 9))
@@ -166,7 +170,8 @@ def test_train_flops_count_the_output_head_only_where_the_loss_is_taken():
     # head 6 * 40 * 5 positions = 1200.
     assert flops.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=5) == 32640 + 12288 + 1200
     # An untied head is a second 10 x 4 matrix among the parameters, not in the blocks.
-    untied = ModelConfig(vocab_size=10, d_model=4, n_layers=2, n_heads=2, ffn_hidden=8, max_seq_len=8, tie_embeddings=False)
+    untied = ModelConfig(vocab_size=10, d_model=4, n_layers=2, n_heads=2, ffn_hidden=8, max_seq_len=8,
+                         tie_embeddings=False)
     assert flops.train_flops(untied, 420, seq_len=8, tokens=16, head_positions=5) == 32640 + 12288 + 1200
     # The usual 6 N per token overstates a step whose head runs on 5 of the 16 positions.
     assert flops.train_flops(mc, 380, seq_len=8, tokens=16, head_positions=5) < (6 * 380 + 768) * 16
@@ -183,7 +188,8 @@ def test_compile_modes():
     assert flag() is None and flag("--compile") == "on" and flag("--no-compile") == "off"
     assert [flag("--compile", m) for m in ("auto", "on", "off")] == ["auto", "on", "off"]
     assert config.TrainConfig().compile == "auto"
-    assert config.TrainConfig(compile=True).compile == "auto" and config.TrainConfig(compile=False).compile == "off"  # old run.json
+    # old run.json
+    assert config.TrainConfig(compile=True).compile == "auto" and config.TrainConfig(compile=False).compile == "off"
     with pytest.raises(ConfigError):
         config.TrainConfig(compile="maybe")
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
@@ -208,8 +214,9 @@ def test_smoke_runs_without_benchmark_data(prepared, tmp_path, monkeypatch, caps
     missing = tmp_path / "no-such-folder"
     monkeypatch.setenv("DIFFUCODE_EVAL_DATA", str(missing))
     out = tmp_path / "smoke"
-    assert train_cli.main(["--out", str(out), "--smoke", "--bench-data", str(missing), "--sources", str(prepared.parent / "src"),
-                       "--max-steps", "2", "--eval-rows", "0", "--data-workers", "1", "--device", "cpu"]) == 0
+    assert train_cli.main(["--out", str(out), "--smoke", "--bench-data", str(missing),
+                           "--sources", str(prepared.parent / "src"),
+                           "--max-steps", "2", "--eval-rows", "0", "--data-workers", "1", "--device", "cpu"]) == 0
     assert "decontamination is OFF" in capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["data"]["decontaminate"] is False
     corpus = json.loads((out / "data" / "corpus.json").read_text())
@@ -226,8 +233,8 @@ def test_every_training_call_is_recorded_and_exported(prepared, tmp_path):
     out = fresh(prepared, tmp_path, "calls")
     dest = tmp_path / "export"
     first = ["--out", str(out), "--max-steps", "4", "--steps", "2", "--eval-every", "0", *TRAIN, "--eval-rows", "0"]
-    second = ["--out", str(out), "--max-steps", "4", "--eval-every", "0", "--log-every", "1", *TRAIN, "--eval-rows", "0",
-              "--export", str(dest)]
+    second = ["--out", str(out), "--max-steps", "4", "--eval-every", "0", "--log-every", "1", *TRAIN,
+              "--eval-rows", "0", "--export", str(dest)]
     assert train_cli.main(first) == 0 and train_cli.main(second) == 0
     created = json.loads((out / "run.json").read_text())["command"]  # the fixture's --prepare-only call
     assert "--prepare-only" in created and "--vocab-size" in created
@@ -255,7 +262,8 @@ def test_the_interim_label_counts_every_call_and_the_starting_models():
     assert "interim" in card.cpu_status(cpu, {})
     assert card.cpu_status(gpu_then_cpu, {}) == ""
     assert card.training_devices(gpu_then_cpu) == ["1 x NVIDIA H100", "cpu"]
-    from_gpu_model = {"init_from": {"folder": "m", "commands": [{"step": 0, "argv": ["x"], "device": "1 x NVIDIA H100"}]}}
+    from_gpu_model = {"init_from": {"folder": "m",
+                                    "commands": [{"step": 0, "argv": ["x"], "device": "1 x NVIDIA H100"}]}}
     assert card.cpu_status(cpu, from_gpu_model) == ""
     assert "interim" in card.cpu_status({"device": "cpu"}, {})  # a checkpoint from before calls recorded devices
     assert card.cpu_status({}, {}) == ""  # nothing recorded: no claim either way
@@ -268,7 +276,8 @@ def test_a_run_started_from_a_model_keeps_that_models_training_in_its_card(prepa
     """--init-from: the export's config.json and card name the starting model's own steps and calls, two
     generations deep, so a model resumed from the embedded one still says how all of it was trained."""
     first, gen1 = fresh(prepared, tmp_path, "gen1"), tmp_path / "model1"
-    argv1 = ["--out", str(first), "--max-steps", "2", "--eval-every", "0", *TRAIN, "--eval-rows", "0", "--export", str(gen1)]
+    argv1 = ["--out", str(first), "--max-steps", "2", "--eval-every", "0", *TRAIN, "--eval-rows", "0",
+             "--export", str(gen1)]
     assert train_cli.main(argv1) == 0
     src = json.loads((prepared / "run.json").read_text())["data"]["sources"]  # the fixture's sources
     gen2, gen3 = tmp_path / "model2", tmp_path / "model3"
@@ -289,7 +298,8 @@ def test_a_run_started_from_a_model_keeps_that_models_training_in_its_card(prepa
     plain = (gen1 / "README.md").read_text()
     assert "started from the weights" not in plain
     run3 = tmp_path / "run3"  # a later call of the same run keeps the lineage
-    assert train_cli.main(["--out", str(run3), "--max-steps", "4", "--eval-every", "0", *TRAIN, "--eval-rows", "0"]) == 0
+    assert train_cli.main(["--out", str(run3), "--max-steps", "4", "--eval-every", "0", *TRAIN,
+                           "--eval-rows", "0"]) == 0
     assert json.loads((run3 / "run.json").read_text())["init_from"]["folder"] == str(gen2)
 
 
@@ -320,7 +330,8 @@ def test_compiled_cpu_run_and_resume(prepared, tmp_path, monkeypatch, capsys):
 
 def _ddp_rank(rank: int, out: str, port: int, argv: list[str]) -> None:
     """One rank of a 2-process gloo DDP run: trains, then writes where it stopped and its weights."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
     models, results = [], []
 
     class Recorded(DiffusionTransformer):
@@ -334,7 +345,8 @@ def _ddp_rank(rank: int, out: str, port: int, argv: list[str]) -> None:
     assert train_cli.main(argv) == 0
     r = results[0]
     save_file({n: p.detach().contiguous() for n, p in models[0].named_parameters()}, f"{out}/rank{rank}.safetensors")
-    Path(out, f"rank{rank}.json").write_text(json.dumps({"step": r.step, "stopped_by": r.stopped_by, "max_steps": r.max_steps}))
+    Path(out, f"rank{rank}.json").write_text(
+        json.dumps({"step": r.step, "stopped_by": r.stopped_by, "max_steps": r.max_steps}))
 
 
 def _free_port() -> int:
@@ -348,8 +360,8 @@ def test_ddp_ranks_agree_on_the_schedule_and_the_time_budget(prepared, tmp_path)
     """Two gloo ranks plan --train-seconds from their own step times and start their clocks apart; rank 0's
     plan and a common budget stop must keep them in lockstep (else: different weights, or a hang)."""
     out = fresh(prepared, tmp_path, "ddp")
-    argv = ["--out", str(out), "--train-seconds", "600", "--time-budget", "9", "--budget-margin", "1", "--eval-every", "0",
-            "--log-every", "5", *TRAIN, "--eval-rows", "8", "--infill-rows", "0"]
+    argv = ["--out", str(out), "--train-seconds", "600", "--time-budget", "9", "--budget-margin", "1",
+            "--eval-every", "0", "--log-every", "5", *TRAIN, "--eval-rows", "8", "--infill-rows", "0"]
     ctx = torch.multiprocessing.start_processes(_ddp_rank, args=(str(out), _free_port(), argv), nprocs=2, join=False,
                                                 start_method="spawn")
     deadline = time.time() + 120
@@ -403,8 +415,10 @@ def test_bad_destinations_and_numbers_are_refused_before_any_work(tmp_path, tiny
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
     out = tmp_path / "run"
-    for argv, message in ((["--device", "bogus"], "unknown device"), (["--export", str(user)], "not a diffucode model"),
-                          (["--time-budget", "-5"], "--time-budget"), (["--init-from", str(user)], "not a diffucode model"),
+    for argv, message in ((["--device", "bogus"], "unknown device"),
+                          (["--export", str(user)], "not a diffucode model"),
+                          (["--time-budget", "-5"], "--time-budget"),
+                          (["--init-from", str(user)], "not a diffucode model"),
                           (["--batch-size", "0"], "--batch-size")):
         assert cli.main(["train", "--out", str(out), "--smoke", *argv]) == 2
         err = capsys.readouterr().err
@@ -426,7 +440,8 @@ def test_a_failed_first_call_leaves_no_run_and_a_retry_starts_afresh(prepared, t
     base = ["--out", str(out), "--prepare-only", "--vocab-size", "512", "--tokenizer-sample-mb", "1",
             "--data-workers", "1", "--quiet"]
     for flags, message in ((["--sources", str(tmp_path / "nope"), "--no-decontaminate"], "source folder not found"),
-                           (["--sources", str(empty), "--bench-data", str(tmp_path / "nope")], "benchmark data folder not found"),
+                           (["--sources", str(empty), "--bench-data", str(tmp_path / "nope")],
+                            "benchmark data folder not found"),
                            (["--sources", str(empty), "--no-decontaminate"], "no training documents")):
         assert train_cli.main(base + flags) == 2
         err = capsys.readouterr().err

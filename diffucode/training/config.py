@@ -41,11 +41,13 @@ class TrainConfig:
     schedule: str = _h("learning-rate schedule: cosine (one horizon for the whole run) or wsd (warmup-stable-decay: "
                        "every call warms up, holds the peak and decays over its last --decay-frac; see schedule.py)",
                        default="cosine")
-    decay_frac: float = _h("wsd: share of each call (of its time budget, else of its steps) spent decaying", default=0.2)
+    decay_frac: float = _h("wsd: share of each call (of its time budget, else of its steps) spent decaying",
+                           default=0.2)
     max_steps: int = _h("length of the cosine schedule in steps (0: from --total-tokens or --train-seconds)", default=0)
     total_tokens: float = _h("tokens the schedule is planned for (used when --max-steps is 0)", default=2e9)
     train_seconds: float = _h("plan the schedule for this many seconds of training over all calls; the step count "
-                              "is fixed from the speed measured in the first call (overrides --total-tokens)", default=0.0)
+                              "is fixed from the speed measured in the first call (overrides --total-tokens)",
+                              default=0.0)
     weight_decay: float = _h("AdamW weight decay on matrices", default=0.1)
     beta1: float = _h("AdamW beta1", default=0.9)
     beta2: float = _h("AdamW beta2", default=0.95)
@@ -57,8 +59,9 @@ class TrainConfig:
     save_every: int = _h("save a checkpoint every N steps (and always when stopping)", default=2000)
     log_every: int = _h("log every N steps", default=20)
     num_workers: int = _h("DataLoader worker processes building batches", default=6)
-    compile: str = _h("torch.compile the training step: auto (on with CUDA; on a CPU for models of 1 M parameters or more "
-                      "when a C compiler is found), on, off; --compile alone means on, --no-compile means off", default="auto")
+    compile: str = _h("torch.compile the training step: auto (on with CUDA; on a CPU for models of 1 M parameters "
+                      "or more when a C compiler is found), on, off; "
+                      "--compile alone means on, --no-compile means off", default="auto")
     precision: str = _h("bf16 autocast or fp32: auto (bf16 on CUDA, and on a CPU with bf16 dot-product instructions; "
                         "see cpu_runtime.py), bf16, fp32", default="auto")
     threads: int = _h("CPU threads for the training step (0: all cores, shared between the ranks)", default=0)
@@ -115,7 +118,9 @@ def _add_fields(group, cls) -> None:
         if f.name == "compile":
             _add_compile_flags(group, f)
             continue
-        help = f.metadata.get("help", "") + f" (default: {f.default if not isinstance(f.default, tuple) else ' '.join(map(str, f.default)) or 'none'})"
+        help = f.metadata.get("help", "") + (
+            " (default: "
+            f"{f.default if not isinstance(f.default, tuple) else ' '.join(map(str, f.default)) or 'none'})")
         if f.type in ("bool", bool):
             group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help)
         elif isinstance(f.default, tuple):
@@ -129,23 +134,31 @@ def _add_compile_flags(group, f) -> None:
     """--compile {auto,on,off}; a bare --compile means on and --no-compile off, as before the modes."""
     group.add_argument("--compile", choices=COMPILE_MODES, nargs="?", const="on", default=None,
                        help=f.metadata["help"] + f" (default: {f.default})")
-    group.add_argument("--no-compile", dest="compile", action="store_const", const="off", help="the same as --compile off")
+    group.add_argument("--no-compile", dest="compile", action="store_const", const="off",
+                       help="the same as --compile off")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run folder: settings, tokenizer, data, checkpoints, metrics (created; resumed if it "
-                                                 "holds run.json; a folder of other files is refused)")
+    p.add_argument("--out", required=True,
+                   help="run folder: settings, tokenizer, data, checkpoints, metrics (created; resumed if it "
+                        "holds run.json; a folder of other files is refused)")
     p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
                    help="stop, evaluate and save before this many seconds since the command started (0: no limit)")
-    p.add_argument("--budget-margin", type=float, default=15.0, metavar="SECONDS", help="safety margin kept at the end of the time budget (default: 15)")
+    p.add_argument("--budget-margin", type=float, default=15.0, metavar="SECONDS",
+                   help="safety margin kept at the end of the time budget (default: 15)")
     p.add_argument("--prepare-only", action="store_true", help="only build corpus, tokenizer and shards")
-    p.add_argument("--export", metavar="DIR", default=None, help="after training, export the latest checkpoint to DIR (e.g. diffucode/weights/default)")
-    p.add_argument("--export-only", metavar="DIR", default=None, help="skip data and training: export the latest checkpoint to DIR")
-    p.add_argument("--smoke", action="store_true", help="a CPU-sized run: tiny model, small corpus, 60 steps (flags given explicitly still win)")
-    p.add_argument("--init-from", metavar="FOLDER", default=None, help="start a new run from a model folder's weights and tokenizer (e.g. an exported model)")
+    p.add_argument("--export", metavar="DIR", default=None,
+                   help="after training, export the latest checkpoint to DIR (e.g. diffucode/weights/default)")
+    p.add_argument("--export-only", metavar="DIR", default=None,
+                   help="skip data and training: export the latest checkpoint to DIR")
+    p.add_argument("--smoke", action="store_true",
+                   help="a CPU-sized run: tiny model, small corpus, 60 steps (flags given explicitly still win)")
+    p.add_argument("--init-from", metavar="FOLDER", default=None,
+                   help="start a new run from a model folder's weights and tokenizer (e.g. an exported model)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--data-workers", type=int, default=0, help="processes for data preparation (default: all cores)")
-    p.add_argument("--steps", type=int, default=0, help="stop after this many steps in this call (0: until the schedule or the budget ends)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="stop after this many steps in this call (0: until the schedule or the budget ends)")
     p.add_argument("--quiet", action="store_true", help="log only to metrics.jsonl")
     _add_fields(p.add_argument_group("data (fixed when a run starts)"), DataConfig)
     _add_fields(p.add_argument_group("objective (masking.py; may change between calls)"), MaskingConfig)
@@ -183,11 +196,13 @@ def resolve(args: argparse.Namespace, stored: dict | None) -> tuple[DataConfig, 
                 continue
             if isinstance(f.default, tuple):
                 given = tuple(given)
-            if stored and f.name in FIXED[sec] and f.name in stored.get(sec, {}) and _norm(stored[sec][f.name]) != _norm(given):
+            if (stored and f.name in FIXED[sec] and f.name in stored.get(sec, {})
+                    and _norm(stored[sec][f.name]) != _norm(given)):
                 raise ConfigError(f"--{f.name.replace('_', '-')} was {stored[sec][f.name]!r} when this run started; "
                                   "it cannot change (use a new --out)")
             vals[f.name] = given
-        out[sec] = cls.from_dict(vals) if hasattr(cls, "from_dict") else cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in vals.items()})
+        out[sec] = (cls.from_dict(vals) if hasattr(cls, "from_dict")
+                    else cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in vals.items()}))
     return out["data"], out["masking"], out["train"]
 
 

@@ -60,17 +60,20 @@ class MaskingConfig:
 
     p_uniform: float = _h("share of rows with uniform masking (MDLM/LLaDA)", default=0.5)
     p_infill: float = _h("share of rows with infill holes (span + pads)", default=0.35)
-    p_body: float = _h("share of rows with a function body as a hole at the end (signature+docstring prefix)", default=0.15)
+    p_body: float = _h("share of rows with a function body as a hole at the end (signature+docstring prefix)",
+                       default=0.15)
     eps: float = _h("smallest masking rate t; t ~ U(eps, 1) stratified over the batch", default=1e-3)
     p_syntax_span: float = _h("share of infill spans taken from syntax spans (else random whole lines)", default=0.6)
-    span_kind_weights: str = _h("weights of syntax span kinds, name=weight,... (body: a function body without its docstring)",
+    span_kind_weights: str = _h("weights of syntax span kinds, name=weight,... "
+                                "(body: a function body without its docstring)",
                                 default="stmt=3,compound=1.5,block=1.5,expression=3,condition=1,body=1")
     p_single_line: float = _h("share of line spans that are one line (else 2..max_span_lines)", default=0.6)
     max_span_lines: int = _h("longest line span, in lines", default=8)
     max_span_tokens: int = _h("longest infill span, in tokens", default=128)
     max_body_tokens: int = _h("longest function body used as a hole, in tokens", default=256)
     max_extra_pad: int = _h("hole = span + U{0..max_extra_pad} pads (when not from the menu)", default=32)
-    p_hole_menu: float = _h("share of holes whose size is drawn first from the menu, independent of the span", default=0.4)
+    p_hole_menu: float = _h("share of holes whose size is drawn first from the menu, independent of the span",
+                            default=0.4)
     hole_menu: tuple[int, ...] = _h("hole sizes of the menu", default=(8, 16, 24, 32, 48, 64, 96, 128))
     p_hole_all_masked: float = _h("share of holes fully masked (else masked at the row's rate t)", default=0.5)
     p_hole_at_end: float = _h("share of syntax-span holes placed at the end of the row (empty suffix)", default=0.2)
@@ -432,7 +435,8 @@ class BatchSource:
 
 
 # -- held-out rows (evaluation) -------------------------------------------------------------------------
-def heldout_windows(store: TokenStore, seq_len: int, n: int, *, pad: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+def heldout_windows(store: TokenStore, seq_len: int, n: int, *, pad: int,
+                    seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
     """(n, T) fixed held-out windows (full windows first; documents shorter than T padded) and the
     (n, T) bool mask of real tokens. Deterministic for a given store and seed."""
     rng = np.random.default_rng(seed)
