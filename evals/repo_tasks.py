@@ -66,6 +66,17 @@ def build_tasks(root: Path, *, lines: int = 200, blocks: int = 100, seed: int = 
     return tasks
 
 
+def split(tasks: list[RepoTask], which: str, dev: int) -> list[RepoTask]:
+    """The dev split (the first `dev` single lines and dev/2 blocks), the test split (the rest), or all."""
+    if which == "all":
+        return tasks
+    lines = [t for t in tasks if t.task_id.endswith(":line")]
+    blocks = [t for t in tasks if t.task_id.endswith(":block")]
+    if which == "dev":
+        return lines[:dev] + blocks[: dev // 2]
+    return lines[dev:] + blocks[dev // 2 :]
+
+
 def _holes(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(single-line statements, runs of 2–6 lines of whole statements) inside function bodies, 0-based."""
     try:
@@ -105,14 +116,14 @@ def exact(got: str | None, want: str) -> bool:
 
 
 def run_tasks(root: Path, tasks: list[RepoTask], modes: Iterable[str], *, engine=None, settings=None,
-              drafts: int = 4, log: Callable[[str], None] = lambda s: None) -> dict:
+              drafts: int = 4, window: int = 3, log: Callable[[str], None] = lambda s: None) -> dict:
     """Fill every task in each mode; returns {"modes": {mode: {...scores}}, "records": [...]}. The model's
     own fill is computed once and serves as "none" and as the model's candidate beside the drafts."""
     from diffucode.infill import infill
     from diffucode.refine import with_drafts
 
     modes = list(modes)
-    ctx = RepoContext(Workspace(root), mode="repo")
+    ctx = RepoContext(Workspace(root), mode="repo", window=window)
     t0 = time.perf_counter()
     log(f"indexed {len(ctx.index())} files in {time.perf_counter() - t0:.1f} s")
     records = []
@@ -183,9 +194,12 @@ def register(subparsers) -> None:
     p.add_argument("repo", type=Path, help="the repository folder (held out of the model's training corpus)")
     p.add_argument("--lines", type=int, default=200, help="single-line holes (default 200)")
     p.add_argument("--blocks", type=int, default=100, help="2-6-line holes (default 100)")
-    p.add_argument("--skip", type=int, default=0,
-                   help="leave out the first N single-line and N/2 block holes (the split the defaults were chosen on)")
+    p.add_argument("--split", choices=("all", "dev", "test"), default="all",
+                   help="dev: the first --dev single-line and --dev/2 block holes (where settings are chosen); "
+                        "test: the others (where they are reported); default all")
+    p.add_argument("--dev", type=int, default=40, help="single-line holes in the dev split (default 40)")
     p.add_argument("--seed", type=int, default=0, help="which holes are picked (default 0)")
+    p.add_argument("--window", type=int, default=3, help="lines above and below that describe a hole (default 3)")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
     p.add_argument("--corpus", type=Path, default=None,
@@ -204,8 +218,7 @@ def _main(args) -> int:
     if not args.repo.is_dir():
         raise ConfigError(f"not a folder: {args.repo}")
     tasks = build_tasks(args.repo, lines=args.lines, blocks=args.blocks, seed=args.seed)
-    singles = [t for t in tasks if t.task_id.endswith(":line")][args.skip :]
-    tasks = singles + [t for t in tasks if t.task_id.endswith(":block")][args.skip // 2 :]
+    tasks = split(tasks, args.split, args.dev)
     if args.corpus is not None:
         overlap = corpus_overlap(args.repo, tasks, args.corpus)
         if overlap:
@@ -219,8 +232,8 @@ def _main(args) -> int:
         engine = load_engine(args.model)
         settings = InfillSettings(**from_flags(args))
         settings.check()
-    out = run_tasks(args.repo, tasks, modes, engine=engine, settings=settings, drafts=settings.drafts if settings
-                    else 4, log=lambda s: print(s, file=sys.stderr))
+    out = run_tasks(args.repo, tasks, modes, engine=engine, settings=settings, window=args.window,
+                    drafts=settings.drafts if settings else 4, log=lambda s: print(s, file=sys.stderr))
     for mode, m in out["modes"].items():
         print(f"{mode:>9}: exact {m['exact']:.1%} (lines {m['line']:.1%}, blocks {m['block']:.1%}; "
               f"{m['tasks']} holes; filled {m['filled']:.0%})")

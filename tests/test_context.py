@@ -261,6 +261,10 @@ def test_repo_tasks_are_holes_inside_functions_and_the_baseline_scores_them(tmp_
     hit = next(r for tid, r in by_id.items() if "main.py" in tid and r["target"] == HOLE_LINE)
     assert hit["retrieval"]["exact"]  # the idiom in utils.py
     assert exact("  a  \n", "  a\n") and not exact(" a\n", "a\n") and not exact(None, "a\n")
+    from diffucode_evals.repo_tasks import split
+
+    dev, test = split(tasks, "dev", 2), split(tasks, "test", 2)
+    assert sorted(dev + test, key=str) == sorted(tasks, key=str) and not set(dev) & set(test)
 
 
 def test_language_server_contexts_follow_folders_and_files(tmp_path):
