@@ -99,7 +99,7 @@ class Bench:
         """Seconds until the workspace folder's index is ready (None without a workspace folder)."""
         t0 = time.perf_counter()
         while self.workspace and time.perf_counter() - t0 < timeout:
-            ctx = (await self.status()).get("context") or []
+            ctx = [c._asdict() if hasattr(c, "_asdict") else c for c in (await self.status()).get("context") or []]
             if ctx and ctx[0]["ready"]:
                 return ctx[0]["index_ms"] / 1e3
             await asyncio.sleep(0.2)
