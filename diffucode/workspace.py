@@ -91,8 +91,8 @@ class Workspace:
     def texts(self) -> Iterator[tuple[Path, str]]:
         """(path, text) of every usable file, within the byte budget."""
         total = 0
-        for p in self.paths():
-            text = self.read(p)
+        for p in self.paths():  # already resolved: read without resolving each path again
+            text = self._overrides[p] if p in self._overrides else self._read_disk(p)
             if text is None:
                 continue
             total += len(text)
@@ -105,6 +105,9 @@ class Workspace:
         path = Path(path).resolve()
         if path in self._overrides:
             return self._overrides[path]
+        return self._read_disk(path)
+
+    def _read_disk(self, path: Path) -> str | None:
         try:
             with open(path, "rb") as f:
                 data = f.read(self.limits.max_file_bytes + 1)
