@@ -152,8 +152,7 @@ def complete(
     if engine.complete is not None:  # declared by the family: e.g. DiffusionGemma continues the text instead
         return engine.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
     hole = syntax.hole_at_cursor(source, cursor, language=settings.language)
-    budget = {"line_rest": 32, "expression": 32, "statement": 48}.get(hole.kind, settings.max_new_tokens)
-    settings = replace(settings, max_new_tokens=min(settings.max_new_tokens, budget))
+    settings = replace(settings, max_new_tokens=hole.token_budget(settings.max_new_tokens))
     limit = hole.max_lines
 
     def cut(text: str, _span: tuple[int, int]) -> str:

@@ -175,8 +175,7 @@ def complete_by_continuation(engine, source: str, cursor: int, settings=None, *,
 def _prompt(den, tok, source: str, hole, settings) -> tuple[int, list[int]]:
     """(new tokens, prompt ids): the hole kind's token budget, and the text before the hole that fits the
     context beside it (bos first)."""
-    budget = {"line_rest": 32, "expression": 32, "statement": 48}.get(hole.kind, settings.max_new_tokens)
-    new_tokens = min(settings.max_new_tokens, budget)
+    new_tokens = hole.token_budget(settings.max_new_tokens)
     room = min(settings.context_tokens or den.max_seq_len, den.max_seq_len) - new_tokens - 1
     if room < 1:
         raise SpanError(f"no room for a prompt in a {den.max_seq_len}-token context")

@@ -49,6 +49,14 @@ class Hole:
     kind: str
     max_lines: int | None = None
 
+    def token_budget(self, cap: int) -> int:
+        """Tokens to generate for this kind of hole, at most `cap`: a line's rest or an expression needs few,
+        a block body up to the cap."""
+        return min(cap, _TOKEN_BUDGET.get(self.kind, cap))
+
+
+_TOKEN_BUDGET = {"line_rest": 32, "expression": 32, "statement": 48}
+
 
 def _hole(start: int, end: int, kind: str) -> Hole:
     return Hole(start, end, kind, _MAX_LINES[kind])
