@@ -28,6 +28,7 @@ from diffucode.engine import Engine
 from diffucode.sampler import sample
 from diffucode.settings import InfillSettings
 
+PL_STRIDE = 4  # pseudo_likelihood masks every 4th token in each of min(4, n) rows, one batch for n tokens
 MASK_GLYPH = "\u2591"  # how a still-masked token shows in streamed intermediate text
 
 @dataclass(frozen=True)
@@ -426,11 +427,11 @@ def _generate_expanding(engine, source, span, settings, *, post=None, on_step=No
 
 def _candidate(engine, source, spans, layout, ids, logprobs, settings, post, seen=None, note="") -> Candidate | None:
     """Decode one sampled row into a validated Candidate (None if `seen` already has its text)."""
-    tok, tail = engine.tokenizer, hole_tail_ids(engine.denoiser)
+    tok = engine.tokenizer
     edits, lps, n_tok = [], [], 0
     for (s, e), start, L in zip(spans, layout.hole_starts(), layout.hole_lens):
         toks = ids[start : start + L].tolist()
-        n = next((i for i, t in enumerate(toks) if t in tail), L)
+        n = content_length(engine.denoiser, toks)
         text = fit_to_file(tok.decode(toks[:n]), source, (s, e))
         if post is not None:
             text = post(text, (s, e))
@@ -446,18 +447,21 @@ def _candidate(engine, source, spans, layout, ids, logprobs, settings, post, see
 
 def _content_mask(engine, ids: torch.Tensor, layout: Layout) -> torch.Tensor:
     """(T,) bool: hole positions holding content (not the pad/eos tail)."""
-    tail = hole_tail_ids(engine.denoiser)
     mask = torch.zeros_like(ids, dtype=torch.bool)
     for start, L in zip(layout.hole_starts(), layout.hole_lens):
-        toks = ids[start : start + L].tolist()
-        n = next((i for i, t in enumerate(toks) if t in tail), L)
-        mask[start : start + n] = True
+        mask[start : start + content_length(engine.denoiser, ids[start : start + L].tolist())] = True
     return mask
 
 
 def hole_tail_ids(den) -> set[int]:
     """The ids that end a hole's content (the model's pad and end-of-text)."""
     return {i for i in (den.pad_id, den.eos_id) if i is not None}
+
+
+def content_length(den, toks: Sequence[int]) -> int:
+    """How many of a hole's tokens are content: those before its first pad or end-of-text."""
+    tail = hole_tail_ids(den)
+    return next((i for i, t in enumerate(toks) if t in tail), len(toks))
 
 
 def sample_layout(engine, ids, settings, on_step, should_stop, layout, hole_lens, *, tail_ids=None, allow_ids=()):
@@ -576,7 +580,7 @@ def validated(source: str, edits: list[Edit], score: float, n_tokens: int, setti
 
 
 @torch.no_grad()  # not inference_mode: a compiled model's graphs guard on it (denoiser.py)
-def pseudo_likelihood(den, ids: torch.Tensor, pos: torch.Tensor, stride: int = 4) -> torch.Tensor:
+def pseudo_likelihood(den, ids: torch.Tensor, pos: torch.Tensor, stride: int = PL_STRIDE) -> torch.Tensor:
     """p(token_i | all others) for each position in `pos`, masking every `stride`-th one per forward. (n,)"""
     n = pos.numel()
     k = min(stride, n)

@@ -24,7 +24,7 @@ from diffucode import infill as api
 from diffucode import syntax
 from diffucode.engine import Engine
 from diffucode.infill import (Candidate, Edit, InfillResult, Layout, OnStep, ShouldStop, finish, fit_to_file,
-                              hole_tail_ids, model_text, pseudo_likelihood, sample_layout, validated)
+                              PL_STRIDE, content_length, model_text, pseudo_likelihood, sample_layout, validated)
 from diffucode.retrieval import Snippet
 from diffucode.settings import InfillSettings
 
@@ -115,12 +115,7 @@ def refine_draft(engine: Engine, source: str, span: tuple[int, int], draft: Snip
     if not ids:
         return [], 0
     den = engine.denoiser
-    layout = Layout.build(engine, source, [span], [len(ids)], settings)
-    row = torch.tensor(layout.ids_with([ids]), device=den.device)[None]
-    lo = len(layout.prefix_ids)
-    pos = torch.arange(lo, lo + len(ids), device=den.device)
-    conf = pseudo_likelihood(den, row, pos)
-    forwards = min(4, len(ids))
+    layout, row, lo, conf, forwards = _in_place(engine, source, span, ids, settings)
     tie = settings.retrieval_weight * draft.score
     raw = validated(source, [Edit(s, e, text)], _mean_log(conf) + tie, len(ids), settings)
     out = [replace(raw, reason=_note("draft", draft, raw.reason))]
@@ -132,8 +127,7 @@ def refine_draft(engine: Engine, source: str, span: tuple[int, int], draft: Snip
     sampled = sample_layout(engine, batch, settings, None, should_stop, layout, [len(ids)])
     forwards += sampled.forwards
     new = sampled.ids[0, lo : lo + len(ids)].tolist()
-    tail = hole_tail_ids(den)
-    n = next((j for j, t in enumerate(new) if t in tail), len(new))
+    n = content_length(den, new)
     if n == 0:
         return out, forwards
     refined_text = fit_to_file(engine.tokenizer.decode(new[:n]), source, span)
@@ -152,11 +146,19 @@ def rescore(engine: Engine, source: str, cand: Candidate, settings: InfillSettin
     ids = engine.tokenizer.encode(model_text(edit.text))
     if not ids:
         return replace(cand, score=-math.inf), 0
-    layout = Layout.build(engine, source, [(edit.start, edit.end)], [len(ids)], settings)
-    row = torch.tensor(layout.ids_with([ids]), device=engine.denoiser.device)[None]
+    *_, conf, forwards = _in_place(engine, source, (edit.start, edit.end), ids, settings)
+    return replace(cand, score=_mean_log(conf)), forwards
+
+
+def _in_place(engine: Engine, source: str, span: tuple[int, int], ids: list[int], settings: InfillSettings):
+    """`ids` laid into the span: (layout, the row, where the hole starts, each token's pseudo-likelihood
+    there, the forwards that took)."""
+    den = engine.denoiser
+    layout = Layout.build(engine, source, [span], [len(ids)], settings)
+    row = torch.tensor(layout.ids_with([ids]), device=den.device)[None]
     lo = len(layout.prefix_ids)
-    conf = pseudo_likelihood(engine.denoiser, row, torch.arange(lo, lo + len(ids), device=row.device))
-    return replace(cand, score=_mean_log(conf)), min(4, len(ids))
+    conf = pseudo_likelihood(den, row, torch.arange(lo, lo + len(ids), device=den.device))
+    return layout, row, lo, conf, min(PL_STRIDE, len(ids))
 
 
 def _least_sure(conf: torch.Tensor, below_p: float | None) -> torch.Tensor:
