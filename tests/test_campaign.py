@@ -32,6 +32,17 @@ def test_wsd_warms_up_each_call_holds_the_peak_and_decays_over_the_calls_last_sh
     assert schedule.decay_left_by_time(90.0, call_start=0.0, call_end=100.0, decay_frac=0.2) == pytest.approx(0.5)
 
 
+def test_the_decay_share_by_time_never_rises_when_the_stop_moves_later(monkeypatch):
+    clock = loop.Clock(t_start=0.0, time_budget=1000.0, margin=0.0, save_est=0.0, eval_est=100.0, t_slice=0.0)
+    monkeypatch.setattr(loop.time, "time", lambda: 850.0)
+    first = clock.decay_left(0.0, 0.2)  # stop at 900: window 180 s, 50 s left
+    assert first == pytest.approx(50 / 180)
+    clock.eval_est = 10.0  # the last evaluation ran faster than planned: the stop moves to 990
+    assert clock.decay_left(0.0, 0.2) == pytest.approx(first)  # the learning rate does not climb back
+    monkeypatch.setattr(loop.time, "time", lambda: 960.0)
+    assert clock.decay_left(0.0, 0.2) == pytest.approx(30 / 198)  # and keeps falling afterwards
+
+
 def test_the_cosine_schedule_is_unchanged_and_bad_settings_are_refused():
     cfg = config.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_frac=0.1)
     assert loop.lr_at(55, cfg, 100) == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # the cosine's midpoint

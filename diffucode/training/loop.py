@@ -109,6 +109,7 @@ class Clock:
     eval_est: float | None = None  # seconds the last evaluation took
     step_times: list[float] = field(default_factory=list)  # the last 50 steps' seconds
     t_slice: float = 0.0  # when this call's training started
+    decay_seen: float = float("inf")  # the smallest decay share returned so far (decay_left never rises)
 
     def remaining(self) -> float:
         return self.time_budget - (time.time() - self.t_start) if self.time_budget else float("inf")
@@ -122,9 +123,13 @@ class Clock:
 
     def decay_left(self, step_cost: float, decay_frac: float) -> float:
         """wsd with a time budget: the share of the decay window left before the call must stop
-        training (the stop rule of must_stop, plus the closing evaluation)."""
+        training (the stop rule of must_stop, plus the closing evaluation). Never larger than an earlier
+        answer: an evaluation that ran faster than estimated moves the stop later, and without this the
+        learning rate would climb back up inside the decay window."""
         stop_at = self.t_start + self.time_budget - step_cost - self.save_est - self.margin - (self.eval_est or 0.0)
-        return decay_left_by_time(time.time(), call_start=self.t_slice, call_end=stop_at, decay_frac=decay_frac)
+        left = decay_left_by_time(time.time(), call_start=self.t_slice, call_end=stop_at, decay_frac=decay_frac)
+        self.decay_seen = min(self.decay_seen, left)
+        return self.decay_seen
 
 
 class LossMeter:
