@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from diffucode.denoiser import Denoiser
+from diffucode.errors import ConfigError
 
 
 class TextTokenizer(Protocol):
@@ -32,6 +33,14 @@ class Engine:
     # Declared capability: the family's own `complete` (a model that only continues a prefix, DiffusionGemma),
     # called by infill.complete instead of filling a hole; None: fill the hole at the cursor.
     complete: Callable[..., Any] | None = None
+    # Declared capability: the jobs ("infill", "rewrite") this model cannot do, each with the one-line
+    # reason the user sees (a block-causal model never sees a suffix); empty: it does every job.
+    refuses: dict[str, str] = field(default_factory=dict)
+
+    def require(self, job: str) -> None:
+        """ConfigError with the family's reason when this model cannot do `job`."""
+        if job in self.refuses:
+            raise ConfigError(f"{self.name}: {self.refuses[job]}")
 
     @property
     def pad_tail(self) -> bool:

@@ -122,6 +122,7 @@ def infill(
 ) -> InfillResult:
     """Discard the text of each span and generate new text for it (an empty span inserts)."""
     settings.check()
+    engine.require("infill")
     spans = check_spans(source, spans)
     post = (lambda text, _span: first_lines(text, settings.max_lines)) if settings.max_lines else None
     return _generate(engine, source, spans, settings, post=post, on_step=on_step, should_stop=should_stop)
@@ -185,6 +186,7 @@ def rewrite(
     otherwise the lowest `fraction`. Only candidates that differ from the original are returned.
     """
     settings.check()
+    engine.require("rewrite")
     if fraction is not None and not 0.0 < fraction <= 1.0:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
     if below is not None and not 0.0 < below <= 1.0:

@@ -772,7 +772,7 @@ def test_remote_code_is_opt_in_and_its_failure_is_one_clear_line(dream_dir):
 
 def test_continuations_are_cut_where_the_hole_ends():
     """DiffusionGemma never sees the suffix: the hole kind decides where its free continuation stops."""
-    from diffucode.families.diffusion_gemma import _cut
+    from diffucode.continuation import cut as _cut
 
     assert _cut("x + 1)\nfoo()", "expression", "y = (", 1) == "x + 1)"
     assert _cut("return y\n    z = 1\nprint(3)\n", "statement", "    ", None) == "return y\n    z = 1"
@@ -896,6 +896,7 @@ def test_every_family_declares_its_capabilities_and_does_what_it_declares(tiny_e
         assert isinstance(den.cacheable, bool) and isinstance(den.infill_frame, tuple), name
         assert (den.expand_id is None) == (den.delete_id is None), name
         assert (eng.complete is not None) == (name == "gemma"), name  # only DiffusionGemma completes by continuation
+        assert set(eng.refuses) == ({"infill", "rewrite"} if name == "gemma" else set()), name
         if den.cacheable:
             kw = dict(validate=False, length=6, steps=6, temperature=0.0, threshold=None)
             cached = infill.infill(eng, SRC, [span], infill.InfillSettings(cache_refresh=1, **kw))

@@ -132,7 +132,8 @@ def load(
             "device": str(dev), "memory_bytes": need, "preset": default_preset(fam, label),
             "trust_remote_code": trust_remote_code}
     return Engine(denoiser=den, tokenizer=tok, name=label, path=folder, meta=meta,
-                  load_seconds=time.perf_counter() - t0, complete=module.COMPLETE)
+                  load_seconds=time.perf_counter() - t0, complete=module.COMPLETE,
+                  refuses=dict(meta.get("not_supported") or {}))
 
 
 def instruction_prompt(engine, instruction: str, code: str = "") -> str:
