@@ -3,8 +3,8 @@ DiffusionGemma. Such a model never sees text after the cursor, so the suffix can
 the hole's kind (syntax.hole_at_cursor) cuts the continuation where the hole ends instead.
 
 A family declares this on its engine (`Engine.complete = complete_by_continuation`); its denoiser then
-provides `continuation(prompt_ids, *, max_new_tokens, steps, seed, on_draft) -> ids` (cut before the
-first end-of-text) and `bos_id`.
+provides `continuation(prompt_ids, *, max_new_tokens, settings, seed, on_draft) -> ids` (cut before
+the first end-of-text; it reads the InfillSettings that apply to it) and `bos_id`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def complete_by_continuation(engine, source: str, cursor: int, settings=None, *,
     for c in range(settings.candidates):
         if should_stop is not None and should_stop():
             raise GenerationCancelled("generation cancelled")
-        ids = den.continuation(prompt, max_new_tokens=new_tokens, steps=settings.steps, seed=settings.seed + c,
+        ids = den.continuation(prompt, max_new_tokens=new_tokens, settings=settings, seed=settings.seed + c,
                                on_draft=on_draft)
         text = fit(source, hole, tok.decode(ids))
         if text not in pooled:

@@ -494,6 +494,7 @@ def sample_layout(engine, ids, settings, on_step, should_stop, layout, hole_lens
         ids,
         steps=steps,
         strategy=settings.strategy,
+        schedule=settings.schedule,
         temperature=settings.temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,

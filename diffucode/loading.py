@@ -10,6 +10,7 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -78,10 +79,10 @@ def load_engine(
 
     diffucode's own folders load here; public checkpoints of known families (Dream/DiffuCoder, LLaDA,
     DiffusionGemma; `family` overrides detection) load through diffucode.families (needs transformers).
-    quantize="int8": dynamic int8 quantization of the linear layers (diffucode's own models on CPU;
-    benchmarks/bench_engine.py measures whether it pays on a machine); "auto": int8 where it measures
-    faster on this CPU at load time (`pick_quantization`), else the float model; nothing on a GPU, with
-    `compile`, or for public checkpoints. `Engine.runtime` records the choice. compile: a
+    quantize="int8": dynamic int8 quantization of the linear layers, on the CPU (benchmarks/bench_engine.py
+    and bench_laptop.py measure whether it pays on a machine); "auto": int8 where it measures faster on
+    this CPU at load time (`pick_quantization`; `_quantize_public` for public checkpoints), else the float
+    model; nothing on a GPU or with `compile`. `Engine.runtime` records the choice. compile: a
     torch.compile mode for diffucode's own models (see denoiser.NativeDenoiser); the compilation
     happens here, in a warm-up.
     """
@@ -139,16 +140,57 @@ def _torch_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 def _load_public(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype | None,
                  family: str | None, trust_remote_code: bool, quantize: str | None, compile: str,
                  name: str) -> Engine:
-    """A public checkpoint through diffucode.families (int8 and compile apply to diffucode's own models only)."""
+    """A public checkpoint through diffucode.families; int8 quantizes its linear layers on the CPU (compile
+    applies to diffucode's own models only)."""
     from diffucode import families
 
-    if quantize == "int8":
-        raise ConfigError("int8 quantization applies to diffucode's own models only; use --dtype for public "
-                          "checkpoints")
     if compile != "none":
         raise ConfigError("compile applies to diffucode's own models only")
-    return families.load(folder, config, device=device, dtype=dtype, family=family,
-                         trust_remote_code=trust_remote_code, name=name)
+    if quantize == "int8" and device.type != "cpu":
+        raise ConfigError("int8 quantization runs on the CPU only")
+    engine = families.load(folder, config, device=device, dtype=dtype, family=family,
+                           trust_remote_code=trust_remote_code, name=name)
+    engine.runtime = {"quantize": "none"}
+    if quantize == "int8" or (quantize == "auto" and device.type == "cpu"):
+        engine.runtime = _quantize_public(engine.denoiser.model, chosen=quantize)
+    return engine
+
+
+def _quantize_public(model: torch.nn.Module, *, chosen: str) -> dict:
+    """Dynamic int8 of a transformers model's linear layers, in place; with "auto" only where the
+    linear layers of its first decoder layer run at least AUTO_INT8_MIN_SPEEDUP times faster in int8
+    on this CPU (timed on copies of that layer alone: a copy of the whole model could double the memory)."""
+    runtime = {"quantize": "int8"}
+    if chosen == "auto":
+        first = next((m for m in model.modules() if sum(isinstance(c, torch.nn.Linear) for c in m.children()) >= 2),
+                     None)
+        if first is None:
+            return {"quantize": "none", "chosen_by": "auto", "int8_speedup": 0.0}
+        layer = copy.deepcopy(first).float()
+        linears = [c for c in layer.modules() if isinstance(c, torch.nn.Linear)]
+        qlinears = [c for c in quantize_int8(copy.deepcopy(layer)).modules() if _is_int8_linear(c)]
+        float_ms, int8_ms = _best_ms([_chain(linears), _chain(qlinears)], repeats=7)
+        speedup = round(float_ms / int8_ms, 2) if int8_ms > 0 else 0.0
+        runtime = {"quantize": "int8" if speedup >= AUTO_INT8_MIN_SPEEDUP else "none", "chosen_by": "auto",
+                   "int8_speedup": speedup}
+        if runtime["quantize"] == "none":
+            return runtime
+    quantize_int8(model)
+    return runtime
+
+
+def _is_int8_linear(module: torch.nn.Module) -> bool:
+    return type(module).__name__ == "Linear" and type(module).__module__.startswith("torch.ao.nn.quantized")
+
+
+def _chain(linears: list) -> Callable[[], None]:
+    """A zero-argument call running each linear layer once on 128 rows of its input width."""
+    inputs = [torch.randn(1, 128, lin.in_features) for lin in linears]
+
+    def run() -> None:
+        for lin, x in zip(linears, inputs):
+            lin(x)
+    return run
 
 
 def _quantized(model: torch.nn.Module, tokenizer, quantize: str | None, *, compile: str,
@@ -212,7 +254,7 @@ def pick_quantization(model: torch.nn.Module, tokenizer, *, tokens: int = 256, p
     dens = [NativeDenoiser(m, tokenizer) for m in (model, quantized)]
     ids = torch.full((1, T), dens[0].mask_id, dtype=torch.long)
     pos = torch.arange(T - positions, T)[None]
-    float_ms, int8_ms = _best_ms(dens, ids, pos, repeats)
+    float_ms, int8_ms = _best_ms([lambda den=den: den.logits(ids, pos) for den in dens], repeats)
     speedup = round(float_ms / int8_ms, 2) if int8_ms > 0 else 0.0
     use = speedup >= AUTO_INT8_MIN_SPEEDUP
     return (quantized if use else model), {"quantize": "int8" if use else "none", "chosen_by": "auto",
@@ -220,17 +262,17 @@ def pick_quantization(model: torch.nn.Module, tokenizer, *, tokens: int = 256, p
                                            "forward_ms": round(int8_ms if use else float_ms, 2)}
 
 
-def _best_ms(denoisers, ids: torch.Tensor, pos: torch.Tensor, repeats: int) -> list[float]:
-    """Best time of each denoiser's forward, in ms, the runs interleaved (so a burst of load elsewhere on
+def _best_ms(calls, repeats: int) -> list[float]:
+    """Best time of each zero-argument call, in ms, the runs interleaved (so a burst of load elsewhere on
     the machine slows both, not one)."""
-    best = [math.inf] * len(denoisers)
+    best = [math.inf] * len(calls)
     with torch.no_grad():
-        for den in denoisers:
-            den.logits(ids, pos)  # warm-up
+        for call in calls:
+            call()  # warm-up
         for _ in range(repeats):
-            for i, den in enumerate(denoisers):
+            for i, call in enumerate(calls):
                 t0 = time.perf_counter()
-                den.logits(ids, pos)
+                call()
                 best[i] = min(best[i], time.perf_counter() - t0)
     return [b * 1e3 for b in best]
 

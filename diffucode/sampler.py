@@ -3,7 +3,15 @@
 One step = one forward pass of the denoiser over the whole sequence, logits only at the positions
 being generated, then commit some of the still-masked positions:
 
-* how many: a linear schedule (`steps` forwards in all: LLaDA/Dream); on top of it, every position
+* how many: `schedule` "even" gives each of the `steps` forwards (per block) the same share of the
+  masks, the earlier steps the remainder (LLaDA's get_num_transfer_tokens); "linear" commits the
+  share 1 − s/t of the masks still open, floored, on the time grid linspace(1, 1e-3, steps + 1),
+  and all of them at the last step (Dream's diffusion_generate; a step may commit none); "remask"
+  re-predicts every generated position each step and masks again the least confident
+  ⌊N·(1 − (i+1)/steps)⌋ of them, tokens committed earlier included (Open-dLLM's "p2"; the threshold,
+  entropy, early-stop, block and tail rules do not apply to it); "rounded" commits the share 1/k of
+  the masks left, k the steps left, rounded half to even, and skips the steps that would commit none
+  (dLLM's MDLM and BD3LM samplers); on top of the first three, every position
   whose confidence reaches `threshold` (Fast-dLLM's parallel decoding), or the lowest-entropy
   positions while their summed entropy, less the largest, stays within `entropy_bound`
   (DiffusionGemma's entropy-bounded sampler). The schedule is a floor, so `steps` bounds the
@@ -34,7 +42,8 @@ import torch
 from diffucode.denoiser import Denoiser
 from diffucode.errors import ConfigError
 from diffucode.guidance import guided_logits
-from diffucode.settings import STRATEGIES, check_cfg_scale, check_position_temperature  # noqa: F401 (STRATEGIES re-exported)
+from diffucode.settings import (SCHEDULES, STRATEGIES, check_cfg_scale,  # noqa: F401 (STRATEGIES re-exported)
+                                check_position_temperature)
 
 NEG_INF = float("-inf")
 
@@ -56,6 +65,7 @@ def sample(
     *,
     steps: int,
     strategy: str = "confidence",
+    schedule: str = "even",
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -80,6 +90,7 @@ def sample(
         steps: forward passes for the whole job (≥ 1; capped at the number of masks): each forward
             commits at least its share of the masks, so at most `steps` forwards run.
         strategy: unmasking order, one of STRATEGIES.
+        schedule: how many masks each step commits, one of SCHEDULES (see the module docstring).
         temperature: 0 takes the argmax; > 0 samples from softmax(logits / temperature).
         top_k, top_p: restrict sampling to the k most likely ids / the nucleus of mass p.
         threshold: also commit every position whose confidence is ≥ threshold.
@@ -100,6 +111,8 @@ def sample(
         generator: torch.Generator for reproducible sampling and random ordering.
         callback: called after every step with (step, ids, still_masked); raise to cancel.
     """
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     _check_settings(strategy=strategy, steps=steps, temperature=temperature, threshold=threshold,
                     block_length=block_length, entropy_bound=entropy_bound, early_stop=early_stop,
                     position_temperature=position_temperature, cfg_scale=cfg_scale)
@@ -108,9 +121,12 @@ def sample(
     state = _State.start(ids, generated)
     if not state.masked.any():
         return SampleOutput(ids, state.logprobs, generated, 0)
+    if schedule == "remask":
+        return _sample_remasking(denoiser, state, generated, steps=steps, allow_ids=allow_ids, top_k=top_k,
+                                 top_p=top_p, temperature=temperature, generator=generator, callback=callback)
     plan = _make_plan(denoiser, generated, steps=steps, block_length=block_length, tail_ids=tail_ids,
                       allow_ids=allow_ids, cfg_scale=cfg_scale, cfg_prompt=cfg_prompt)
-    knobs = _Knobs(strategy, temperature, top_k, top_p, threshold, entropy_bound, early_stop, remask_below,
+    knobs = _Knobs(strategy, schedule, temperature, top_k, top_p, threshold, entropy_bound, early_stop, remask_below,
                    position_temperature, cfg_scale, generator)
     while state.masked.any():  # the decode loop
         _decode_one_step(denoiser, plan, knobs, state)
@@ -146,6 +162,7 @@ class _Knobs:
     """`sample`'s settings that act at every step (see its Args)."""
 
     strategy: str
+    schedule: str
     temperature: float
     top_k: int | None
     top_p: float | None
@@ -229,11 +246,12 @@ def _make_plan(denoiser: Denoiser, generated: torch.Tensor, *, steps: int, block
 def _decode_one_step(denoiser: Denoiser, plan: _Plan, knobs: _Knobs, state: _State) -> None:
     """One forward, then commit some of the current block's masks (and pad, re-mask)."""
     eligible = _enter_block(plan, state)  # (B, T)
+    k_min = _step_share(plan, knobs.schedule, state, eligible.sum(1))  # (B,) known before the forward
     x0, conf, score, logp, ent = _predict(denoiser, plan, knobs, state)  # each (B, G)
     # Scatter per-generated-position results back to (B, T).
     ids, gen_pos = state.ids, plan.gen_pos
     x0_t = ids.clone().scatter(1, gen_pos, torch.where(plan.gen_valid, x0, ids.gather(1, gen_pos)))
-    commit = _choose_commits(plan, knobs, state, eligible, x0_t, x0, conf, score, ent)
+    commit = _choose_commits(plan, knobs, state, eligible, k_min, x0_t, x0, conf, score, ent)
     _commit(denoiser, plan, knobs, state, commit, x0_t, _scatter(plan, logp, 0.0))
 
 
@@ -268,15 +286,12 @@ def _scatter(plan: _Plan, values: torch.Tensor, fill: float) -> torch.Tensor:
     return out.scatter(1, plan.gen_pos, torch.where(plan.gen_valid, values, fill))
 
 
-def _choose_commits(plan: _Plan, knobs: _Knobs, state: _State, eligible: torch.Tensor, x0_t: torch.Tensor,
-                    x0: torch.Tensor, conf: torch.Tensor, score: torch.Tensor,
+def _choose_commits(plan: _Plan, knobs: _Knobs, state: _State, eligible: torch.Tensor, k_min: torch.Tensor,
+                    x0_t: torch.Tensor, x0: torch.Tensor, conf: torch.Tensor, score: torch.Tensor,
                     ent: torch.Tensor | None) -> torch.Tensor:
-    """(B, T) bool, the positions this step commits: the schedule's share, then the threshold,
+    """(B, T) bool, the positions this step commits: the schedule's share `k_min`, then the threshold,
     entropy-bound and early-stop rules; a tail id before content committed in the same step waits."""
     score_t = torch.where(eligible, _scatter(plan, score, NEG_INF), NEG_INF)
-    n_eligible = eligible.sum(1)
-    left = (plan.steps_per_block - state.spent).clamp(min=1)
-    k_min = torch.minimum(torch.div(n_eligible + left - 1, left, rounding_mode="floor"), n_eligible)  # ceil(n/left)
     commit = pick_positions(score_t, k_min, temperature=knobs.position_temperature, generator=knobs.generator)
     if knobs.threshold is not None:
         commit |= eligible & (_scatter(plan, conf, NEG_INF) >= knobs.threshold)
@@ -298,12 +313,49 @@ def _choose_commits(plan: _Plan, knobs: _Knobs, state: _State, eligible: torch.T
     return commit
 
 
+def _step_share(plan: _Plan, schedule: str, state: _State, n_open: torch.Tensor) -> torch.Tensor:
+    """(B,) how many of the `n_open` masks of each row's current block this step commits under `schedule`,
+    `state.spent` steps into the block's `plan.steps_per_block` ("rounded" moves `spent` past the steps
+    that would commit nothing: they cost no forward)."""
+    left = (plan.steps_per_block - state.spent).clamp(min=1)
+    if schedule == "even":  # ceil(n / steps left): the even split with the remainder first
+        return torch.minimum(torch.div(n_open + left - 1, left, rounding_mode="floor"), n_open)
+    if schedule == "rounded":
+        shares = []
+        for b in range(n_open.size(0)):
+            n, k = int(n_open[b]), rounded_share(int(n_open[b]), int(left[b]), plan.steps_per_block)
+            while k == 0 and n and int(left[b]) > 1:
+                state.spent[b] += 1
+                left[b] -= 1
+                k = rounded_share(n, int(left[b]), plan.steps_per_block)
+            shares.append(k)
+        return torch.tensor(shares, dtype=torch.long, device=n_open.device)
+    # linear, in float32 as Dream computes it: int(n * (1 - s / t)) with t, s the step's grid points
+    grid = torch.linspace(1, 1e-3, plan.steps_per_block + 1, device=n_open.device)
+    i = state.spent.clamp(max=plan.steps_per_block - 1)
+    t, s = grid[i], grid[i + 1]
+    share = (n_open.to(torch.float32) * (1 - s / t)).long()
+    return torch.where(left <= 1, n_open, torch.minimum(share, n_open))
+
+
+def rounded_share(n: int, left: int, steps: int) -> int:
+    """schedule "rounded" (dLLM's get_num_transfer_tokens with its linear alpha schedule): of `n` open
+    masks with `left` of `steps` steps to go, round-half-to-even n·(1 − s/t) for t = left/steps and
+    s = (left − 1)/steps, the ratio in float32 as (1 − α(s)) / (1 − α(t)) with α(u) = 1 − u."""
+    t = torch.tensor(left / steps, dtype=torch.float32)
+    s = torch.tensor((left - 1) / steps, dtype=torch.float32)
+    ratio = ((1 - (1 - s)) / (1 - (1 - t))).item()
+    return min(n, int(torch.round(torch.tensor(n, dtype=torch.float64) * (1 - ratio))))
+
+
 def _commit(denoiser: Denoiser, plan: _Plan, knobs: _Knobs, state: _State, commit: torch.Tensor,
             x0_t: torch.Tensor, logp_t: torch.Tensor) -> None:
     """Write the committed tokens; pad after a committed tail id; re-mask weak commits (remask_below)."""
     state.ids = torch.where(commit, x0_t, state.ids)
     state.logprobs = torch.where(commit, logp_t, state.logprobs)
-    state.masked &= ~commit
+    # A committed mask id (possible only when a call allows it) leaves the position masked, as in the
+    # authors' decoders, which write the argmax wherever they commit.
+    state.masked &= ~commit | (x0_t == denoiser.mask_id)
     if plan.tail.numel():
         state.ids, state.masked = _pad_after_tail(state.ids, state.masked, plan.generated, plan.tail, plan.seg_start)
     if knobs.remask_below is not None:
@@ -314,6 +366,40 @@ def _commit(denoiser: Denoiser, plan: _Plan, knobs: _Knobs, state: _State, commi
             state.remasked |= redo
             state.logprobs = torch.where(redo, torch.zeros_like(state.logprobs), state.logprobs)
     state.spent += 1
+
+
+def _sample_remasking(denoiser: Denoiser, state: _State, generated: torch.Tensor, *, steps: int,
+                      allow_ids: Sequence[int], top_k: int | None, top_p: float | None, temperature: float,
+                      generator: torch.Generator | None, callback: Callback | None) -> SampleOutput:
+    """schedule "remask" (see the module docstring): step i predicts every generated position, masks
+    again the ⌊N·(1 − (i+1)/steps)⌋ least confident (confidence: the probability of the predicted
+    token), and the masks that stay open take their prediction; stops early when no mask is left."""
+    B, T = state.ids.shape
+    counts = generated.sum(1)
+    gen_pos = torch.argsort((~generated).to(torch.int8), dim=1, stable=True)[:, : int(counts.max())]  # (B, G)
+    valid = torch.arange(gen_pos.size(1), device=gen_pos.device)[None, :] < counts[:, None]
+    banned = banned_ids(denoiser, allow_ids)
+    for i in range(steps):
+        if not state.masked.any():
+            break
+        logits = denoiser.logits(state.ids, gen_pos).to(torch.float32, copy=True)  # (B, G, V)
+        state.forwards += 1
+        suppress_(logits, banned, denoiser.vocab_size)
+        x0, conf, _, logp, _ = choose_tokens(logits, "confidence", temperature, top_k, top_p, generator, entropy=False)
+        conf = torch.where(valid & torch.isfinite(conf), conf, float("inf"))
+        n_mask = (counts.to(torch.float32) * (1.0 - (i + 1) / steps)).floor().long().clamp(min=0)
+        rank = torch.argsort(torch.argsort(conf, dim=1), dim=1)  # each position's rank, least confident first
+        again = valid & (rank < n_mask[:, None])  # (B, G)
+        was_masked = state.masked.gather(1, gen_pos) & valid
+        take = was_masked & ~again
+        ids_g = state.ids.gather(1, gen_pos)
+        ids_g = torch.where(again, denoiser.mask_id, torch.where(take, x0, ids_g))
+        state.ids = state.ids.scatter(1, gen_pos, torch.where(valid, ids_g, state.ids.gather(1, gen_pos)))
+        state.logprobs = state.logprobs.scatter(1, gen_pos, torch.where(take, logp, state.logprobs.gather(1, gen_pos)))
+        state.masked = (state.ids == denoiser.mask_id) & generated
+        if callback is not None:
+            callback(state.forwards, state.ids, state.masked)
+    return SampleOutput(state.ids, state.logprobs, generated, state.forwards)
 
 
 def _segments(generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -388,11 +474,12 @@ def _entropy_bounded(ent: torch.Tensor, bound: float) -> torch.Tensor:
 def choose_tokens(logits, strategy, temperature, top_k, top_p, generator, *, entropy: bool = True):
     """Per position: the token to commit, its confidence, the ordering score, its log-prob and the
     distribution's entropy (nats; None unless `entropy` or the entropy strategy asks for it). (B, G) each."""
+    # The nucleus first, then the k most likely, as Dream, CoDA and Open-dLLM filter (also at temperature 0).
+    if top_p is not None and 0.0 < top_p < 1.0:
+        logits = _nucleus(logits, top_p)
     if top_k is not None and top_k > 0 and top_k < logits.size(-1):
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, NEG_INF)
-    if top_p is not None and 0.0 < top_p < 1.0:
-        logits = _nucleus(logits, top_p)
     probs = torch.softmax(logits, -1)  # (B, G, V) at temperature 1: confidences are the model's
     if temperature > 0:
         flat = torch.softmax(logits / temperature, -1).reshape(-1, logits.size(-1))
@@ -408,7 +495,7 @@ def choose_tokens(logits, strategy, temperature, top_k, top_p, generator, *, ent
         top2 = probs.topk(2, dim=-1).values
         score = top2[..., 0] - top2[..., 1]
     elif strategy == "entropy":
-        score = -ent  # low entropy first
+        score = (probs * torch.log(probs + 1e-10)).sum(-1)  # −entropy, low entropy first (Dream's formula)
     else:  # origin: a random order
         score = torch.rand(p_x0.shape, generator=generator, device=p_x0.device)
     return x0, p_x0, score, logp, ent

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 from diffucode.errors import ConfigError
 
 STRATEGIES = ("confidence", "margin", "entropy", "origin")
+SCHEDULES = ("even", "linear", "rounded", "remask")  # how many masks each step commits (sampler.py)
 
 
 def check_position_temperature(position_temperature: float | None) -> None:
@@ -46,6 +47,11 @@ class InfillSettings:
 
     steps: int | None = setting(None, "denoising forward passes (default: one per 2 masked tokens)")
     strategy: str = setting("confidence", "which masks to commit first: " + ", ".join(STRATEGIES))
+    schedule: str = setting(
+        "even", "how many masks each step commits: even (the same share each step, LLaDA), linear (the share "
+                "1 - s/t of the masks left on a linear time grid, Dream), rounded (the share 1/k of the masks left, k "
+                "the steps left, rounded; dLLM) or remask (every step re-predicts the whole hole and masks again its "
+                "least confident share, Open-dLLM's p2)")
     temperature: float = setting(0.0, "0 picks the most likely token; higher samples more freely")
     top_k: int | None = setting(None, "sample only among the k most likely tokens")
     top_p: float | None = setting(None, "sample only from the smallest set of tokens with this much probability")
@@ -99,6 +105,8 @@ class InfillSettings:
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         if self.length_mode not in LENGTH_MODES:
             raise ConfigError(f"unknown length mode {self.length_mode!r}; choose from {', '.join(LENGTH_MODES)}")
         if self.steps is not None and self.steps < 1:

@@ -263,8 +263,16 @@ def test_detect_family_from_config_and_override():
     assert families.detect_family({"architectures": ["LLaDAModelLM"]}) == "llada"
     assert families.detect_family({"model_type": "diffusion_gemma"}) == "diffusion_gemma"
     assert families.detect_family({"model_type": "qwen2"}, "DiffuCoder") == "dream"
+    # a plain Qwen2 folder is taken for Open-dCoder, whose loader refuses one without its mask token
+    assert families.detect_family({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}) == "open_dcoder"
+    assert families.detect_family({"model_type": "CoDA"}) == "coda"
+    assert families.detect_family({"architectures": ["SDARForCausalLM"]}) == "sdar"
+    a2d = {"model_type": "a2d-qwen3", "architectures": ["A2DQwen3LMHeadModel"]}
+    assert families.detect_family(a2d, name="dllm-hub/Qwen3-0.6B-diffusion-mdlm-v0.1") == "a2d"
+    assert families.detect_family(a2d, name="dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1") == "a2d_bd3lm"
+    assert families.detect_family(a2d, "bd3lm", name="/models/mine") == "a2d_bd3lm"
     with pytest.raises(CheckpointError, match="--family"):
-        families.detect_family({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]})
+        families.detect_family({"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
     with pytest.raises(ConfigError, match="unknown model family"):
         families.detect_family({}, "gpt2")
 
@@ -420,7 +428,7 @@ def test_gemma_continuation_is_transformers_generate(gemma):
     den = eng.denoiser
     assert eng.meta["family"] == "diffusion_gemma" and isinstance(den.model, tf.DiffusionGemmaForBlockDiffusion)
     prompt = [den.bos_id, *eng.tokenizer.encode("def add(a, b):\n")]
-    got = den.continuation(prompt, max_new_tokens=16, steps=4, seed=3)
+    got = den.continuation(prompt, max_new_tokens=16, settings=infill.InfillSettings(steps=4), seed=3)
     torch.manual_seed(3)
     with torch.no_grad():
         seq = den.model.generate(torch.tensor([prompt]), max_new_tokens=16, max_denoising_steps=4).sequences[0]
@@ -869,11 +877,24 @@ def test_presets_decode_without_the_cache_and_defaults_use_it(dream_engine, monk
     assert not calls
 
 
-def test_quantize_int8_is_refused_and_auto_is_a_no_op_for_public_checkpoints(dream_dir):
-    # The language server asks for quantize "auto" by default: a public checkpoint loads as it is.
-    assert load_engine(dream_dir, quantize="auto").runtime == {}
+def test_int8_quantizes_public_checkpoints_on_the_cpu_and_auto_decides_by_measurement(dream_dir, monkeypatch):
+    from diffucode import loading
+
+    plain = load_engine(dream_dir)
+    assert plain.runtime == {"quantize": "none"}
+    q = load_engine(dream_dir, quantize="int8")
+    assert q.runtime == {"quantize": "int8"}
+    linears = [type(m).__module__ for m in q.denoiser.model.modules() if type(m).__name__ == "Linear"]
+    assert linears and all(m.startswith("torch.ao.nn.quantized") for m in linears)  # the head too
+    ids = torch.tensor([list(range(5, 17))])
+    drift = (q.denoiser.logits(ids) - plain.denoiser.logits(ids)).abs().max()
+    assert 0 < drift < 0.5  # int8, but the same model
+    for timings, want in (([2.0, 1.0], "int8"), ([1.0, 1.0], "none")):  # (float ms, int8 ms) of one layer
+        monkeypatch.setattr(loading, "_best_ms", lambda calls, repeats, t=list(timings): t)
+        auto = load_engine(dream_dir, quantize="auto")
+        assert auto.runtime["quantize"] == want and auto.runtime["chosen_by"] == "auto"
     with pytest.raises(ConfigError, match="own models only"):
-        load_engine(dream_dir, quantize="int8")
+        load_engine(dream_dir, compile="default")
 
 
 def test_family_on_a_diffucode_folder_is_a_one_line_error(tiny_model_dir):

@@ -250,7 +250,7 @@ def test_quantize_auto_keeps_int8_only_where_it_measures_faster(tiny_model_dir, 
     assert infill(real, "x = 1\n", [(4, 5)], InfillSettings(validate=False, length=3)).candidates
 
     fake = []  # best forward times in ms, as measured: the float model, then its int8 copy
-    monkeypatch.setattr(loading, "_best_ms", lambda dens, ids, pos, repeats: [fake.pop(0), fake.pop(0)])
+    monkeypatch.setattr(loading, "_best_ms", lambda calls, repeats: [fake.pop(0), fake.pop(0)])
     for times, want in (([10.0, 5.0], "int8"), ([10.0, 9.5], "none")):
         fake[:] = times
         eng = load_engine(tiny_model_dir, quantize="auto")

@@ -2,8 +2,15 @@
 
     dream.py            Dream-v0, Dream-Coder, DiffuCoder, DreamOn: Qwen2 weights, full attention, logits shifted by one
     llada.py            LLaDA 8B / 1.5: LLaMA layers (renamed weights), full attention, no shift
+    open_dcoder.py      Open-dCoder 0.5B: a plain Qwen2 checkpoint whose tokenizer has <M>; full attention, shifted
+    coda.py             CoDA 1.7B: Qwen3 weights, full attention, shifted
+    a2d.py              dLLM Tiny-A2D MDLM (Qwen2.5-Coder-0.5B, Qwen3-0.6B adapted): full attention, no shift
+    a2d_bd3lm.py        dLLM Tiny-A2D BD3LM: the same format, block diffusion; complete only
+    sdar.py             SDAR 1.7B-8B: Qwen3 weights, block diffusion; complete only
     diffusion_gemma.py  DiffusionGemma: transformers' own classes and generate; complete only
     hf.py               shared: lazy transformers import, dtype/device, memory estimate, tokenizer, denoiser
+    masked_qwen.py      shared by the Qwen-based families: config, weights into Qwen2/Qwen3ForCausalLM, specials
+    blockwise.py        a Qwen decoder run block-causally with an exact K/V cache (diffucode/blocks.py decodes)
 
 `load(folder, config, ...)` returns a `diffucode.engine.Engine`; the sampler and infill code never learn
 which family runs underneath. transformers is imported only when one of these models is loaded.
@@ -20,33 +27,61 @@ import torch
 from diffucode.devices import resolve_device
 from diffucode.errors import CheckpointError, ConfigError
 
-FAMILIES = ("dream", "llada", "diffusion_gemma")
+FAMILIES = ("dream", "llada", "open_dcoder", "coda", "a2d", "a2d_bd3lm", "sdar", "diffusion_gemma")
 
 # Names a user may pass to --family, and the config.json fields each family publishes.
 _ALIASES = {
     "dream": "dream", "diffucoder": "dream", "dream-coder": "dream", "dreamcoder": "dream", "dreamon": "dream",
     "llada": "llada",
+    "open_dcoder": "open_dcoder", "open-dcoder": "open_dcoder", "opendcoder": "open_dcoder",
+    "coda": "coda", "a2d": "a2d", "mdlm": "a2d", "a2d_mdlm": "a2d", "bd3lm": "a2d_bd3lm", "a2d_bd3lm": "a2d_bd3lm",
+    "sdar": "sdar",
     "diffusion_gemma": "diffusion_gemma", "diffusion-gemma": "diffusion_gemma", "diffusiongemma": "diffusion_gemma",
 }
-_MODEL_TYPES = {"dream": "dream", "llada": "llada", "diffusion_gemma": "diffusion_gemma"}
-_ARCHITECTURES = {"DreamModel": "dream", "LLaDAModelLM": "llada", "DiffusionGemmaForBlockDiffusion": "diffusion_gemma"}
+# A "qwen2" folder is taken for Open-dCoder, the one diffusion family saved as a plain Qwen2 checkpoint; its
+# loader refuses a tokenizer without Open-dCoder's mask token (an autoregressive Qwen2).
+_MODEL_TYPES = {"dream": "dream", "llada": "llada", "diffusion_gemma": "diffusion_gemma", "qwen2": "open_dcoder",
+                "coda": "coda", "a2d-qwen2": "a2d", "a2d-qwen3": "a2d", "sdar": "sdar"}
+_ARCHITECTURES = {"DreamModel": "dream", "LLaDAModelLM": "llada", "DiffusionGemmaForBlockDiffusion": "diffusion_gemma",
+                  "CoDALanguageModel": "coda", "SDARForCausalLM": "sdar", "A2DQwen2LMHeadModel": "a2d",
+                  "A2DQwen3LMHeadModel": "a2d"}
 
 # The authors' published sampling settings, as InfillSettings fields (`--preset NAME`). steps equal to
 # max_new_tokens means one token per forward (the sampler caps steps at the number of masks).
+# Dream, DiffuCoder and CoDA decode with Dream's diffusion_generate: schedule "linear", and top_k 50, which
+# transformers' generation defaults hand it unless the caller passes top_k (tests/test_parity.py replays it).
 FAMILY_PRESETS: dict[str, dict] = {
     # apple/ml-diffucoder README: max_new_tokens=256, steps=256 (TOKEN_PER_STEP=1), top_p=0.95, alg="entropy".
-    "diffucoder-base": {"steps": 256, "max_new_tokens": 256, "strategy": "entropy", "temperature": 0.2, "top_p": 0.95},
-    "diffucoder-instruct": {"steps": 256, "max_new_tokens": 256, "strategy": "entropy", "temperature": 0.4,
-                            "top_p": 0.95},  # also cpGRPO; the field notes report 0.3-0.4 for instruct
+    "diffucoder-base": {"steps": 256, "max_new_tokens": 256, "strategy": "entropy", "schedule": "linear",
+                        "temperature": 0.2, "top_p": 0.95, "top_k": 50},
+    "diffucoder-instruct": {"steps": 256, "max_new_tokens": 256, "strategy": "entropy", "schedule": "linear",
+                            "temperature": 0.4, "top_p": 0.95, "top_k": 50},  # also cpGRPO (0.3-0.4 for instruct)
     # Dream-Coder README quickstart: max_new_tokens=768, steps=768, temperature=0.1, top_p=0.95, alg="entropy".
-    "dream-coder": {"steps": 768, "max_new_tokens": 768, "strategy": "entropy", "temperature": 0.1, "top_p": 0.95},
+    "dream-coder": {"steps": 768, "max_new_tokens": 768, "strategy": "entropy", "schedule": "linear",
+                    "temperature": 0.1, "top_p": 0.95, "top_k": 50},
     # Dream-v0-Instruct README: max_new_tokens=512, steps=512, temperature=0.2, top_p=0.95, alg="entropy".
-    "dream-v0": {"steps": 512, "max_new_tokens": 512, "strategy": "entropy", "temperature": 0.2, "top_p": 0.95},
+    "dream-v0": {"steps": 512, "max_new_tokens": 512, "strategy": "entropy", "schedule": "linear",
+                 "temperature": 0.2, "top_p": 0.95, "top_k": 50},
     # LLaDA generate.py: low-confidence remasking, temperature 0, gen_length=steps=128; the instruct chat
     # example uses block_length=32 (semi-autoregressive blocks), the base default one block.
     "llada": {"steps": 128, "max_new_tokens": 128, "strategy": "confidence", "temperature": 0.0},
     "llada-instruct": {"steps": 128, "max_new_tokens": 128, "strategy": "confidence", "temperature": 0.0,
                        "block_length": 32},
+    # Open-dLLM's completion eval (eval/eval_completion): alg p2, steps 128, max_new_tokens 128, temperature 0.8,
+    # top_k 200; its infilling eval: p2, steps 64, temperature 0.6, top_p 0.95.
+    "open-dcoder": {"steps": 128, "max_new_tokens": 128, "schedule": "remask", "temperature": 0.8, "top_k": 200},
+    "open-dcoder-infill": {"steps": 64, "schedule": "remask", "temperature": 0.6, "top_p": 0.95},
+    # CoDA's lm_eval runs (evaluation/lm_eval): max_new_tokens 768, steps 768, temperature 0.1, top_p 0.9, entropy.
+    "coda": {"steps": 768, "max_new_tokens": 768, "strategy": "entropy", "schedule": "linear", "temperature": 0.1,
+             "top_p": 0.9},
+    # SDAR's evaluation (configs/eval_sdar_hf.py): greedy, blocks of the model's size (4), 4 steps per block of 4
+    # (one token per forward), static low-confidence; its speed mode commits every token above 0.9 ("sdar-fast").
+    "sdar": {"steps": 256, "max_new_tokens": 256, "temperature": 0.0},
+    "sdar-fast": {"steps": 256, "max_new_tokens": 256, "temperature": 0.0, "threshold": 0.9},
+    # dLLM's A2D evaluation commands (examples/a2d/README.md): max_new_tokens=256, steps=256, temperature 0,
+    # block_size 256 (one block) for MDLM and 32 (the model's block) for BD3LM; dLLM's rounded schedule.
+    "a2d-mdlm": {"steps": 256, "max_new_tokens": 256, "schedule": "rounded", "temperature": 0.0},
+    "a2d-bd3lm": {"steps": 256, "max_new_tokens": 256, "schedule": "rounded", "temperature": 0.0},
     # DiffusionGemma: its own sampler; only these fields map (generation_config.json sets the rest).
     "diffusion-gemma": {"max_new_tokens": 256},
 }
@@ -61,6 +96,10 @@ def default_preset(family: str, name: str = "") -> str:
         return "dream-coder" if "coder" in n else "dream-v0"
     if family == "llada":
         return "llada" if "base" in n else "llada-instruct"
+    if family in ("open_dcoder", "coda", "sdar"):
+        return family.replace("_", "-")
+    if family in ("a2d", "a2d_bd3lm"):
+        return "a2d-bd3lm" if family == "a2d_bd3lm" else "a2d-mdlm"
     return "diffusion-gemma"
 
 
@@ -70,23 +109,26 @@ def preset_settings(name: str, **given) -> dict:
         raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(FAMILY_PRESETS)}")
     # The authors decode without diffucode's threshold commits and K/V cache: a preset turns them off
     # unless given.
-    return {"threshold": None, "cache_refresh": None, **FAMILY_PRESETS[name],
+    return {"threshold": None, "cache_refresh": None, "schedule": "even", **FAMILY_PRESETS[name],
             **{k: v for k, v in given.items() if v is not None}}
 
 
-def detect_family(config: dict, override: str | None = None) -> str:
-    """The family of a checkpoint from its config.json (model_type, architectures), or `override`."""
+def detect_family(config: dict, override: str | None = None, name: str = "") -> str:
+    """The family of a checkpoint from its config.json (model_type, architectures), or `override`.
+    dLLM's A2D MDLM and BD3LM checkpoints share one format: `name` (hub id or folder) containing "bd3lm"
+    tells the block-diffusion one."""
     if override:
         fam = _ALIASES.get(override.strip().lower())
         if fam is None:
             raise ConfigError(f"unknown model family {override!r}; choose from {', '.join(FAMILIES)}")
         return fam
     mtype = str(config.get("model_type") or "").lower()
-    if mtype in _MODEL_TYPES:
-        return _MODEL_TYPES[mtype]
-    for arch in config.get("architectures") or []:
-        if arch in _ARCHITECTURES:
-            return _ARCHITECTURES[arch]
+    fam = _MODEL_TYPES.get(mtype) or next(
+        (_ARCHITECTURES[a] for a in config.get("architectures") or [] if a in _ARCHITECTURES), None)
+    if fam == "a2d" and "bd3lm" in f"{name} {config.get('_name_or_path', '')}".lower():
+        return "a2d_bd3lm"
+    if fam is not None:
+        return fam
     raise CheckpointError(
         f"model type {config.get('model_type')!r} (architectures {config.get('architectures')}) is not a known "
         f"masked-diffusion family ({', '.join(FAMILIES)}); pass --family if it is one of them"
@@ -120,7 +162,7 @@ def load(
 
     t0 = time.perf_counter()
     folder = Path(folder)
-    fam = detect_family(config, family)
+    fam = detect_family(config, family, f"{name or ''} {folder}")
     dev = resolve_device(device)
     dt = hf.pick_dtype(dev, dtype)
     need = hf.estimate_bytes(folder, dt)
@@ -170,7 +212,7 @@ def hub_models(cache_dir: str | Path | None = None) -> list[dict]:
         cfg_path = Path(rev.snapshot_path) / "config.json"
         try:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            fam = detect_family(cfg)
+            fam = detect_family(cfg, name=repo.repo_id)
         except (OSError, ValueError, CheckpointError):
             continue
         text = cfg.get("text_config") or cfg  # DiffusionGemma nests its sizes

@@ -61,19 +61,21 @@ class CanvasDenoiser:
         raise ConfigError(NOT_MASKED)
 
     @torch.inference_mode()
-    def continuation(self, prompt_ids: list[int], *, max_new_tokens: int, steps: int | None = None, seed: int = 0,
+    def continuation(self, prompt_ids: list[int], *, max_new_tokens: int, settings=None, seed: int = 0,
                      on_draft: Callable[[int, list[int]], None] | None = None) -> list[int]:
         """Token ids generated after `prompt_ids` by transformers' `generate`, cut before the first EOS/pad.
 
         Args:
             prompt_ids: the prompt, special tokens (bos) included.
             max_new_tokens: generated length cap (whole canvases are denoised, then cut).
-            steps: max denoising steps per canvas (None: the checkpoint's generation_config).
+            settings: InfillSettings; only `steps` applies (max denoising steps per canvas; None: the
+                checkpoint's generation_config).
             seed: seeds torch's global RNG inside a forked RNG state (generate takes no generator).
             on_draft: called after every denoising step with (step, argmax draft ids); raise to cancel.
         """
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         kwargs = {"max_new_tokens": max_new_tokens}
+        steps = settings.steps if settings is not None else None
         if steps is not None:
             kwargs["max_denoising_steps"] = int(steps)
         streamer = _DraftStreamer(on_draft) if on_draft is not None else None

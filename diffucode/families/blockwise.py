@@ -1,0 +1,97 @@
+"""A transformers decoder (Qwen2/Qwen3 classes) run block-causally, for the block-diffusion families.
+
+`BlockHFModel` implements diffucode.blocks.BlockModel over transformers' own model class with its
+causal flag off (hf.make_bidirectional): the prompt's complete blocks are prefilled in one forward
+under an explicit staircase mask; a block then attends to the cached blocks and to itself in full,
+which is the staircase again, so the cache is exact. It also stands in for the Denoiser protocol's
+fields, with `continuation` (diffucode/continuation.py) as its way to generate; `logits` refuses,
+since a block model never sees a suffix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from diffucode import blocks
+from diffucode.errors import ConfigError
+from diffucode.families import hf
+
+
+class BlockHFModel:
+    def __init__(self, model, *, block_length: int, align: str, schedule: str, mask_id: int, pad_id: int | None,
+                 eos_ids: Iterable[int], bos_id: int | None, vocab_size: int, forbidden_ids: Iterable[int],
+                 max_seq_len: int, refusal: str):
+        self.model = model
+        self.block_length = int(block_length)
+        self.align = align  # blocks.ALIGNS: where the family's blocks fall
+        self.schedule = schedule  # blocks.SCHEDULES: the family's own commit counts, used unless settings say
+        self.mask_id = mask_id
+        self.pad_id = pad_id
+        self.eos_ids = [int(e) for e in eos_ids]
+        self.eos_id = self.eos_ids[0] if self.eos_ids else None
+        self.bos_id = bos_id
+        self.vocab_size = vocab_size
+        self.forbidden_ids = frozenset(int(i) for i in forbidden_ids)
+        self.max_seq_len = max_seq_len
+        self.refusal = refusal
+        # Denoiser protocol fields: no approximate cache (the exact block cache is blocks.py's), no expand
+        self.cacheable = False
+        self.expand_id = self.delete_id = None
+        self.infill_frame = ((), ())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        raise ConfigError(self.refusal)
+
+    # -- blocks.BlockModel --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor, pad: int = 0):
+        cache = hf.transformers().DynamicCache()
+        n = ids.size(1)
+        if n:
+            blk = (torch.arange(n, device=ids.device) + pad) // self.block_length
+            staircase = (blk[:, None] >= blk[None, :])[None, None]  # (1, 1, n, n) bool: may attend
+            self.model.model(input_ids=ids, attention_mask=staircase, past_key_values=cache, use_cache=True)
+        return cache
+
+    @torch.inference_mode()
+    def block_logits(self, block: torch.Tensor, cache, start: int) -> torch.Tensor:
+        kept = cache.get_seq_length()
+        try:
+            hidden = self._forward(block, cache, start)
+        finally:
+            added = cache.get_seq_length() - kept
+            if added:
+                cache.crop(-added)  # the block's rows are not part of the context until it is finished
+        return self.model.lm_head(hidden)
+
+    @torch.inference_mode()
+    def append(self, block: torch.Tensor, cache, start: int) -> None:
+        self._forward(block, cache, start)
+
+    def _forward(self, block: torch.Tensor, cache, start: int) -> torch.Tensor:
+        if start + block.size(1) > self.max_seq_len:
+            raise ConfigError(f"{start + block.size(1)} tokens exceed the model's {self.max_seq_len}-token context")
+        pos = torch.arange(start, start + block.size(1), device=block.device)[None]
+        return self.model.model(input_ids=block, position_ids=pos, past_key_values=cache,
+                                use_cache=True).last_hidden_state
+
+    # -- continuation.complete_by_continuation ------------------------------------------------------------
+    def continuation(self, prompt_ids: list[int], *, max_new_tokens: int, settings, seed: int = 0,
+                     on_draft: Callable[[int, list[int]], None] | None = None) -> list[int]:
+        """The ids generated after `prompt_ids` with the settings' steps, threshold and sampling
+        (blocks.sample_blocks), cut before the first end of text."""
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        steps = blocks.steps_per_block(settings.steps or max(1, max_new_tokens // 2), max_new_tokens,
+                                      self.block_length)  # default: one forward per 2 tokens, as infill's
+        schedule = settings.schedule if settings.schedule in blocks.SCHEDULES else self.schedule
+        ids = blocks.sample_blocks(self, prompt_ids, max_new_tokens=max_new_tokens, steps=steps, schedule=schedule,
+                                   threshold=settings.threshold, temperature=settings.temperature,
+                                   top_k=settings.top_k, top_p=settings.top_p, stop_ids=self.eos_ids,
+                                   generator=gen, on_draft=on_draft)
+        return blocks.until_stop(ids, self.eos_ids, self.mask_id, max_new_tokens)
