@@ -19,6 +19,9 @@ import torch
 from diffucode.errors import CheckpointError, ConfigError
 
 MIN_TRANSFORMERS = (5, 0)
+# transformers >= 5.2x renames the cache argument (`cache`); the old name, which every 5.x accepts, warns on
+# every forward. Not the user's business: silence that one message.
+warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 INSTALL_HINT = 'pip install "diffucode[hf]"  (transformers>=5.23, huggingface_hub)'
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
