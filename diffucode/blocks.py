@@ -93,8 +93,9 @@ def rounded_counts(n: int, steps: int) -> list[int]:
 def steps_per_block(steps: int, max_new_tokens: int, block_length: int) -> int:
     """The forwards one block gets when a job has `steps` forwards for `max_new_tokens` tokens: the
     same tokens-per-forward ratio, at least one and at most one per token of the block."""
-    per = math.ceil(block_length * steps / max(1, max_new_tokens))
-    return max(1, min(block_length, per))
+    block = max(1, min(block_length, max_new_tokens))  # a job shorter than a block decodes part of one
+    per = math.ceil(block * steps / max(1, max_new_tokens))
+    return max(1, min(block, per))
 
 
 def sample_blocks(model: BlockModel, prompt: Sequence[int], *, max_new_tokens: int, steps: int,

@@ -56,7 +56,8 @@ class BlockHFModel:
         if n:
             blk = (torch.arange(n, device=ids.device) + pad) // self.block_length
             staircase = (blk[:, None] >= blk[None, :])[None, None]  # (1, 1, n, n) bool: may attend
-            self.model.model(input_ids=ids, attention_mask=staircase, past_key_values=cache, use_cache=True)
+            self.model.model(input_ids=ids, attention_mask=staircase, use_cache=True,
+                             **hf.with_cache(self.model.model, cache))
         return cache
 
     @torch.inference_mode()
@@ -78,8 +79,8 @@ class BlockHFModel:
         if start + block.size(1) > self.max_seq_len:
             raise ConfigError(f"{start + block.size(1)} tokens exceed the model's {self.max_seq_len}-token context")
         pos = torch.arange(start, start + block.size(1), device=block.device)[None]
-        return self.model.model(input_ids=block, position_ids=pos, past_key_values=cache,
-                                use_cache=True).last_hidden_state
+        return self.model.model(input_ids=block, position_ids=pos, use_cache=True,
+                                **hf.with_cache(self.model.model, cache)).last_hidden_state
 
     # -- continuation.complete_by_continuation ------------------------------------------------------------
     def continuation(self, prompt_ids: list[int], *, max_new_tokens: int, settings, seed: int = 0,

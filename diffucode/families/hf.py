@@ -7,6 +7,8 @@ missing or too old install into one CheckpointError line that says what to insta
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import re
@@ -19,9 +21,7 @@ import torch
 from diffucode.errors import CheckpointError, ConfigError
 
 MIN_TRANSFORMERS = (5, 0)
-# transformers >= 5.2x renames the cache argument (`cache`); the old name, which every 5.x accepts, warns on
-# every forward. Not the user's business: silence that one message.
-warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
+
 INSTALL_HINT = 'pip install "diffucode[hf]"  (transformers>=5.23, huggingface_hub)'
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
@@ -38,6 +38,17 @@ def transformers(min_version: tuple[int, ...] = MIN_TRANSFORMERS):
         need = ".".join(map(str, min_version))
         raise CheckpointError(f"this model needs transformers>={need}, found {tf.__version__}: {INSTALL_HINT}")
     return tf
+
+
+@functools.cache
+def _cache_keyword(forward) -> str:
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def with_cache(trunk, cache) -> dict:
+    """The keyword argument passing a K/V cache to a transformers model's forward: `cache` in newer
+    transformers 5.x, `past_key_values` before (the old name still works there, with a warning each call)."""
+    return {_cache_keyword(type(trunk).forward): cache}
 
 
 @contextlib.contextmanager
@@ -299,8 +310,9 @@ class HFDenoiser:
         keys and values and the last hidden states."""
         if ids.size(1) > self.max_seq_len:
             raise ConfigError(f"{ids.size(1)} tokens exceed the model's {self.max_seq_len}-token context")
-        out = self.model.model(input_ids=ids, use_cache=True)
-        cache = _KVCache(out.past_key_values, out.last_hidden_state)
+        full = transformers().DynamicCache()
+        out = self.model.model(input_ids=ids, use_cache=True, **with_cache(self.model.model, full))
+        cache = _KVCache(full, out.last_hidden_state)
         return self._head(out.last_hidden_state, positions, ids), cache
 
     @torch.no_grad()
@@ -314,7 +326,8 @@ class HFDenoiser:
         active = active.expand(ids.size(0), -1)
         context = cache.context(active)
         try:
-            out = self.model.model(input_ids=ids.gather(1, active), position_ids=active, past_key_values=context,
+            out = self.model.model(input_ids=ids.gather(1, active), position_ids=active,
+                                   **with_cache(self.model.model, context),
                                    use_cache=True)
         finally:
             context.crop(-active.size(1))  # drop the active rows it appended: the context stays as prefilled

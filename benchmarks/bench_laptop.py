@@ -1,0 +1,176 @@
+"""CPU speed of the laptop-class families at their real 0.5 B shape (random weights), measured in one run.
+
+    python benchmarks/bench_laptop.py                  # Qwen2.5-0.5B shape, 5 holes per row
+    python benchmarks/bench_laptop.py --holes 3 --context 256 --shape tiny   # a quick check
+
+The model is Qwen2.5-0.5B's shape (24 layers, width 896, 14 heads, 2 K/V heads, FFN 4864, vocabulary
+151,936, tied embeddings) with random weights, saved once in two on-disk formats in a temporary folder
+by a child process (so building it does not count in this process's peak memory):
+
+* Open-dCoder (full attention, logits shifted): single-line and 3-line infill;
+* dLLM's A2D BD3LM (blocks of 32): completion of one line and of three.
+
+Each row decodes the same holes with the exact decoder (the authors' settings: one token per forward,
+no threshold, no K/V cache, float32) and with diffucode's default fast path (InfillSettings(): commits
+above 0.9 confidence, one forward per 2 tokens at most, the approximate K/V cache refreshed every 4
+steps for full attention, the exact block cache for block models, int8 linear layers when they measure
+faster on this CPU), and prints p50/p95 latency, their ratio, and the process's peak RSS. Random
+weights are honest about time per forward, not about how many tokens a confident model commits per
+forward (the threshold rarely fires on them): the fast path's real-model gain is larger.
+The holes come from HumanEval-SingleLine/MultiLineInfilling when ../shared/data has them, else from
+diffucode's own code; the context is cut to --context tokens around each hole for both rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from diffucode import families
+from diffucode.infill import InfillSettings, complete, infill
+from diffucode.loading import load_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "human-eval-infilling"
+SHAPES = {  # Qwen2.5-0.5B (config.json of Qwen/Qwen2.5-0.5B) and a small one for a quick check
+    "0.5B": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                 intermediate_size=4864, vocab_size=151936),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=128, vocab_size=4096),
+}
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<M>", "<|mask|>"]
+
+
+# -- the checkpoints (child process) ---------------------------------------------------------------------
+def build(folder: Path, shape: str) -> None:
+    """Two folders under `folder`: open-dcoder-0.5B (qwen2 + <M>) and Qwen2.5-Coder-0.5B-...-bd3lm (a2d-qwen2)."""
+    import transformers as tf
+    from safetensors.torch import save_file
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from diffucode.testing import stdlib_sample_texts
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(stdlib_sample_texts(), trainer=trainers.BpeTrainer(
+        vocab_size=2000, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
+    cfg = dict(SHAPES[shape], max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+               hidden_act="silu", tie_word_embeddings=True, torch_dtype="float32")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        state = {k: v.contiguous() for k, v in tf.Qwen2ForCausalLM(tf.Qwen2Config(**cfg)).state_dict().items()
+                 if k != "lm_head.weight"}
+    formats = {"open-dcoder-0.5B": ({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}, "<M>"),
+               "Qwen2.5-Coder-0.5B-Instruct-diffusion-bd3lm-v0.1": (
+                   {"model_type": "a2d-qwen2", "architectures": ["A2DQwen2LMHeadModel"]}, "<|mask|>")}
+    for name, (keys, mask) in formats.items():
+        out = folder / name
+        out.mkdir(parents=True)
+        tok.save(str(out / "tokenizer.json"))
+        (out / "tokenizer_config.json").write_text(json.dumps({
+            "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>", "mask_token": mask}))
+        (out / "config.json").write_text(json.dumps({**cfg, **keys}))
+        save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+# -- measuring -------------------------------------------------------------------------------------------
+def holes(n: int, lines: int) -> list[tuple[str, int, int]]:
+    """(source, start, end) of `n` holes of `lines` lines."""
+    path = DATA / ("HumanEval-SingleLineInfilling.jsonl.gz" if lines == 1 else "HumanEval-MultiLineInfilling.jsonl.gz")
+    if path.is_file():
+        with gzip.open(path, "rt") as f:
+            rows = [r for r in map(json.loads, f) if r["canonical_solution"].count("\n") == lines]
+        picked = rows[:: max(1, len(rows) // n)][:n]
+        return [(r["prompt"] + r["canonical_solution"] + r["suffix"], len(r["prompt"]),
+                 len(r["prompt"]) + len(r["canonical_solution"])) for r in picked]
+    text = (ROOT / "diffucode" / "sampler.py").read_text()
+    starts = [i + 1 for i, c in enumerate(text) if c == "\n"]
+    return [(text, a, b) for a, b in list(zip(starts, starts[lines:]))[40 : 40 + n]]
+
+
+def run(job, engine, cases, settings: InfillSettings) -> list[float]:
+    """Latency (s) of each case, after one warm-up."""
+    job(engine, cases[0], settings)
+    out = []
+    for case in cases:
+        t = time.perf_counter()
+        job(engine, case, settings)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def fill(engine, case, settings):
+    src, s, e = case
+    return infill(engine, src, [(s, e)], settings)
+
+
+def cont(engine, case, settings):
+    src, s, _ = case
+    return complete(engine, src, s, settings)
+
+
+def row(label: str, exact: list[float], fast: list[float]) -> str:
+    p = statistics.median
+    p95 = (lambda xs: sorted(xs)[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))])
+    return (f"| {label} | {p(exact):.2f} / {p95(exact):.2f} | {p(fast):.2f} / {p95(fast):.2f} | "
+            f"{p(exact) / p(fast):.2f}× |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", choices=list(SHAPES), default="0.5B")
+    ap.add_argument("--holes", type=int, default=5, help="holes per row")
+    ap.add_argument("--context", type=int, default=384, help="tokens of code the model sees around each hole")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # child process: write the folders and exit
+    args = ap.parse_args()
+    if args.build:
+        return build(args.build, args.shape)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--shape", args.shape, "--build", tmp], check=True)
+        print(f"# bench_laptop: random-weight Qwen2.5-0.5B shape ({args.shape}), {args.threads} threads, "
+              f"{args.holes} holes per row, context {args.context} tokens; built in {time.perf_counter() - t0:.0f} s\n")
+        measure(Path(tmp), args)
+
+
+def measure(tmp: Path, args) -> None:
+    common = dict(validate=False, context="none", context_tokens=args.context)
+    print("| job | exact decoder p50 / p95 (s) | default fast path p50 / p95 (s) | speed-up (p50) |")
+    print("|---|---:|---:|---:|")
+    for name, job, preset, label in (("open-dcoder-0.5B", fill, "open-dcoder", "infill"),
+                                     ("Qwen2.5-Coder-0.5B-Instruct-diffusion-bd3lm-v0.1", cont, "a2d-bd3lm",
+                                      "complete")):
+        exact_engine = load_engine(tmp / name)
+        fast_engine = load_engine(tmp / name, quantize="auto")
+        quant = fast_engine.runtime
+        for lines in (1, 3):
+            cases = holes(args.holes, lines)
+            budget = 16 * lines
+            exact = InfillSettings(**{**families.preset_settings(preset), "temperature": 0.0, "top_k": None,
+                                      "max_new_tokens": budget, "steps": budget, "length": budget
+                                      if job is fill else None, **common})
+            fast = InfillSettings(max_new_tokens=budget, length=budget if job is fill else None, **common)
+            print(row(f"{'Open-dCoder' if job is fill else 'BD3LM'} {label}, {lines} line(s), {budget} tokens",
+                      run(job, exact_engine, cases, exact), run(job, fast_engine, cases, fast)), flush=True)
+        print(f"\n{name}: fast path quantization {quant}\n")
+        del exact_engine, fast_engine
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    print(f"peak RSS of this process (both engines of one family loaded at a time): {peak:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
