@@ -1,6 +1,6 @@
 """CPU speed of the laptop-class families at their real 0.5 B shape (random weights), measured in one run.
 
-    python benchmarks/bench_laptop.py                  # Qwen2.5-0.5B shape, 5 holes per row
+    python benchmarks/bench_laptop.py                  # Qwen2.5-0.5B shape, 3 holes per row
     python benchmarks/bench_laptop.py --holes 3 --context 256 --shape tiny   # a quick check
 
 The model is Qwen2.5-0.5B's shape (24 layers, width 896, 14 heads, 2 K/V heads, FFN 4864, vocabulary
@@ -14,7 +14,8 @@ Each row decodes the same holes with the exact decoder (the authors' settings: o
 no threshold, no K/V cache, float32) and with diffucode's default fast path (InfillSettings(): commits
 above 0.9 confidence, one forward per 2 tokens at most, the approximate K/V cache refreshed every 4
 steps for full attention, the exact block cache for block models, int8 linear layers when they measure
-faster on this CPU), and prints p50/p95 latency, their ratio, and the process's peak RSS. Random
+faster on this CPU), and prints p50/p95 latency, their ratio, and each path's peak RSS (every path
+runs in a process of its own, one engine loaded). Random
 weights are honest about time per forward, not about how many tokens a confident model commits per
 forward (the threshold rarely fires on them): the fast path's real-model gain is larger.
 The holes come from HumanEval-SingleLine/MultiLineInfilling when ../shared/data has them, else from
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -100,17 +102,6 @@ def holes(n: int, lines: int) -> list[tuple[str, int, int]]:
     return [(text, a, b) for a, b in list(zip(starts, starts[lines:]))[40 : 40 + n]]
 
 
-def run(job, engine, cases, settings: InfillSettings) -> list[float]:
-    """Latency (s) of each case, after one warm-up."""
-    job(engine, cases[0], settings)
-    out = []
-    for case in cases:
-        t = time.perf_counter()
-        job(engine, case, settings)
-        out.append(time.perf_counter() - t)
-    return out
-
-
 def fill(engine, case, settings):
     src, s, e = case
     return infill(engine, src, [(s, e)], settings)
@@ -121,55 +112,86 @@ def cont(engine, case, settings):
     return complete(engine, src, s, settings)
 
 
-def row(label: str, exact: list[float], fast: list[float]) -> str:
-    p = statistics.median
-    p95 = (lambda xs: sorted(xs)[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))])
-    return (f"| {label} | {p(exact):.2f} / {p95(exact):.2f} | {p(fast):.2f} / {p95(fast):.2f} | "
-            f"{p(exact) / p(fast):.2f}× |")
+JOBS = {  # folder -> (job, preset, label)
+    "open-dcoder-0.5B": (fill, "open-dcoder", "Open-dCoder infill"),
+    "Qwen2.5-Coder-0.5B-Instruct-diffusion-bd3lm-v0.1": (cont, "a2d-bd3lm", "BD3LM complete"),
+}
+
+
+def settings_for(path: str, preset: str, lines: int, context: int, fill_job: bool) -> InfillSettings:
+    budget = 16 * lines
+    common = dict(validate=False, context="none", context_tokens=context, max_new_tokens=budget,
+                  length=budget if fill_job else None)
+    if path == "fast":
+        return InfillSettings(**common)
+    return InfillSettings(**{**families.preset_settings(preset), "temperature": 0.0, "top_k": None, "steps": budget,
+                             **common})
+
+
+def child(folder: Path, path: str, args) -> None:
+    """One engine, one decoding path: latencies of every hole (s) and this process's peak RSS, as JSON."""
+    job, preset, _ = JOBS[folder.name]
+    engine = load_engine(folder, quantize="auto" if path == "fast" else None)
+    out = {"runtime": engine.runtime, "rows": {}}
+    for lines in (1, 3):
+        cases = holes(args.holes, lines)
+        settings = settings_for(path, preset, lines, args.context, job is fill)
+        job(engine, cases[0], replace(settings, max_new_tokens=4, length=4 if job is fill else None,
+                                      steps=2))  # warm-up
+        lat = []
+        for case in cases:
+            t = time.perf_counter()
+            job(engine, case, settings)
+            lat.append(time.perf_counter() - t)
+        out["rows"][lines] = lat
+    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    print(json.dumps(out))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=list(SHAPES), default="0.5B")
-    ap.add_argument("--holes", type=int, default=5, help="holes per row")
-    ap.add_argument("--context", type=int, default=384, help="tokens of code the model sees around each hole")
+    ap.add_argument("--holes", type=int, default=3, help="holes per row")
+    ap.add_argument("--context", type=int, default=256, help="tokens of code the model sees around each hole")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # child process: write the folders and exit
+    ap.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # child: write the folders and exit
+    ap.add_argument("--child", nargs=2, metavar=("FOLDER", "PATH"), help=argparse.SUPPRESS)  # child: measure
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if args.build:
         return build(args.build, args.shape)
-    torch.set_num_threads(args.threads)
+    if args.child:
+        return child(Path(args.child[0]), args.child[1], args)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--shape", args.shape, "--build", tmp], check=True)
-        print(f"# bench_laptop: random-weight Qwen2.5-0.5B shape ({args.shape}), {args.threads} threads, "
-              f"{args.holes} holes per row, context {args.context} tokens; built in {time.perf_counter() - t0:.0f} s\n")
+        print(f"# bench_laptop: random-weight {args.shape} Qwen2.5 shape, {args.threads} threads, {args.holes} holes "
+              f"per row, context {args.context} tokens; built in {time.perf_counter() - t0:.0f} s\n", flush=True)
         measure(Path(tmp), args)
 
 
 def measure(tmp: Path, args) -> None:
-    common = dict(validate=False, context="none", context_tokens=args.context)
-    print("| job | exact decoder p50 / p95 (s) | default fast path p50 / p95 (s) | speed-up (p50) |")
-    print("|---|---:|---:|---:|")
-    for name, job, preset, label in (("open-dcoder-0.5B", fill, "open-dcoder", "infill"),
-                                     ("Qwen2.5-Coder-0.5B-Instruct-diffusion-bd3lm-v0.1", cont, "a2d-bd3lm",
-                                      "complete")):
-        exact_engine = load_engine(tmp / name)
-        fast_engine = load_engine(tmp / name, quantize="auto")
-        quant = fast_engine.runtime
-        for lines in (1, 3):
-            cases = holes(args.holes, lines)
-            budget = 16 * lines
-            exact = InfillSettings(**{**families.preset_settings(preset), "temperature": 0.0, "top_k": None,
-                                      "max_new_tokens": budget, "steps": budget, "length": budget
-                                      if job is fill else None, **common})
-            fast = InfillSettings(max_new_tokens=budget, length=budget if job is fill else None, **common)
-            print(row(f"{'Open-dCoder' if job is fill else 'BD3LM'} {label}, {lines} line(s), {budget} tokens",
-                      run(job, exact_engine, cases, exact), run(job, fast_engine, cases, fast)), flush=True)
-        print(f"\n{name}: fast path quantization {quant}\n")
-        del exact_engine, fast_engine
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    print(f"peak RSS of this process (both engines of one family loaded at a time): {peak:.2f} GiB")
+    """Each (model, path) in a child process of its own, so each peak RSS is that path's alone."""
+    p50 = statistics.median
+    p95 = (lambda xs: sorted(xs)[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))])
+    print("| job | exact decoder p50 / p95 (s) | default fast path p50 / p95 (s) | speed-up (p50) "
+          "| peak RSS exact / fast (GiB) |")
+    print("|---|---:|---:|---:|---:|", flush=True)
+    notes = []
+    for name, (_, _, label) in JOBS.items():
+        res = {}
+        for path in ("exact", "fast"):
+            cmd = [sys.executable, __file__, "--holes", str(args.holes), "--context", str(args.context),
+                   "--threads", str(args.threads), "--child", str(tmp / name), path]
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            res[path] = json.loads(done.stdout.splitlines()[-1])
+        for lines in ("1", "3"):
+            ex, fa = res["exact"]["rows"][lines], res["fast"]["rows"][lines]
+            print(f"| {label}, {lines} line(s), {16 * int(lines)} tokens | {p50(ex):.2f} / {p95(ex):.2f} | "
+                  f"{p50(fa):.2f} / {p95(fa):.2f} | {p50(ex) / p50(fa):.2f}× | "
+                  f"{res['exact']['peak_rss_gib']:.2f} / {res['fast']['peak_rss_gib']:.2f} |", flush=True)
+        notes.append(f"{label}: fast path load choice {res['fast']['runtime']}")
+    print("\n" + "\n".join(notes))
 
 
 if __name__ == "__main__":

@@ -56,9 +56,10 @@ class BlockModel(Protocol):
         came first (token i is in block (i + pad) // block_length); positions count from 0 at ids[0]."""
         ...
 
-    def block_logits(self, block: torch.Tensor, cache: Any, start: int) -> torch.Tensor:
-        """(1, L, V) logits of `block` (1, L) at positions start.. start+L-1, attending to the cache and to
-        the whole block; the cache is left as it was."""
+    def block_logits(self, block: torch.Tensor, cache: Any, start: int,
+                     rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(1, R, V) logits of `block` (1, L) at positions start.. start+L-1 (only its `rows`, when given),
+        attending to the cache and to the whole block; the cache is left as it was."""
         ...
 
     def append(self, block: torch.Tensor, cache: Any, start: int) -> None:
@@ -135,12 +136,14 @@ def sample_blocks(model: BlockModel, prompt: Sequence[int], *, max_new_tokens: i
         n = int((block == model.mask_id).sum())
         counts = transfer_counts(block.size(1), steps) if schedule == "even" else rounded_counts(n, steps)
         for k in counts:
-            logits = model.block_logits(block, cache, start).to(torch.float32, copy=True)
+            rows = (block[0] == model.mask_id).nonzero()[:, 0]  # logits only where a mask is left
+            logits = model.block_logits(block, cache, start, rows).to(torch.float32, copy=True)  # (1, M, V)
             forwards += 1
             suppress_(logits, banned, model.vocab_size)
             x0, conf = choose_tokens(logits, "confidence", temperature, top_k, top_p, generator, entropy=False)[:2]
-            commit = _choose(torch.where(block == model.mask_id, conf, NEG_INF), k, threshold)
-            block[commit] = x0[commit]
+            full = torch.full(block.shape, NEG_INF, device=dev).index_copy(1, rows, conf)
+            commit = _choose(full, k, threshold)
+            block[commit] = block.index_copy(1, rows, x0)[commit]
             if on_draft is not None:
                 on_draft(forwards, seq[0, P:start + L].tolist())
             if not (block == model.mask_id).any():

@@ -523,8 +523,19 @@ def cmd_models(args) -> int:
             print(f"{r['name']:<12} {r['size_bytes'] / 2**20:6.1f} MiB  {known['dtype']!s:<8} d={known['d_model']} "
                   f"layers={known['n_layers']} context={known['context']}  {r['path']}"
                   + ("  (interim: trained on a CPU; see its README.md)" if r.get("interim") else ""))
+    _print_known()
     print("other models: pass --model FOLDER (a diffucode model folder) or a hub id", file=sys.stderr)
     return EXIT_OK
+
+
+def _print_known() -> None:
+    """The public checkpoints diffucode knows (families.KNOWN_MODELS) and every preset, for `diffucode models`."""
+    from diffucode.families import FAMILY_PRESETS, KNOWN_MODELS
+
+    print("\nknown public checkpoints (pass the hub id, or its downloaded folder, to --model; docs/models.md):")
+    for m in KNOWN_MODELS:
+        print(f"  {m['hub']:<58} {m['family']:<15} {m['params']:<17} {m['jobs']:<26} --preset {m['preset']}")
+    print(f"presets: {', '.join(FAMILY_PRESETS)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,6 +87,36 @@ FAMILY_PRESETS: dict[str, dict] = {
 }
 
 
+# The checkpoints each family was built and tested for (`diffucode models` lists them): hub id, family, size,
+# the jobs it does, its preset, and the quality its authors report (HumanEval / MBPP pass@1, their settings).
+KNOWN_MODELS: tuple[dict, ...] = (
+    dict(hub="fredzzp/open-dcoder-0.5B", family="open_dcoder", params="0.5 B", jobs="infill, rewrite, complete",
+         preset="open-dcoder", reported="HumanEval 20.8, MBPP 16.7 (Open-dLLM README)"),
+    dict(hub="dllm-hub/Qwen2.5-Coder-0.5B-Instruct-diffusion-mdlm-v0.1", family="a2d", params="0.5 B",
+         jobs="infill, rewrite, complete", preset="a2d-mdlm",
+         reported="HumanEval 28.1, MBPP 23.0 (dLLM, examples/a2d)"),
+    dict(hub="dllm-hub/Qwen2.5-Coder-0.5B-Instruct-diffusion-bd3lm-v0.1", family="a2d_bd3lm", params="0.5 B",
+         jobs="complete", preset="a2d-bd3lm", reported="HumanEval 39.0, MBPP 33.2 (dLLM, examples/a2d)"),
+    dict(hub="dllm-hub/Qwen3-0.6B-diffusion-mdlm-v0.1", family="a2d", params="0.6 B",
+         jobs="infill, rewrite, complete", preset="a2d-mdlm",
+         reported="HumanEval 30.5, MBPP 29.2 (dLLM, examples/a2d)"),
+    dict(hub="dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1", family="a2d_bd3lm", params="0.6 B", jobs="complete",
+         preset="a2d-bd3lm", reported="HumanEval 46.3, MBPP 38.2 (dLLM paper, arXiv 2602.22661)"),
+    dict(hub="Salesforce/CoDA-v0-Instruct", family="coda", params="1.7 B", jobs="infill, rewrite, complete",
+         preset="coda", reported="HumanEval 54.3, MBPP 47.2 (CoDA README)"),
+    dict(hub="JetLM/SDAR-1.7B-Chat", family="sdar", params="1.7 B", jobs="complete", preset="sdar",
+         reported="HumanEval 61.6, MBPP 61.1 (SDAR README)"),
+    dict(hub="apple/DiffuCoder-7B-cpGRPO", family="dream", params="7.6 B", jobs="infill, rewrite, complete",
+         preset="diffucoder-instruct", reported="HumanEval 73.2, MBPP 78.6 (DiffuCoder paper)"),
+    dict(hub="Dream-org/Dream-Coder-v0-Instruct-7B", family="dream", params="7.6 B", jobs="infill, rewrite, complete",
+         preset="dream-coder", reported="HumanEval 82.9, MBPP 79.6 (Dream-Coder README)"),
+    dict(hub="GSAI-ML/LLaDA-8B-Instruct", family="llada", params="8 B", jobs="infill, rewrite, complete",
+         preset="llada-instruct", reported="HumanEval 49.4 (LLaDA paper)"),
+    dict(hub="google/diffusiongemma-26B-A4B-it", family="diffusion_gemma", params="26 B (4 B active)",
+         jobs="complete", preset="diffusion-gemma", reported="—"),
+)
+
+
 def default_preset(family: str, name: str = "") -> str:
     """The preset matching a checkpoint's family and name (e.g. "...DiffuCoder-7B-Instruct")."""
     n = name.lower()

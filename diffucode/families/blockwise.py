@@ -34,7 +34,10 @@ class BlockHFModel:
         self.bos_id = bos_id
         self.vocab_size = vocab_size
         self.forbidden_ids = frozenset(int(i) for i in forbidden_ids)
-        self.max_seq_len = max_seq_len
+        self._limit = max_seq_len  # the positions the model may use
+        # What a prompt plus its continuation may take: blocks counted from 0 end on a block boundary, so
+        # up to block_length - 1 positions past the continuation are decoded too.
+        self.max_seq_len = max_seq_len - (self.block_length - 1 if align == "start" else 0)
         self.refusal = refusal
         # Denoiser protocol fields: no approximate cache (the exact block cache is blocks.py's), no expand
         self.cacheable = False
@@ -61,7 +64,7 @@ class BlockHFModel:
         return cache
 
     @torch.inference_mode()
-    def block_logits(self, block: torch.Tensor, cache, start: int) -> torch.Tensor:
+    def block_logits(self, block: torch.Tensor, cache, start: int, rows: torch.Tensor | None = None) -> torch.Tensor:
         kept = cache.get_seq_length()
         try:
             hidden = self._forward(block, cache, start)
@@ -69,15 +72,15 @@ class BlockHFModel:
             added = cache.get_seq_length() - kept
             if added:
                 cache.crop(-added)  # the block's rows are not part of the context until it is finished
-        return self.model.lm_head(hidden)
+        return self.model.lm_head(hidden if rows is None else hidden[:, rows])
 
     @torch.inference_mode()
     def append(self, block: torch.Tensor, cache, start: int) -> None:
         self._forward(block, cache, start)
 
     def _forward(self, block: torch.Tensor, cache, start: int) -> torch.Tensor:
-        if start + block.size(1) > self.max_seq_len:
-            raise ConfigError(f"{start + block.size(1)} tokens exceed the model's {self.max_seq_len}-token context")
+        if start + block.size(1) > self._limit:
+            raise ConfigError(f"{start + block.size(1)} tokens exceed the model's {self._limit}-token context")
         pos = torch.arange(start, start + block.size(1), device=block.device)[None]
         return self.model.model(input_ids=block, position_ids=pos, use_cache=True,
                                 **hf.with_cache(self.model.model, cache)).last_hidden_state

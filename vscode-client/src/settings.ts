@@ -19,6 +19,7 @@ export const SERVER_KEYS = [
   "maxFileChars",
   "steps",
   "strategy",
+  "schedule",
   "temperature",
   "topK",
   "topP",
