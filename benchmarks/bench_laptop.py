@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -154,6 +155,7 @@ def main() -> None:
     ap.add_argument("--holes", type=int, default=3, help="holes per row")
     ap.add_argument("--context", type=int, default=256, help="tokens of code the model sees around each hole")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--paths", default="exact,fast", help="decoding paths to measure (exact,fast; ratios need both)")
     ap.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # child: write the folders and exit
     ap.add_argument("--child", nargs=2, metavar=("FOLDER", "PATH"), help=argparse.SUPPRESS)  # child: measure
     args = ap.parse_args()
@@ -179,8 +181,9 @@ def measure(tmp: Path, args) -> None:
     print("|---|---:|---:|---:|---:|", flush=True)
     notes = []
     for name, (_, _, label) in JOBS.items():
-        res = {}
-        for path in ("exact", "fast"):
+        res = {p: {"rows": {"1": [math.nan], "3": [math.nan]}, "peak_rss_gib": math.nan, "runtime": None}
+               for p in ("exact", "fast")}
+        for path in args.paths.split(","):
             cmd = [sys.executable, __file__, "--holes", str(args.holes), "--context", str(args.context),
                    "--threads", str(args.threads), "--child", str(tmp / name), path]
             done = subprocess.run(cmd, check=True, capture_output=True, text=True)

@@ -91,11 +91,16 @@ def rounded_counts(n: int, steps: int) -> list[int]:
     return counts
 
 
-def steps_per_block(steps: int, max_new_tokens: int, block_length: int) -> int:
-    """The forwards one block gets when a job has `steps` forwards for `max_new_tokens` tokens: the
-    same tokens-per-forward ratio, at least one and at most one per token of the block."""
+def steps_per_block(steps: int, max_new_tokens: int, block_length: int, align: str = "start") -> int:
+    """The forwards one block gets when a job has `steps` forwards for `max_new_tokens` tokens, at least
+    one and at most one per token of the block: "prompt_end" splits the steps over the blocks the job
+    needs (dLLM's BD3LM: ceil(steps / ceil(max_new_tokens / block_length))); "start" keeps the job's
+    tokens-per-forward ratio (SDAR counts its steps per block)."""
     block = max(1, min(block_length, max_new_tokens))  # a job shorter than a block decodes part of one
-    per = math.ceil(block * steps / max(1, max_new_tokens))
+    if align == "prompt_end":
+        per = math.ceil(steps / math.ceil(max(1, max_new_tokens) / block_length))
+    else:
+        per = math.ceil(block * steps / max(1, max_new_tokens))
     return max(1, min(block, per))
 
 

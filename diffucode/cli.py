@@ -157,8 +157,8 @@ def _add_settings_flags(p: argparse.ArgumentParser) -> None:
     m.add_argument("--model", default=None, help="model folder or hub id (default: the embedded model)")
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, or auto (default: cpu)")
     m.add_argument("--quantize", default=None, choices=["none", "int8", "auto"],
-                   help="int8: dynamic int8 linear layers for diffucode's own models on CPU; auto: int8 where "
-                        "it measures faster on this CPU when the model loads (default: none)")
+                   help="int8: dynamic int8 linear layers on the CPU (float32 weights); auto: int8 where it "
+                        "measures faster on this CPU when the model loads (default: none)")
     add_checkpoint_flags(m)
 
 
@@ -168,7 +168,8 @@ def add_checkpoint_flags(g) -> None:
                    help="weights' dtype in memory (default: fp32 for diffucode's own models; public checkpoints "
                         "bf16 on CUDA, fp16 on MPS, fp32 on CPU)")
     g.add_argument("--family", default=None,
-                   help="model family when config.json does not say: dream, llada, diffusion_gemma")
+                   help="model family when config.json does not say: dream, llada, open_dcoder, coda, a2d (mdlm), "
+                        "a2d_bd3lm (bd3lm), sdar, diffusion_gemma")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="run the checkpoint's own Python modelling code (executes downloaded code)")
     g.add_argument("--preset", default=None,

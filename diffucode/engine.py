@@ -33,7 +33,7 @@ class Engine:
     # Declared capability: the family's own `complete` (a model that only continues a prefix, DiffusionGemma),
     # called by infill.complete instead of filling a hole; None: fill the hole at the cursor.
     complete: Callable[..., Any] | None = None
-    # Declared capability: the jobs ("infill", "rewrite") this model cannot do, each with the one-line
+    # Declared capability: the jobs ("infill", "rewrite", "instruct") this model cannot do, each with the one-line
     # reason the user sees (a block-causal model never sees a suffix); empty: it does every job.
     refuses: dict[str, str] = field(default_factory=dict)
 

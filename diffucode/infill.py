@@ -494,7 +494,7 @@ def sample_layout(engine, ids, settings, on_step, should_stop, layout, hole_lens
         ids,
         steps=steps,
         strategy=settings.strategy,
-        schedule=settings.schedule,
+        schedule=settings.schedule or "even",
         temperature=settings.temperature,
         top_k=settings.top_k,
         top_p=settings.top_p,

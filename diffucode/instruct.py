@@ -57,6 +57,7 @@ def instruct(
     plus 32 (an answer restates the code), within the model's context. The best valid candidate comes first.
     """
     settings.check()
+    engine.require("instruct")
     if not instruction.strip():
         raise SpanError("the instruction is empty")
     (s, e), = check_spans(source, [span])

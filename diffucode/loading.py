@@ -157,13 +157,18 @@ def _load_public(folder: Path, config: dict, *, device: torch.device, dtype: tor
 
 
 def _quantize_public(model: torch.nn.Module, *, chosen: str) -> dict:
-    """Dynamic int8 of a transformers model's linear layers, in place; with "auto" only where the
-    linear layers of its first decoder layer run at least AUTO_INT8_MIN_SPEEDUP times faster in int8
-    on this CPU (timed on copies of that layer alone: a copy of the whole model could double the memory)."""
+    """Dynamic int8 of a transformers model's linear layers (float32 weights), in place; with "auto" only
+    where the linear layers of its first decoder layer (attention and MLP) run at least
+    AUTO_INT8_MIN_SPEEDUP times faster in int8 on this CPU (timed on a copy of that layer alone: a copy
+    of the whole model could double the memory)."""
     runtime = {"quantize": "int8"}
+    if next(model.parameters()).dtype != torch.float32:
+        if chosen == "int8":
+            raise ConfigError("int8 quantization starts from float32 weights: leave --dtype out (fp32 on the CPU)")
+        return {"quantize": "none", "chosen_by": "auto", "reason": "weights not in float32"}
     if chosen == "auto":
-        first = next((m for m in model.modules() if sum(isinstance(c, torch.nn.Linear) for c in m.children()) >= 2),
-                     None)
+        layers = getattr(getattr(model, "model", None), "layers", None)  # transformers decoders: model.layers
+        first = layers[0] if layers is not None and len(layers) else None
         if first is None:
             return {"quantize": "none", "chosen_by": "auto", "int8_speedup": 0.0}
         layer = copy.deepcopy(first).float()
@@ -175,8 +180,12 @@ def _quantize_public(model: torch.nn.Module, *, chosen: str) -> dict:
                    "int8_speedup": speedup}
         if runtime["quantize"] == "none":
             return runtime
-    quantize_int8(model)
-    return runtime
+    head = getattr(model, "lm_head", None)
+    tied = head is not None and head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    # A head tied to the embedding stays float: an int8 copy would keep both in memory, and the head runs
+    # only at the positions being generated.
+    quantize_int8(model, skip=("lm_head",) if tied else ())
+    return {**runtime, "head": "float (tied to the embedding)"} if tied else runtime
 
 
 def _is_int8_linear(module: torch.nn.Module) -> bool:
@@ -225,16 +234,19 @@ def _is_dir(p: Path) -> bool:
         return False
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call), in
-    place: `model` is consumed (pass a copy to keep the float model). CPU only."""
+def quantize_int8(model: torch.nn.Module, *, skip: tuple[str, ...] = ()) -> torch.nn.Module:
+    """Dynamic int8 quantization of every nn.Linear but those named in `skip` (weights int8, activations
+    quantized per call), in place: `model` is consumed (pass a copy to keep the float model). CPU only."""
     import warnings
 
     if next(model.parameters()).device.type != "cpu":
         raise ConfigError("int8 quantization runs on the CPU only")
+    spec = {torch.nn.Linear} if not skip else {
+        name: torch.ao.quantization.default_dynamic_qconfig for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and name not in skip}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        return torch.ao.quantization.quantize_dynamic(model.float(), spec, dtype=torch.qint8, inplace=True)
 
 
 QUANTIZE_MODES = ("none", "int8", "auto")

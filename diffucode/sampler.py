@@ -11,7 +11,7 @@ being generated, then commit some of the still-masked positions:
   ⌊N·(1 − (i+1)/steps)⌋ of them, tokens committed earlier included (Open-dLLM's "p2"; the threshold,
   entropy, early-stop, block and tail rules do not apply to it); "rounded" commits the share 1/k of
   the masks left, k the steps left, rounded half to even, and skips the steps that would commit none
-  (dLLM's MDLM and BD3LM samplers); on top of the first three, every position
+  (dLLM's MDLM and BD3LM samplers); on top of even, linear and rounded, every position
   whose confidence reaches `threshold` (Fast-dLLM's parallel decoding), or the lowest-entropy
   positions while their summed entropy, less the largest, stays within `entropy_bound`
   (DiffusionGemma's entropy-bounded sampler). The schedule is a floor, so `steps` bounds the
@@ -122,13 +122,19 @@ def sample(
     if not state.masked.any():
         return SampleOutput(ids, state.logprobs, generated, 0)
     if schedule == "remask":
+        if cfg_scale or block_length:
+            raise ConfigError("schedule remask re-predicts the whole hole each step: it takes no cfg_scale or "
+                              "block_length")
         return _sample_remasking(denoiser, state, generated, steps=steps, allow_ids=allow_ids, top_k=top_k,
                                  top_p=top_p, temperature=temperature, generator=generator, callback=callback)
     plan = _make_plan(denoiser, generated, steps=steps, block_length=block_length, tail_ids=tail_ids,
                       allow_ids=allow_ids, cfg_scale=cfg_scale, cfg_prompt=cfg_prompt)
     knobs = _Knobs(strategy, schedule, temperature, top_k, top_p, threshold, entropy_bound, early_stop, remask_below,
                    position_temperature, cfg_scale, generator)
-    while state.masked.any():  # the decode loop
+    # At most `steps` forwards per block, plus one per position: a committed mask id (allowed only when a
+    # call allows every id) leaves its position open, and must not loop forever.
+    limit = plan.steps_per_block * plan.n_blocks + int(generated.sum(1).max())
+    while state.masked.any() and state.forwards < limit:  # the decode loop
         _decode_one_step(denoiser, plan, knobs, state)
         if callback is not None:
             callback(state.forwards, state.ids, state.masked)

@@ -47,11 +47,12 @@ class InfillSettings:
 
     steps: int | None = setting(None, "denoising forward passes (default: one per 2 masked tokens)")
     strategy: str = setting("confidence", "which masks to commit first: " + ", ".join(STRATEGIES))
-    schedule: str = setting(
-        "even", "how many masks each step commits: even (the same share each step, LLaDA), linear (the share "
-                "1 - s/t of the masks left on a linear time grid, Dream), rounded (the share 1/k of the masks left, k "
-                "the steps left, rounded; dLLM) or remask (every step re-predicts the whole hole and masks again its "
-                "least confident share, Open-dLLM's p2)")
+    schedule: str | None = setting(
+        None, "how many masks each step commits (unset: the model's own, even for most): even (the same share "
+              "each step, LLaDA), linear (the share 1 - s/t of the masks left on a linear time grid, Dream), "
+              "rounded (the share 1/k of the masks left, k the steps left, rounded; dLLM) or remask (every step "
+              "re-predicts the whole hole and masks again its least confident share, Open-dLLM's p2; it ignores "
+              "threshold, blocks and pad tails)")
     temperature: float = setting(0.0, "0 picks the most likely token; higher samples more freely")
     top_k: int | None = setting(None, "sample only among the k most likely tokens")
     top_p: float | None = setting(None, "sample only from the smallest set of tokens with this much probability")
@@ -105,7 +106,7 @@ class InfillSettings:
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
-        if self.schedule not in SCHEDULES:
+        if self.schedule is not None and self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         if self.length_mode not in LENGTH_MODES:
             raise ConfigError(f"unknown length mode {self.length_mode!r}; choose from {', '.join(LENGTH_MODES)}")

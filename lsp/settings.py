@@ -26,7 +26,7 @@ SERVER_HELP = {
     "model": "model folder, hub id, or null / \"default\" for the embedded model",
     "device": "torch device for inference: cpu, cuda, cuda:1, ...",
     "quantize": "\"auto\": int8 linear layers where they measure faster on this CPU when the model loads "
-                "(diffucode's own models; the choice is in diffucode/status); "
+                "(the choice is in diffucode/status); "
                 "\"int8\": always; null or \"none\": never",
     "compile": "torch.compile mode for diffucode's own models: \"none\", \"default\", \"reduce-overhead\" "
                "(CUDA graphs) or \"max-autotune\"; compiling happens while the model loads",

@@ -46,7 +46,7 @@ def _bpe() -> str:
     return tok.to_str()
 
 
-def _write_tokenizer(folder: Path, specials: list[str], config: dict) -> int:
+def write_bpe_tokenizer(folder: Path, specials: list[str], config: dict) -> int:
     """tokenizer.json + tokenizer_config.json with `specials` added after the BPE vocabulary (as in Qwen/LLaDA)."""
     tok = Tokenizer.from_str(_bpe())
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
@@ -70,7 +70,7 @@ def _dream_folder(folder: Path, *, seed: int = 0, copy: bool = False, mask_token
     folder.mkdir(parents=True, exist_ok=True)
     specials = (["<|im_start|>", "<|im_end|>", "<|mask|>", "<|dlm_pad|>"]
                 + (["<|beginoftext|>", "<|expand|>"] if dreamon else []))
-    n_tok = _write_tokenizer(folder, specials, {
+    n_tok = write_bpe_tokenizer(folder, specials, {
         "tokenizer_class": "DreamTokenizer", "auto_map": {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
         "eos_token": "<|endoftext|>", "pad_token": "<|dlm_pad|>", "bos_token": "<|beginoftext|>" if dreamon else None,
         "chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -128,7 +128,7 @@ def _llada_config(n_tok: int, **over) -> dict:
 def _llada_folder(folder: Path, *, seed: int = 0, copy: bool = False, **config_over) -> tuple[Path, dict]:
     """A LLaDA-format folder: OLMo-style tensor names under model.transformer.*, `<|mdm_mask|>` in the tokenizer."""
     folder.mkdir(parents=True, exist_ok=True)
-    n_tok = _write_tokenizer(folder, LLADA_SPECIALS, {"tokenizer_class": "PreTrainedTokenizerFast",
+    n_tok = write_bpe_tokenizer(folder, LLADA_SPECIALS, {"tokenizer_class": "PreTrainedTokenizerFast",
                                                       "eos_token": "<|endoftext|>", "bos_token": "<|startoftext|>"})
     (folder / "config.json").write_text(json.dumps(_llada_config(n_tok, **config_over)))
     g = torch.Generator().manual_seed(seed)
@@ -917,7 +917,7 @@ def test_every_family_declares_its_capabilities_and_does_what_it_declares(tiny_e
         assert isinstance(den.cacheable, bool) and isinstance(den.infill_frame, tuple), name
         assert (den.expand_id is None) == (den.delete_id is None), name
         assert (eng.complete is not None) == (name == "gemma"), name  # only DiffusionGemma completes by continuation
-        assert set(eng.refuses) == ({"infill", "rewrite"} if name == "gemma" else set()), name
+        assert set(eng.refuses) == ({"infill", "rewrite", "instruct"} if name == "gemma" else set()), name
         if den.cacheable:
             kw = dict(validate=False, length=6, steps=6, temperature=0.0, threshold=None)
             cached = infill.infill(eng, SRC, [span], infill.InfillSettings(cache_refresh=1, **kw))

@@ -18,9 +18,9 @@ tf = pytest.importorskip("transformers")
 from safetensors.torch import save_file  # noqa: E402
 
 from diffucode import blocks, cli, infill  # noqa: E402
-from diffucode.errors import CheckpointError  # noqa: E402
+from diffucode.errors import CheckpointError, ConfigError  # noqa: E402
 from diffucode.loading import load_engine  # noqa: E402
-from tests.test_families import SRC, _write_tokenizer  # noqa: E402
+from tests.test_families import SRC, write_bpe_tokenizer  # noqa: E402
 
 QWEN = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 512, "rope_theta": 1000000.0,
@@ -51,7 +51,7 @@ def build(root: Path, family: str, *, seed: int = 0, specials: list[str] | None 
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     mask = default_specials[-1]  # the mask token is listed last
-    n_tok = _write_tokenizer(folder, specials or default_specials, {
+    n_tok = write_bpe_tokenizer(folder, specials or default_specials, {
         "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|im_end|>" if family != "open_dcoder"
         else "<|endoftext|>", "pad_token": "<|endoftext|>", "mask_token": mask if specials is None else None})
     config = {**QWEN, **keys, "vocab_size": n_tok, "tie_word_embeddings": tied}
@@ -89,7 +89,7 @@ def test_each_family_loads_without_remote_code_and_declares_what_it_does(family,
     den = eng.denoiser
     assert den.mask_id == eng.tokenizer.token_id(FORMATS[family][3][-1])
     if family in BLOCK:
-        assert set(eng.refuses) == {"infill", "rewrite"} and eng.complete is not None
+        assert set(eng.refuses) == {"infill", "rewrite", "instruct"} and eng.complete is not None
         assert den.block_length == {"a2d_bd3lm": 32, "sdar": 4}[family]
     else:
         assert not eng.refuses and eng.complete is None
@@ -108,12 +108,12 @@ def test_complete_infill_and_rewrite_from_the_command_line(family, folders, tmp_
     lines = SRC.splitlines(keepends=True)
     if code == 0:
         assert out.decode().startswith("".join(lines[:3])) and out.decode().endswith("".join(lines[4:]))
-    for job in (["infill", f"{p}:4-4"], ["rewrite", f"{p}:4-4"]):
+    for job in (["infill", f"{p}:4-4"], ["rewrite", f"{p}:4-4"], ["rewrite", f"{p}:4-4", "--instruction", "shorter"]):
         code = cli.main([*job, *common])
         _, err = capsysbinary.readouterr()
         if family in BLOCK:  # one line with the reason, nothing written
             assert code == 2 and "use `diffucode complete`" in err.decode() and len(err.decode().splitlines()) == 1
-        else:
+        elif "--instruction" not in job:
             assert code in (0, 1), err.decode()
     assert p.read_text() == SRC
 
@@ -138,6 +138,19 @@ def test_the_block_cache_is_exact(family, folders):
         block = seq[:, s:s + L]
         assert torch.allclose(den.block_logits(block, cache, s), full[:, s:s + L], atol=1e-5)
         den.append(block, cache, s)
+
+
+def test_steps_per_block_follow_each_family():
+    assert blocks.steps_per_block(50, 100, 32, "prompt_end") == 13  # dLLM: ceil(50 / ceil(100 / 32))
+    assert blocks.steps_per_block(50, 100, 32, "start") == 16  # the job's tokens per forward, per block
+    assert blocks.steps_per_block(256, 256, 4, "start") == 4 and blocks.steps_per_block(8, 16, 32, "prompt_end") == 8
+    assert blocks.rounded_counts(10, 4) == [2, 3, 2, 3] and blocks.rounded_counts(4, 3) == [1, 1, 2]  # dLLM's
+
+
+def test_block_models_refuse_schedules_they_cannot_decode_with(folders):
+    eng = load_engine(folders["a2d_bd3lm"])
+    with pytest.raises(ConfigError, match="block model decodes with schedule"):
+        infill.complete(eng, SRC, SRC.index("return") + 6, infill.InfillSettings(schedule="remask", context="none"))
 
 
 def test_block_models_continue_the_prefix_and_stop_at_the_end_of_text(folders):
@@ -202,3 +215,12 @@ def test_unknown_architectures_name_the_supported_ones(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_engine(folder)
     assert all(f in str(err.value) for f in ("open_dcoder", "coda", "a2d", "sdar", "dream", "llada"))
+
+
+def test_int8_keeps_a_tied_head_in_float_and_quantizes_the_rest(folders):
+    eng = load_engine(folders["open_dcoder"], quantize="int8")  # Open-dCoder ties its head to the embedding
+    assert eng.runtime == {"quantize": "int8", "head": "float (tied to the embedding)"}
+    model = eng.denoiser.model
+    assert type(model.lm_head) is torch.nn.Linear
+    assert type(model.model.layers[0].mlp.up_proj).__module__.startswith("torch.ao.nn.quantized")
+    assert eng.denoiser.logits(torch.tensor([list(range(5, 17))])).isfinite().all()

@@ -308,3 +308,20 @@ def test_cfg_scale_zero_is_the_plain_model_and_positive_is_the_formula():
     later = den.seen[1]  # committed tokens stay in the unconditional rows; only the prompt is masked
     assert torch.equal(later[2:][:, ids[0] == MASK], later[:2][:, ids[0] == MASK])
     assert (later[2:][:, ids[0] != MASK] == MASK).all()
+
+
+@pytest.mark.parametrize("schedule", ["even", "linear", "rounded"])
+def test_schedules_commit_every_mask_and_a_committed_mask_id_cannot_loop_forever(schedule):
+    out = sample(MockDenoiser(), _ids(), steps=3, schedule=schedule)
+    assert not (out.ids == MASK).any() and out.forwards <= 3 + 1  # rounded may skip steps, linear may commit none
+    stuck = sample(MockDenoiser(bias={MASK: 100.0}), _ids(), steps=3, schedule=schedule, allow_ids=[MASK])
+    assert (stuck.ids == MASK).any() and stuck.forwards <= 3 + 7  # the mask id kept its positions open: bounded
+
+
+def test_remask_re_predicts_and_refuses_what_it_cannot_honour():
+    out = sample(MockDenoiser(), _ids(), steps=4, schedule="remask")
+    assert not (out.ids == MASK).any() and out.forwards == 4
+    with pytest.raises(ConfigError, match="remask"):
+        sample(MockDenoiser(), _ids(), steps=4, schedule="remask", block_length=2)
+    with pytest.raises(ConfigError, match="unknown schedule"):
+        sample(MockDenoiser(), _ids(), steps=4, schedule="cosine")

@@ -192,7 +192,7 @@ def load(
 
     t0 = time.perf_counter()
     folder = Path(folder)
-    fam = detect_family(config, family, f"{name or ''} {folder}")
+    fam = detect_family(config, family, f"{Path(name or '').name} {folder.name}")
     dev = resolve_device(device)
     dt = hf.pick_dtype(dev, dtype)
     need = hf.estimate_bytes(folder, dt)
@@ -243,6 +243,8 @@ def hub_models(cache_dir: str | Path | None = None) -> list[dict]:
         try:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
             fam = detect_family(cfg, name=repo.repo_id)
+            if fam == "open_dcoder" and '"<M>"' not in _text(Path(rev.snapshot_path) / "tokenizer_config.json"):
+                continue  # an autoregressive Qwen2, not Open-dCoder
         except (OSError, ValueError, CheckpointError):
             continue
         text = cfg.get("text_config") or cfg  # DiffusionGemma nests its sizes
@@ -254,3 +256,10 @@ def hub_models(cache_dir: str | Path | None = None) -> list[dict]:
                      "context": text.get("max_position_embeddings") or text.get("max_sequence_length"),
                      "preset": default_preset(fam, repo.repo_id)})
     return rows
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""

@@ -92,10 +92,13 @@ class BlockHFModel:
         (blocks.sample_blocks), cut before the first end of text."""
         gen = torch.Generator(device=self.device).manual_seed(seed)
         steps = blocks.steps_per_block(settings.steps or max(1, max_new_tokens // 2), max_new_tokens,
-                                      self.block_length)  # default: one forward per 2 tokens, as infill's
-        schedule = settings.schedule if settings.schedule in blocks.SCHEDULES else self.schedule
+                                       self.block_length, self.align)  # default: one forward per 2 tokens
+        schedule = settings.schedule or self.schedule
+        if schedule not in blocks.SCHEDULES:
+            raise ConfigError(f"a block model decodes with schedule {' or '.join(blocks.SCHEDULES)}, not {schedule}")
+        threshold = None if settings.exact else settings.threshold
         ids = blocks.sample_blocks(self, prompt_ids, max_new_tokens=max_new_tokens, steps=steps, schedule=schedule,
-                                   threshold=settings.threshold, temperature=settings.temperature,
+                                   threshold=threshold, temperature=settings.temperature,
                                    top_k=settings.top_k, top_p=settings.top_p, stop_ids=self.eos_ids,
                                    generator=gen, on_draft=on_draft)
         return blocks.until_stop(ids, self.eos_ids, self.mask_id, max_new_tokens)

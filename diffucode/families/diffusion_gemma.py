@@ -123,7 +123,8 @@ def load(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype
                          bos_id=tok.tok.bos_token_id, forbidden_ids=tok.control_ids - set(eos_ids),
                          max_seq_len=min(max_pos, CONTEXT_CAP))
     meta = {"infill": {"pad_tail": False}, "attention": "canvas (bidirectional) over a causal prompt cache",
-            "supports": ["complete"], "not_supported": {"infill": NOT_MASKED, "rewrite": NOT_MASKED},
+            "supports": ["complete"],
+            "not_supported": {"infill": NOT_MASKED, "rewrite": NOT_MASKED, "instruct": NOT_MASKED},
             "canvas_length": config.get("canvas_length"),
             "chat": False}  # its chat template exists, but instruction rewrites need masks: not offered
     return den, tok, meta

@@ -49,5 +49,5 @@ def load(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype
                                  max_seq_len=min(max_pos, CONTEXT_CAP), refusal=REFUSAL)
     meta = {"infill": {"pad_tail": False}, "logit_shift": 0, "attention": f"block-causal, blocks of {block}",
             "block_length": block, "chat": tok.has_chat_template, "variable_length": None,
-            "supports": ["complete"], "not_supported": {"infill": REFUSAL, "rewrite": REFUSAL}}
+            "supports": ["complete"], "not_supported": {"infill": REFUSAL, "rewrite": REFUSAL, "instruct": REFUSAL}}
     return den, tok, meta
