@@ -180,12 +180,8 @@ def _quantize_public(model: torch.nn.Module, *, chosen: str) -> dict:
                    "int8_speedup": speedup}
         if runtime["quantize"] == "none":
             return runtime
-    head = getattr(model, "lm_head", None)
-    tied = head is not None and head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
-    # A head tied to the embedding stays float: an int8 copy would keep both in memory, and the head runs
-    # only at the positions being generated.
-    quantize_int8(model, skip=("lm_head",) if tied else ())
-    return {**runtime, "head": "float (tied to the embedding)"} if tied else runtime
+    quantize_int8(model)
+    return runtime
 
 
 def _is_int8_linear(module: torch.nn.Module) -> bool:
@@ -234,19 +230,17 @@ def _is_dir(p: Path) -> bool:
         return False
 
 
-def quantize_int8(model: torch.nn.Module, *, skip: tuple[str, ...] = ()) -> torch.nn.Module:
-    """Dynamic int8 quantization of every nn.Linear but those named in `skip` (weights int8, activations
-    quantized per call), in place: `model` is consumed (pass a copy to keep the float model). CPU only."""
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call), in
+    place: `model` is consumed (pass a copy to keep the float model). CPU only."""
     import warnings
 
     if next(model.parameters()).device.type != "cpu":
         raise ConfigError("int8 quantization runs on the CPU only")
-    spec = {torch.nn.Linear} if not skip else {
-        name: torch.ao.quantization.default_dynamic_qconfig for name, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear) and name not in skip}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(model.float(), spec, dtype=torch.qint8, inplace=True)
+        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8,
+                                                      inplace=True)
 
 
 QUANTIZE_MODES = ("none", "int8", "auto")

@@ -217,10 +217,11 @@ def test_unknown_architectures_name_the_supported_ones(tmp_path):
     assert all(f in str(err.value) for f in ("open_dcoder", "coda", "a2d", "sdar", "dream", "llada"))
 
 
-def test_int8_keeps_a_tied_head_in_float_and_quantizes_the_rest(folders):
+def test_int8_quantizes_a_tied_head_too_and_keeps_the_embedding(folders):
     eng = load_engine(folders["open_dcoder"], quantize="int8")  # Open-dCoder ties its head to the embedding
-    assert eng.runtime == {"quantize": "int8", "head": "float (tied to the embedding)"}
+    assert eng.runtime == {"quantize": "int8"}
     model = eng.denoiser.model
-    assert type(model.lm_head) is torch.nn.Linear
+    assert type(model.lm_head).__module__.startswith("torch.ao.nn.quantized")
     assert type(model.model.layers[0].mlp.up_proj).__module__.startswith("torch.ao.nn.quantized")
+    assert model.get_input_embeddings().weight.dtype == torch.float32
     assert eng.denoiser.logits(torch.tensor([list(range(5, 17))])).isfinite().all()
