@@ -180,7 +180,7 @@ def _quantize_public(model: torch.nn.Module, *, chosen: str) -> dict:
                    "int8_speedup": speedup}
         if runtime["quantize"] == "none":
             return runtime
-    quantize_int8(model)
+    quantize_int8(model, release=True)
     return runtime
 
 
@@ -230,17 +230,56 @@ def _is_dir(p: Path) -> bool:
         return False
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+def quantize_int8(model: torch.nn.Module, *, release: bool = False) -> torch.nn.Module:
     """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call), in
-    place: `model` is consumed (pass a copy to keep the float model). CPU only."""
+    place: `model` is consumed (pass a copy to keep the float model). CPU only.
+
+    release=True quantizes one layer at a time and hands each float weight's memory back to the
+    system as soon as its int8 copy exists (`_release`), so the peak stays near the float model's size
+    instead of float + int8 (a 0.5 B checkpoint: 2.4 instead of 3.2 GiB)."""
     import warnings
 
     if next(model.parameters()).device.type != "cpu":
         raise ConfigError("int8 quantization runs on the CPU only")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8,
-                                                      inplace=True)
+        if not release:
+            return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8,
+                                                          inplace=True)
+        shared = _shared_storages(model)
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if type(child) is torch.nn.Linear:
+                    child.qconfig = torch.ao.quantization.default_dynamic_qconfig
+                    setattr(module, name, torch.ao.nn.quantized.dynamic.Linear.from_float(child))
+                    if child.weight.data_ptr() not in shared:
+                        _release(child.weight)
+    return model
+
+
+def _shared_storages(model: torch.nn.Module) -> set[int]:
+    """Data pointers used by more than one parameter (tied weights): their memory must stay."""
+    seen: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        seen[p.data_ptr()] = seen.get(p.data_ptr(), 0) + 1
+    return {ptr for ptr, n in seen.items() if n > 1}
+
+
+def _release(weight: torch.Tensor) -> None:
+    """Tell the kernel a float weight that will never be read again is not needed (Linux madvise
+    MADV_DONTNEED on the whole pages inside it): pages of a memory-mapped checkpoint are dropped, anonymous
+    ones freed. Elsewhere nothing happens and the memory goes when Python frees the tensor."""
+    import ctypes
+    import mmap
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    start, end = weight.data_ptr(), weight.data_ptr() + weight.numel() * weight.element_size()
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages only: never a neighbour's bytes
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE
+    if last > first:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # MADV_DONTNEED
 
 
 QUANTIZE_MODES = ("none", "int8", "auto")
