@@ -792,10 +792,16 @@ def test_continuations_are_cut_where_the_hole_ends():
 @pytest.mark.parametrize("family", ["dream", "llada", "diffusion_gemma"])
 def test_language_server_and_eval_harness_run_each_family(family, dream_dir, llada, gemma, tmp_path):
     """`model` in the server's settings and `--model` in `diffucode eval` take a family folder as they take ours."""
+    folder = {"dream": dream_dir, "llada": llada[0], "diffusion_gemma": gemma[0]}[family]
+    check_server_and_eval(folder, tmp_path, refuses_infill=family == "diffusion_gemma")
+
+
+def check_server_and_eval(folder: Path, tmp_path: Path, *, refuses_infill: bool) -> None:
+    """A real language server with `model` = folder answers inline completion and infill (or refuses
+    infill with the family's reason, as a JSON-RPC error), and `diffucode eval` runs one HumanEval task."""
     from tests.benchdata import DATA, load_or_skip
     from tests.test_lsp_tcp import tcp_server
 
-    folder = {"dream": dream_dir, "llada": llada[0], "diffusion_gemma": gemma[0]}[family]
     with tcp_server(tmp_path / "server.log") as (_, c):
         c.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {},
                 "initializationOptions": {"model": str(folder), "validate": False, "steps": 2, "maxNewTokens": 6,
@@ -812,7 +818,7 @@ def test_language_server_and_eval_harness_run_each_family(family, dream_dir, lla
             "textDocument": {"uri": uri},
             "range": {"start": {"line": 3, "character": 4}, "end": {"line": 3, "character": 12}}}})
         reply = c.response(3, timeout=120)
-        if family == "diffusion_gemma":  # no mask token: the reason, as a JSON-RPC error
+        if refuses_infill:  # the family's reason, as a JSON-RPC error
             assert reply["error"]["code"] == -32803 and "complete" in reply["error"]["message"]
         else:
             assert reply["result"]["candidates"] and reply["result"]["edit"] is not None

@@ -20,7 +20,7 @@ from safetensors.torch import save_file  # noqa: E402
 from diffucode import blocks, cli, infill  # noqa: E402
 from diffucode.errors import CheckpointError, ConfigError  # noqa: E402
 from diffucode.loading import load_engine, quantize_int8  # noqa: E402
-from tests.test_families import SRC, write_bpe_tokenizer  # noqa: E402
+from tests.test_families import SRC, check_server_and_eval, write_bpe_tokenizer  # noqa: E402
 
 QWEN = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 512, "rope_theta": 1000000.0,
@@ -165,36 +165,7 @@ def test_block_models_continue_the_prefix_and_stop_at_the_end_of_text(folders):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["open_dcoder", "sdar"])
 def test_language_server_and_eval_harness_run_a_masked_and_a_block_family(family, folders, tmp_path):
-    from tests.benchdata import DATA, load_or_skip
-    from tests.test_lsp_tcp import tcp_server
-
-    with tcp_server(tmp_path / "server.log") as (_, c):
-        c.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {},
-                "initializationOptions": {"model": str(folders[family]), "validate": False, "steps": 2,
-                                          "maxNewTokens": 6, "debounceMs": 0, "threads": 1}}})
-        c.response(1)
-        c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-        uri = "file:///tmp/fam/a.py"
-        c.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-            "uri": uri, "languageId": "python", "version": 1, "text": SRC}}})
-        c.send({"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion", "params": {
-            "textDocument": {"uri": uri}, "position": {"line": 3, "character": 8}, "context": {"triggerKind": 1}}})
-        assert "items" in c.response(2, timeout=120)["result"]
-        c.send({"jsonrpc": "2.0", "id": 3, "method": "diffucode/infill", "params": {
-            "textDocument": {"uri": uri},
-            "range": {"start": {"line": 3, "character": 4}, "end": {"line": 3, "character": 12}}}})
-        reply = c.response(3, timeout=120)
-        if family in BLOCK:  # the family's reason, as a JSON-RPC error
-            assert reply["error"]["code"] == -32803 and "diffucode complete" in reply["error"]["message"]
-        else:
-            assert reply["result"]["candidates"] is not None
-    load_or_skip("humaneval")
-    out = tmp_path / "run"
-    code = cli.main(["eval", "humaneval", "--model", str(folders[family]), "--data-dir", str(DATA), "--limit", "1",
-                     "--max-new-tokens", "8", "--steps", "2", "--out", str(out), "--quiet"])
-    assert code == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["samples"] == 1 and summary["complete"]
+    check_server_and_eval(folders[family], tmp_path, refuses_infill=family in BLOCK)
 
 
 def test_a_qwen2_checkpoint_without_a_mask_token_is_refused_in_one_line(tmp_path, capsysbinary):

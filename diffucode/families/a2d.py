@@ -60,8 +60,5 @@ def load(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype
     """(denoiser, tokenizer, meta) for an A2D MDLM folder."""
     model, tok, sp, context = load_parts(folder, config, device=device, dtype=dtype,
                                          trust_remote_code=trust_remote_code)
-    den = hf.HFDenoiser(model, shift=False, mask_id=sp.mask_id, pad_id=None, eos_id=sp.eos_ids[0],
-                        vocab_size=tok.vocab_size, forbidden_ids=sp.forbidden, max_seq_len=context)
-    meta = {"infill": {"pad_tail": False}, "logit_shift": 0, "attention": "full", "chat": tok.has_chat_template,
-            "variable_length": None}
+    den, meta = masked_qwen.full_attention(model, tok, sp, shift=False, context=context)
     return den, tok, meta

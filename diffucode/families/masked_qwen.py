@@ -66,3 +66,12 @@ def special_tokens(tok: hf.HFTextTokenizer, config: dict, *, mask_token: str, eo
     pad_id = tok.token_id(pad_token) if pad_token else None
     forbidden = (tok.control_ids | {mask_id}) - set(eos_ids)
     return Specials(mask_id, eos_ids, pad_id, frozenset(forbidden))
+
+
+def full_attention(model, tok: hf.HFTextTokenizer, sp: Specials, *, shift: bool, context: int):
+    """(denoiser, meta) of a full-attention family: holes filled by diffucode's masked sampler."""
+    den = hf.HFDenoiser(model, shift=shift, mask_id=sp.mask_id, pad_id=None, eos_id=sp.eos_ids[0],
+                        vocab_size=tok.vocab_size, forbidden_ids=sp.forbidden, max_seq_len=context)
+    meta = {"infill": {"pad_tail": False}, "logit_shift": int(shift), "attention": "full",
+            "chat": tok.has_chat_template, "variable_length": None}
+    return den, meta

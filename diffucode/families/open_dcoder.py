@@ -31,9 +31,6 @@ def load(folder: Path, config: dict, *, device: torch.device, dtype: torch.dtype
     sp = masked_qwen.special_tokens(tok, {}, mask_token="<M>", eos_tokens=("<|endoftext|>",))
     model = masked_qwen.load_model(folder, config, arch="qwen2", device=device, dtype=dtype,
                                    trust_remote_code=trust_remote_code)
-    max_pos = int(config.get("max_position_embeddings") or CONTEXT_CAP)
-    den = hf.HFDenoiser(model, shift=True, mask_id=sp.mask_id, pad_id=None, eos_id=sp.eos_ids[0],
-                        vocab_size=tok.vocab_size, forbidden_ids=sp.forbidden, max_seq_len=min(max_pos, CONTEXT_CAP))
-    meta = {"infill": {"pad_tail": False}, "logit_shift": 1, "attention": "full", "chat": tok.has_chat_template,
-            "variable_length": None}
+    context = min(int(config.get("max_position_embeddings") or CONTEXT_CAP), CONTEXT_CAP)
+    den, meta = masked_qwen.full_attention(model, tok, sp, shift=True, context=context)
     return den, tok, meta
