@@ -20,7 +20,7 @@ from safetensors.torch import save_file  # noqa: E402
 from diffucode import blocks, cli, infill  # noqa: E402
 from diffucode.errors import CheckpointError, ConfigError  # noqa: E402
 from diffucode.loading import load_engine, quantize_int8  # noqa: E402
-from tests.test_families import SRC, check_server_and_eval, write_bpe_tokenizer  # noqa: E402
+from tests.test_families import SRC, check_server_and_eval, one_thread, write_bpe_tokenizer  # noqa: E402,F401
 
 QWEN = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 512, "rope_theta": 1000000.0,
@@ -70,14 +70,6 @@ def build(root: Path, family: str, *, seed: int = 0, specials: list[str] | None 
 def folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("laptop")
     return {family: build(root, family) for family in FORMATS}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("family", list(FORMATS))
