@@ -155,8 +155,8 @@ def test_block_models_continue_the_prefix_and_stop_at_the_end_of_text(folders):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["open_dcoder", "sdar"])
-def test_language_server_and_eval_harness_run_a_masked_and_a_block_family(family, folders, tmp_path):
+@pytest.mark.parametrize("family", list(FORMATS))
+def test_language_server_and_eval_harness_run_each_laptop_family(family, folders, tmp_path):
     check_server_and_eval(folders[family], tmp_path, refuses_infill=family in BLOCK)
 
 
