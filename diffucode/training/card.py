@@ -37,7 +37,7 @@ of L masks, and it writes the content followed by a contiguous tail of `<|pad|>`
 
 ## Data
 {tr.get('docs', '?')} training files, {n_tokens} M tokens, {source_mb} MB of source from
-{', '.join(corpus.get('sources', [])) or 'the training machine'}; deduplicated by content, filtered (tiny, huge,
+{', '.join(map(portable, corpus.get('sources', []))) or 'the training machine'}; deduplicated by content, filtered (tiny, huge,
 minified, generated, non-UTF-8), {_decontamination(corpus)}
 (rejected: {corpus.get('rejected', {})}).
 Held out: {stats.get('heldout', {}).get('docs', '?')} files by a hash of their path.
@@ -130,6 +130,16 @@ def _decontamination(corpus: dict) -> str:
     return f"decontaminated against HumanEval/MBPP(+) programs ({n} line 3-grams)"
 
 
+def portable(arg: str) -> str:
+    """A recorded command-line argument without the training machine's own paths: the home folder as
+    `~`, another absolute path as its last two parts (`.../shared/data`)."""
+    home = str(Path.home())
+    if arg == home or arg.startswith(home + "/"):
+        return "~" + arg[len(home):]
+    parts = Path(arg).parts
+    return ".../" + "/".join(parts[-2:]) if arg.startswith("/") and len(parts) > 3 else arg
+
+
 def _reproduce(state: dict, run: dict) -> str:
     """The card's list of training calls, in order, with the step each one started from."""
     calls = state.get("commands") or ([{"step": 0, "argv": run["command"]}] if run.get("command") else [])
@@ -137,7 +147,7 @@ def _reproduce(state: dict, run: dict) -> str:
         return "The training commands were not recorded."
     lines = []
     for n, c in enumerate(calls, 1):
-        lines += [f"# call {n} of {len(calls)}, from step {c['step']}", " ".join(c["argv"])]
+        lines += [f"# call {n} of {len(calls)}, from step {c['step']}", " ".join(map(portable, c["argv"]))]
     missing = state.get("calls", len(calls)) - len(calls)
     note = (f"\n(At least {missing} more call(s) ran before calls were recorded; they are not listed.)"
             if missing > 0 else "")
