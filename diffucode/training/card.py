@@ -19,6 +19,7 @@ def model_card(ck, state: dict, run: dict, index: dict) -> str:
     n_tokens, source_mb = millions(tr.get("tokens")), millions(tr.get("bytes"))
     seen, trained = millions(state.get("tokens")), minutes(state.get("train_seconds"))
     devices, n_calls = " and ".join(training_devices(state)) or "?", state.get("calls", 1)
+    sources = ", ".join(map(portable, corpus.get("sources", []))) or "the training machine"
     return f"""# diffucode default model
 {cpu_status(state, run)}
 A small bidirectional transformer trained from scratch as a masked-diffusion code model by
@@ -37,7 +38,7 @@ of L masks, and it writes the content followed by a contiguous tail of `<|pad|>`
 
 ## Data
 {tr.get('docs', '?')} training files, {n_tokens} M tokens, {source_mb} MB of source from
-{', '.join(map(portable, corpus.get('sources', []))) or 'the training machine'}; deduplicated by content, filtered (tiny, huge,
+{sources}; deduplicated by content, filtered (tiny, huge,
 minified, generated, non-UTF-8), {_decontamination(corpus)}
 (rejected: {corpus.get('rejected', {})}).
 Held out: {stats.get('heldout', {}).get('docs', '?')} files by a hash of their path.
