@@ -18,14 +18,13 @@ faster on this CPU), and prints p50/p95 latency, their ratio, and each path's pe
 runs in a process of its own, one engine loaded). Random
 weights are honest about time per forward, not about how many tokens a confident model commits per
 forward (the threshold rarely fires on them): the fast path's real-model gain is larger.
-The holes come from HumanEval-SingleLine/MultiLineInfilling when ../shared/data has them, else from
+The holes are bench_engine.py's: HumanEval-SingleLine/MultiLineInfilling when ../shared/data has them, else
 diffucode's own code; the context is cut to --context tokens around each hole for both rows.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import resource
@@ -39,12 +38,11 @@ from pathlib import Path
 
 import torch
 
+from bench_engine import holes  # the same holes as the engine benchmark (a sibling script)
 from diffucode import families
 from diffucode.infill import InfillSettings, complete, infill
 from diffucode.loading import load_engine
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "human-eval-infilling"
 SHAPES = {  # Qwen2.5-0.5B (config.json of Qwen/Qwen2.5-0.5B) and a small one for a quick check
     "0.5B": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                  intermediate_size=4864, vocab_size=151936),
@@ -89,20 +87,6 @@ def build(folder: Path, shape: str) -> None:
 
 
 # -- measuring -------------------------------------------------------------------------------------------
-def holes(n: int, lines: int) -> list[tuple[str, int, int]]:
-    """(source, start, end) of `n` holes of `lines` lines."""
-    path = DATA / ("HumanEval-SingleLineInfilling.jsonl.gz" if lines == 1 else "HumanEval-MultiLineInfilling.jsonl.gz")
-    if path.is_file():
-        with gzip.open(path, "rt") as f:
-            rows = [r for r in map(json.loads, f) if r["canonical_solution"].count("\n") == lines]
-        picked = rows[:: max(1, len(rows) // n)][:n]
-        return [(r["prompt"] + r["canonical_solution"] + r["suffix"], len(r["prompt"]),
-                 len(r["prompt"]) + len(r["canonical_solution"])) for r in picked]
-    text = (ROOT / "diffucode" / "sampler.py").read_text()
-    starts = [i + 1 for i, c in enumerate(text) if c == "\n"]
-    return [(text, a, b) for a, b in list(zip(starts, starts[lines:]))[40 : 40 + n]]
-
-
 def fill(engine, case, settings):
     src, s, e = case
     return infill(engine, src, [(s, e)], settings)

@@ -10,9 +10,41 @@ the first end-of-text; it reads the InfillSettings that apply to it) and `bos_id
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+
+import torch
 
 from diffucode import infill, syntax
-from diffucode.errors import GenerationCancelled, SpanError
+from diffucode.errors import ConfigError, GenerationCancelled, SpanError
+
+
+class PrefixOnly:
+    """The Denoiser protocol's fields for a model that only continues a prefix (its subclass adds
+    `continuation`): no approximate cache, no expand/delete, and `logits` refuses with `refusal`."""
+
+    cacheable = False
+    expand_id = delete_id = None
+    infill_frame = ((), ())
+
+    def __init__(self, model, *, mask_id: int, pad_id: int | None, eos_ids: Iterable[int], bos_id: int | None,
+                 vocab_size: int, forbidden_ids: Iterable[int], max_seq_len: int, refusal: str):
+        self.model = model
+        self.mask_id = mask_id
+        self.pad_id = pad_id
+        self.eos_ids = [int(e) for e in eos_ids]
+        self.eos_id = self.eos_ids[0] if self.eos_ids else None
+        self.bos_id = bos_id
+        self.vocab_size = vocab_size
+        self.forbidden_ids = frozenset(int(i) for i in forbidden_ids)
+        self.max_seq_len = max_seq_len
+        self.refusal = refusal
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        raise ConfigError(self.refusal)
 
 
 def complete_by_continuation(engine, source: str, cursor: int, settings=None, *, on_step=None, should_stop=None):

@@ -221,17 +221,23 @@ class _State:
                    current=torch.zeros(B, dtype=torch.long, device=device))
 
 
+def _generated_positions(generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions whose logits each step computes: the generated ones in order, padded per row (B, G),
+    and which of them are real (B, G) bool."""
+    counts = generated.sum(1)
+    G = int(counts.max())
+    gen_pos = torch.argsort((~generated).to(torch.int8), dim=1, stable=True)[:, :G]  # generated first, in order
+    return gen_pos, torch.arange(G, device=generated.device)[None, :] < counts[:, None]
+
+
 def _make_plan(denoiser: Denoiser, generated: torch.Tensor, *, steps: int, block_length: int | None,
                tail_ids: Sequence[int], allow_ids: Sequence[int], cfg_scale: float,
                cfg_prompt: torch.Tensor | None) -> _Plan:
     """The call's fixed plan: where logits are computed, the blocks and their step budget, the holes."""
     B, T = generated.shape
     device = generated.device
-    # Positions whose logits are computed each step: the generated ones, padded per row. (B, G)
     counts = generated.sum(1)
-    G = int(counts.max())
-    gen_pos = torch.argsort((~generated).to(torch.int8), dim=1, stable=True)[:, :G]  # generated first, in order
-    gen_valid = torch.arange(G, device=device)[None, :] < counts[:, None]  # (B, G)
+    gen_pos, gen_valid = _generated_positions(generated)
 
     # Block index of each generated position (rank among the generated positions // block_length).
     rank = torch.cumsum(generated.long(), 1) - 1
@@ -380,10 +386,8 @@ def _sample_remasking(denoiser: Denoiser, state: _State, generated: torch.Tensor
     """schedule "remask" (see the module docstring): step i predicts every generated position, masks
     again the ⌊N·(1 − (i+1)/steps)⌋ least confident (confidence: the probability of the predicted
     token), and the masks that stay open take their prediction; stops early when no mask is left."""
-    B, T = state.ids.shape
     counts = generated.sum(1)
-    gen_pos = torch.argsort((~generated).to(torch.int8), dim=1, stable=True)[:, : int(counts.max())]  # (B, G)
-    valid = torch.arange(gen_pos.size(1), device=gen_pos.device)[None, :] < counts[:, None]
+    gen_pos, valid = _generated_positions(generated)
     banned = banned_ids(denoiser, allow_ids)
     for i in range(steps):
         if not state.masked.any():

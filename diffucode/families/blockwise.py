@@ -10,46 +10,26 @@ since a block model never sees a suffix.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 
 from diffucode import blocks
+from diffucode.continuation import PrefixOnly
 from diffucode.errors import ConfigError
 from diffucode.families import hf
 
 
-class BlockHFModel:
-    def __init__(self, model, *, block_length: int, align: str, schedule: str, mask_id: int, pad_id: int | None,
-                 eos_ids: Iterable[int], bos_id: int | None, vocab_size: int, forbidden_ids: Iterable[int],
-                 max_seq_len: int, refusal: str):
-        self.model = model
+class BlockHFModel(PrefixOnly):
+    def __init__(self, model, *, block_length: int, align: str, schedule: str, max_seq_len: int, **fields):
+        # What a prompt plus its continuation may take: blocks counted from 0 end on a block boundary, so
+        # up to block_length - 1 positions past the continuation are decoded too.
+        super().__init__(model, max_seq_len=max_seq_len - (int(block_length) - 1 if align == "start" else 0),
+                         **fields)
         self.block_length = int(block_length)
         self.align = align  # blocks.ALIGNS: where the family's blocks fall
         self.schedule = schedule  # blocks.SCHEDULES: the family's own commit counts, used unless settings say
-        self.mask_id = mask_id
-        self.pad_id = pad_id
-        self.eos_ids = [int(e) for e in eos_ids]
-        self.eos_id = self.eos_ids[0] if self.eos_ids else None
-        self.bos_id = bos_id
-        self.vocab_size = vocab_size
-        self.forbidden_ids = frozenset(int(i) for i in forbidden_ids)
         self._limit = max_seq_len  # the positions the model may use
-        # What a prompt plus its continuation may take: blocks counted from 0 end on a block boundary, so
-        # up to block_length - 1 positions past the continuation are decoded too.
-        self.max_seq_len = max_seq_len - (self.block_length - 1 if align == "start" else 0)
-        self.refusal = refusal
-        # Denoiser protocol fields: no approximate cache (the exact block cache is blocks.py's), no expand
-        self.cacheable = False
-        self.expand_id = self.delete_id = None
-        self.infill_frame = ((), ())
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        raise ConfigError(self.refusal)
 
     # -- blocks.BlockModel --------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from diffucode.continuation import complete_by_continuation
-from diffucode.errors import ConfigError
+from diffucode.continuation import PrefixOnly, complete_by_continuation
 from diffucode.families import hf
 
 MIN_TRANSFORMERS = (5, 23)
@@ -35,30 +34,14 @@ NOT_MASKED = (
 )
 
 
-class CanvasDenoiser:
-    """DiffusionGemma behind the Denoiser protocol's fields; `logits` refuses, `continuation` generates."""
+class CanvasDenoiser(PrefixOnly):
+    """DiffusionGemma behind the Denoiser protocol's fields; `logits` refuses, `continuation` generates
+    (transformers' generate denoises its own canvases: no cache of ours)."""
 
     def __init__(self, model, *, vocab_size: int, pad_id: int | None, eos_ids: list[int], bos_id: int | None,
                  forbidden_ids, max_seq_len: int):
-        self.model = model
-        self.mask_id = -1  # no mask token: masked sampling is refused in logits()
-        self.pad_id = pad_id
-        self.eos_id = eos_ids[0] if eos_ids else None
-        self.eos_ids = eos_ids
-        self.bos_id = bos_id
-        self.vocab_size = vocab_size
-        self.forbidden_ids = frozenset(forbidden_ids)
-        self.max_seq_len = max_seq_len
-        self.cacheable = False  # transformers' generate denoises its own canvases
-        self.expand_id = self.delete_id = None
-        self.infill_frame = ((), ())
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def logits(self, ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        raise ConfigError(NOT_MASKED)
+        super().__init__(model, mask_id=-1, pad_id=pad_id, eos_ids=eos_ids, bos_id=bos_id, vocab_size=vocab_size,
+                         forbidden_ids=forbidden_ids, max_seq_len=max_seq_len, refusal=NOT_MASKED)  # no mask token
 
     @torch.inference_mode()
     def continuation(self, prompt_ids: list[int], *, max_new_tokens: int, settings=None, seed: int = 0,

@@ -23,28 +23,17 @@ from pathlib import Path
 
 import torch
 
-from diffucode.errors import CheckpointError
-from diffucode.families import hf
+from diffucode.families import hf, masked_qwen
 
 COMPLETE = None  # the family's own `complete` (engine.Engine.complete): none, infill.complete fills the hole
 
 # Context the authors trained with (Dream's README: 2,048); config.json says 131,072 (inherited RoPE limit).
 TRAINED_CONTEXT = 2048
-_META_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")
 
 
 def qwen2_config(config: dict):
     """transformers' Qwen2Config for a Dream config.json (same fields; Dream-only keys ride along)."""
-    tf = hf.transformers()
-    fields = {k: v for k, v in config.items() if k not in _META_KEYS}
-    fields.pop("torch_dtype", None)
-    fields.pop("dtype", None)
-    if fields.get("rope_scaling") is None:
-        fields.pop("rope_scaling", None)  # Dream writes null; transformers 5 deprecates the key
-    try:
-        cfg = tf.Qwen2Config(**fields)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"config.json does not describe a Qwen2-shaped Dream model: {exc}") from exc
+    cfg = masked_qwen.qwen_config("qwen2", config)
     cfg.is_causal = False
     return cfg
 
