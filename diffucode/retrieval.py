@@ -2,8 +2,10 @@
 
 A hole (lines `a..b` of a file) is described by its surroundings: the `window` lines above it and the
 `window` lines below it. Every run of the same number of lines elsewhere in the project is a candidate;
-its score is the token Jaccard similarity of its surroundings with the hole's (RepoCoder's sparse
-retriever; measured in docs/context.md). The candidate's own lines are the draft.
+its score compares its surroundings with the hole's line by line: the token Jaccard similarity of the
+line just above with the line just above, and so on, nearer lines weighing more ("lines"). RepoCoder's
+sparse retriever, one Jaccard of all the surroundings' words ("jaccard"), is kept as the baseline it
+is measured against (docs/context.md). The candidate's own lines are the draft.
 
 Fast enough for every keystroke: each identifier keeps the lines it occurs on (numpy postings); a
 query votes for candidate starts through the rare identifiers of the hole's surroundings, and only the
@@ -27,6 +29,7 @@ import numpy as np
 
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")  # words: punctuation is in every window and tells nothing
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MATCHES = ("lines", "jaccard")  # how a candidate's surroundings are compared with the hole's
 _BREAK = re.compile("\n")
 TOKEN_OR_BREAK = re.compile(r"\n|[A-Za-z_][A-Za-z0-9_]*|\d+")
 
@@ -38,7 +41,7 @@ class Snippet:
     path: Path
     line: int
     text: str  # the draft, re-indented and trimmed to fit the hole
-    score: float  # Jaccard of the surroundings, 0..1
+    score: float  # how well the surroundings match the hole's, 0..1 (LineIndex.search's `match`)
     excerpt: str = ""  # the draft's lines with their surroundings, as they are in `path` (prompt context)
 
 
@@ -143,30 +146,33 @@ class LineIndex:
             self._ident = np.concatenate([self._ident, [bool(IDENT.fullmatch(t)) for t in new]])
 
     # -- search ---------------------------------------------------------------------------------------
-    def search(self, hole: Hole, *, k: int = 4, exclude: Iterable[Path] = (), pool: int = 256) -> list[Snippet]:
+    def search(self, hole: Hole, *, k: int = 4, exclude: Iterable[Path] = (), pool: int = 256,
+               match: str = "lines") -> list[Snippet]:
         """The `k` best drafts for `hole` in the indexed files other than `exclude`, best first: the `pool`
-        most voted starts are scored by Jaccard, then turned into drafts best first until `k` differ."""
+        most voted starts are scored (`match`: one of MATCHES), then turned into drafts best first until
+        `k` differ."""
         n = hole.n_lines
-        query = self._query_tokens(hole)
+        above = [self._query_tokens(line) for line in hole.above]
+        below = [self._query_tokens(line) for line in hole.below]
+        score = {"lines": self._by_lines, "jaccard": self._jaccard}[match]
         skip = {self.by_path[p] for p in exclude if p in self.by_path}
-        scored = [self._jaccard(int(start), n, query) for start in self._vote(hole, n, pool, skip)]
+        scored = [score(int(start), n, above, below) for start in self._vote(hole, n, pool, skip)]
         found: list[Snippet] = []
         seen: set[str] = set()
         for score, fid, i in sorted((x for x in scored if x is not None), key=lambda x: -x[0]):
-            lines = self._lines(fid, max(0, i - 1), i + n)
-            draft = fit_draft(lines[-n:], lines[0] if i > 0 else "", hole)
+            w, size = self.window, self.files[fid].n_lines
+            draft = fit_draft(self._lines(fid, i, i + n), self._lines(fid, max(0, i - w), i),
+                              self._lines(fid, i + n, min(size, i + n + w)), hole)
             if draft is not None and draft not in seen:
                 seen.add(draft)
-                w = self.window
-                excerpt = "\n".join(self._lines(fid, max(0, i - w), min(self.files[fid].n_lines, i + n + w)))
+                excerpt = "\n".join(self._lines(fid, max(0, i - w), min(size, i + n + w)))
                 found.append(Snippet(self.files[fid].path, i, draft, score, excerpt))
                 if len(found) == k:
                     break
         return found
 
-    def _query_tokens(self, hole: Hole) -> set[int]:
-        words = [t for line in hole.above + hole.below for t in TOKEN.findall(line)]
-        return {self.vocab[t] if t in self.vocab else -1 - hash(t) % 10**9 for t in words}
+    def _query_tokens(self, line: str) -> set[int]:
+        return {self.vocab[t] if t in self.vocab else -1 - hash(t) % 10**9 for t in TOKEN.findall(line)}
 
     def _vote(self, hole: Hole, n: int, pool: int, skip: set[int]) -> np.ndarray:
         """Candidate start lines, most voted first: an identifier on line j above the hole votes for starts
@@ -198,17 +204,42 @@ class LineIndex:
         extra = [x for x in extra if x.size]
         return np.concatenate([post, *extra]) if extra else post
 
-    def _jaccard(self, start: int, n: int, query: set[int]) -> tuple[float, int, int] | None:
-        """(Jaccard of the surroundings with the query, file id, local line) of the n lines at `start`."""
+    def _place(self, start: int, n: int) -> tuple[int, int] | None:
+        """(file id, local line) of the n lines at global line `start`; None past the file's end or when
+        the lines hold no word."""
         fid = bisect_right(self._firsts, start) - 1
         f = self.files[fid]
         i = start - f.first
         if i + n > f.n_lines or f.ends[i + n - 1] == (f.ends[i - 1] if i > 0 else 0):
-            return None  # past the file's end, or no word in the candidate's lines
-        w = self.window
+            return None
+        return fid, i
+
+    def _jaccard(self, start: int, n: int, above: list[set[int]], below: list[set[int]]):
+        """(Jaccard of all the surroundings' words with the hole's, file id, local line), or None."""
+        place = self._place(start, n)
+        if place is None:
+            return None
+        fid, i = place
+        f, w = self.files[fid], self.window
         ctx = f.token_set(max(0, i - w), i) | f.token_set(i + n, min(f.n_lines, i + n + w))
-        union = len(ctx | query)
-        return (len(ctx & query) / union if union else 0.0), fid, i
+        return _jaccard(ctx, set().union(*above, *below)), fid, i
+
+    def _by_lines(self, start: int, n: int, above: list[set[int]], below: list[set[int]]):
+        """(the line-by-line match, file id, local line), or None: the Jaccard of the d-th line above the
+        candidate with the d-th line above the hole, and the same below, weighted 1/d, averaged. Measured
+        against `_jaccard` in docs/context.md (it ranks the right line first more often)."""
+        place = self._place(start, n)
+        if place is None:
+            return None
+        fid, i = place
+        f, total, weights = self.files[fid], 0.0, 0.0
+        for d in range(1, self.window + 1):
+            up = f.token_set(i - d, i - d + 1) if i >= d else set()
+            down = f.token_set(i + n + d - 1, i + n + d) if i + n + d <= f.n_lines else set()
+            total += (_jaccard(up, above[-d] if d <= len(above) else set())
+                      + _jaccard(down, below[d - 1] if d <= len(below) else set())) / d
+            weights += 2 / d
+        return total / weights, fid, i
 
     def _lines(self, fid: int, lo: int, hi: int) -> list[str]:
         """Lines lo..hi-1 of a file (where its lines start is found once, then kept)."""
@@ -295,6 +326,11 @@ class _Postings:
         return self.lines[self.offsets[t] : self.offsets[t + 1]]
 
 
+def _jaccard(a: set[int], b: set[int]) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
 def _sorted_unique(a: np.ndarray) -> np.ndarray:
     a = np.sort(a)
     return a[np.concatenate([[True], a[1:] != a[:-1]])] if a.size else a
@@ -307,17 +343,64 @@ def _counts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[first], np.diff(np.append(first, a.size))
 
 
-def fit_draft(body: list[str], line_before: str, hole: Hole) -> str | None:
-    """The candidate lines as a fill of the hole: re-indented like the hole's surroundings, the typed head
-    and the tail removed. None when the candidate cannot fill it (blank, or not matching the head/tail)."""
+def fit_draft(body: list[str], before: list[str], after: list[str], hole: Hole) -> str | None:
+    """The candidate lines as a fill of the hole: re-indented to the hole's place, the typed head and the tail
+    removed. `before` and `after` are the lines around the candidate where it was found. None when the
+    candidate cannot fill it (blank, or not matching the head/tail)."""
     if not any(line.strip() for line in body):
         return None
     if hole.head.strip() or hole.tail.strip():
         return _fit_inline(body, hole)
-    ref = next((line for line in reversed(hole.above) if line.strip()), "")
-    shift = _indent(ref) + (_indent(body[0]) - _indent(line_before) if line_before.strip() else 0) - _indent(body[0])
+    shift = _indent_at(hole, body, before, after) - _indent(body[0])
     out = [(" " * shift + line) if shift >= 0 else line[min(-shift, _indent(line)) :] for line in body]
     return "\n".join(line if line.strip() else "" for line in out) + "\n"
+
+
+def _indent_at(hole: Hole, body: list[str], before: list[str], after: list[str]) -> int:
+    """The indentation of the draft's first line in the hole. The draft keeps the offset it had from the
+    statement above it, or the one from the line below it; the block structure of the hole's place chooses:
+    after a line that opens a block (`:` or `{`) it must be deeper, otherwise between the line below and
+    the statement above (measured on `diffucode eval-repo`'s holes: docs/context.md)."""
+    above_h, opens = _statement_above(hole.above)
+    above_c, _ = _statement_above(before)
+    below_h, below_c = _first_code(hole.below), _first_code(after)
+    first = _indent(body[0])
+    up = None if above_h is None or above_c is None else above_h + first - above_c
+    down = None if below_h is None or below_c is None else below_h + first - below_c
+    if above_h is None:
+        return down if down is not None else (below_h or 0)
+    if opens:
+        deeper = [x for x in (up, down) if x is not None and x > above_h]
+        return deeper[0] if deeper else above_h + (below_h - above_h if below_h and below_h > above_h else 4)
+    low = min(below_h, above_h) if below_h is not None else 0
+    fits = [x for x in (down, up) if x is not None and low <= x <= above_h]
+    return fits[0] if fits else above_h
+
+
+def _statement_above(lines: list[str] | tuple[str, ...]) -> tuple[int | None, bool]:
+    """(indentation of the statement that the last non-blank line belongs to, whether that line opens a
+    block), or (None, False) without one. A statement continued over lines (open brackets) starts where
+    the brackets opened, as far as `lines` shows."""
+    last = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].strip()), None)
+    if last is None:
+        return None, False
+    depth, start = 0, 0
+    for i, line in enumerate(lines[: last + 1]):
+        if depth <= 0 and line.strip():
+            start, depth = i, 0
+        depth += _bracket_balance(line)
+    code = lines[last].split("#", 1)[0].rstrip()
+    return _indent(lines[start]), code.endswith((":", "{"))
+
+
+def _bracket_balance(line: str) -> int:
+    code = re.sub(r"'[^']*'|\"[^\"]*\"", "", line.split("#", 1)[0])
+    return sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
+
+
+def _first_code(lines: list[str] | tuple[str, ...]) -> int | None:
+    """The indentation of the first non-blank line, or None."""
+    return next((_indent(line) for line in lines if line.strip()), None)
 
 
 def _fit_inline(body: list[str], hole: Hole) -> str | None:

@@ -2,9 +2,11 @@
 
 `build_tasks` picks single lines and short blocks (2–6 lines) of statements inside function bodies of a
 repository's Python files (docstrings, comments and `pass` excluded), deterministically by seed and
-spread over the files. `run_tasks` fills each hole three ways and scores exact match:
+spread over the files. `run_tasks` fills each hole four ways and scores exact match:
 
-- "retrieval": no model; the best retrieved draft as it is (the baseline the model must beat),
+- "jaccard": no model; the draft whose surroundings share the most words with the hole's (one token
+  Jaccard of the 3 lines above and below: RepoCoder's sparse retriever, the baseline to beat),
+- "retrieval": no model; the best draft of diffucode's retrieval (surroundings matched line by line),
 - "none": the model alone (diffucode.infill),
 - "repo": the model with drafts from the repository (diffucode.refine), the file's own text minus the
   hole included.
@@ -29,7 +31,7 @@ from pathlib import Path
 from diffucode.context import RepoContext
 from diffucode.workspace import Limits, Workspace
 
-MODES = ("retrieval", "none", "repo")
+MODES = ("jaccard", "retrieval", "none", "repo")
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,14 @@ def run_tasks(root: Path, tasks: list[RepoTask], modes: Iterable[str], *, engine
         span = task.span(text)
         found = ctx.drafts(path, text, *span, k=drafts)
         rec = {**asdict(task), "drafts": len(found)}
+        if "jaccard" in modes:
+            first = ctx.drafts(path, text, *span, k=1, match="jaccard")
+            rec["jaccard"] = {"text": first[0].text if first else None}
         base = infill(engine, text, [span], settings) if set(modes) & {"none", "repo"} else None
         for mode in modes:
-            if mode == "retrieval":
+            if mode == "jaccard":
+                got = rec["jaccard"]["text"]
+            elif mode == "retrieval":
                 got = found[0].text if found else None
             else:
                 res = base if mode == "none" else with_drafts(engine, text, span, found, settings, base)
@@ -225,7 +232,7 @@ def _main(args) -> int:
             raise ConfigError(f"{len(overlap)} training files hold the holes' code, e.g. {overlap[0]}")
         print(f"no training file of {args.corpus} holds a hole's code in its place", file=sys.stderr)
     engine, settings = None, None
-    if set(modes) - {"retrieval"}:
+    if set(modes) - {"jaccard", "retrieval"}:
         from diffucode.loading import load_engine
         from diffucode.settings import InfillSettings, from_flags
 

@@ -113,6 +113,45 @@ def test_retrieval_finds_the_idiom_in_another_file_and_reindents_it(tmp_path):
     assert found[0].path == root / "pkg" / "utils.py" and 0 < found[0].score <= 1
 
 
+def _draft(source: str, hole_text: str, **search) -> list[str]:
+    """The drafts for the line `<HOLE>` of `hole_text` from an index holding `source`."""
+    idx = LineIndex()
+    idx.add(Path("/src.py"), source)
+    idx.build()
+    start = hole_text.index("<HOLE>")
+    text = hole_text.replace("<HOLE>", "")
+    return [s.text for s in idx.search(Hole.in_text(text, start, start + 1), **search)]
+
+
+def test_drafts_take_the_indentation_the_block_structure_allows():
+    # After a nested block and a blank line: the draft keeps its dedent from the statement above it.
+    src = ("def a(items):\n    for x in items:\n        total = add(x)\n\n    save_total(total, log)\n\n"
+           "    report(total)\n")
+    hole = "def b(things):\n    for y in things:\n        total = add(y)\n\n<HOLE>\n\n    report(total)\n"
+    assert _draft(src, hole)[0] == "    save_total(total, log)\n"
+    # Under a signature continued over two lines: one level deeper than where the statement starts.
+    src = "class A:\n    def __init__(self, validator):\n        self.validator = validator\n        self.size = 1\n"
+    hole = ("class B:\n    def __init__(self, validator=None,\n                 size=None):\n<HOLE>\n"
+            "        self.size = size\n")
+    assert _draft(src, hole)[0] == "        self.validator = validator\n"
+    # Below a statement that ends an inner block: the line below decides (here: back out to it).
+    src = ("def c(r):\n    if r.ok:\n        log.debug('authenticating, %r.', r)\n"
+           "        if not check_client(r):\n            fail(r)\n")
+    hole = ("def d(r):\n    for p in r.params:\n        raise Dup(p,\n                  r)\n<HOLE>\n"
+            "    if not check_client(r):\n        fail(r)\n")
+    assert _draft(src, hole)[0] == "    log.debug('authenticating, %r.', r)\n"
+
+
+def test_surroundings_are_matched_line_by_line_and_jaccard_is_the_baseline():
+    """The same words around a candidate, in other lines, fool one Jaccard of all the surroundings; the
+    line-by-line match prefers the candidate whose nearest lines match the hole's."""
+    src = ("def a():\n    gamma = 1\n    alpha = compute(beta)\n    beta = 2\n    wrong_line()\n    delta(result)\n\n\n"
+           "def b():\n    x = 9\n    y = 8\n    gamma = compute(beta)\n    right_line()\n    delta(result)\n")
+    hole = "def h():\n    alpha = 1\n    beta = 2\n    gamma = compute(beta)\n<HOLE>\n    delta(result)\n"
+    assert _draft(src, hole, k=1) == ["    right_line()\n"]
+    assert _draft(src, hole, k=1, match="jaccard") == ["    wrong_line()\n"]
+
+
 def test_files_added_after_a_build_are_searched_and_replaced_ones_are_not(tmp_path):
     idx = LineIndex()
     idx.add(Path("/a.py"), "def f():\n    alpha = beta(gamma)\n    return alpha\n")
@@ -256,10 +295,11 @@ def test_repo_tasks_are_holes_inside_functions_and_the_baseline_scores_them(tmp_
         assert ("\n".join(lines[t.start_line : t.end_line]) + "\n" == t.target
                 and not t.target.lstrip().startswith('"""'))
     assert {t.task_id.rsplit(":", 1)[1] for t in tasks} == {"line", "block"}
-    out = run_tasks(root, tasks, ["retrieval"])
+    out = run_tasks(root, tasks, ["jaccard", "retrieval"])
     by_id = {r["task_id"]: r for r in out["records"]}
     hit = next(r for tid, r in by_id.items() if "main.py" in tid and r["target"] == HOLE_LINE)
-    assert hit["retrieval"]["exact"]  # the idiom in utils.py
+    assert hit["retrieval"]["exact"] and hit["jaccard"]["exact"]  # the idiom in utils.py, both ways
+    assert set(out["modes"]) == {"jaccard", "retrieval"}
     assert exact("  a  \n", "  a\n") and not exact(" a\n", "a\n") and not exact(None, "a\n")
     from diffucode_evals.repo_tasks import split
 
