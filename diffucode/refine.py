@@ -7,7 +7,8 @@ it is least sure of are masked again and denoised in context, so a line borrowed
 project takes this place's names. The raw draft, the refined draft and the usual all-mask fill all
 become candidates; each is validated by tree-sitter and screened by guard.py like any fill, and all
 are ranked by the same model score (mean log pseudo-likelihood of the fill's tokens in place) plus
-`retrieval_weight` × the retrieval match (docs/context.md has the measurements behind the defaults:
+`retrieval_weight` × the retrieval match; drafts matching below `min_match` are left out
+(docs/context.md has the measurements behind the defaults:
 with today's embedded model the match decides and the model breaks ties, and refinement is off).
 """
 
@@ -95,6 +96,7 @@ def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequ
         scored, n = rescore(engine, source, cand, settings)
         forwards += n
         pool[cand.apply(source)] = scored
+    drafts = [d for d in drafts if d.score >= settings.min_match]
     for i, draft in enumerate(drafts[: settings.drafts]):
         cands, n = refine_draft(engine, source, span, draft, replace(settings, seed=settings.seed + i),
                                 should_stop=should_stop)

@@ -99,6 +99,8 @@ class InfillSettings:
               "default: see docs/context.md)")
     retrieval_weight: float = setting(
         100.0, "ranking of drafts: the model's mean log-probability + this × the retrieval match (0..1)")
+    min_match: float = setting(
+        0.15, "drafts whose retrieval match (0..1) is below this are not offered (see docs/context.md)")
     context_prompt: bool = setting(
         False, "also put the retrieved snippets, commented and with their paths, before the file's text in the "
                "model's prompt (for long-context models; the file's nearest lines keep priority in the budget)")
@@ -138,6 +140,8 @@ class InfillSettings:
             raise ConfigError("refine_below must be in (0, 1]")
         if not (math.isfinite(self.retrieval_weight) and self.retrieval_weight >= 0):
             raise ConfigError("retrieval_weight must be a finite number ≥ 0")
+        if not 0.0 <= self.min_match <= 1.0:  # NaN too
+            raise ConfigError("min_match must be in [0, 1]")
         if self.length is not None and self.length < 1:
             raise ConfigError("length must be ≥ 1")
         if self.top_k is not None and self.top_k < 1:

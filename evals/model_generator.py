@@ -20,7 +20,7 @@ from .prompts import PromptStyle, build_prompt
 MODEL_KNOBS: tuple[str, ...] = (
     "steps", "temperature", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
     "cache_refresh", "exact", "length_mode", "position_temperature", "cfg_scale", "max_lines",
-    "context", "drafts", "refine_below", "retrieval_weight",
+    "context", "drafts", "refine_below", "retrieval_weight", "min_match",
 )
 _EVAL_NOTES = {
     "temperature": "; use > 0 with --n-samples > 1",

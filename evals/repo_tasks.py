@@ -212,7 +212,7 @@ def register(subparsers) -> None:
     p.add_argument("--corpus", type=Path, default=None,
                    help="a training run's data/corpus.json: fail when a training file shares code with REPO")
     p.add_argument("--out", type=Path, default=None, help="write the records and scores here as JSON")
-    add_flags(p.add_argument_group("generation"), only=("drafts", "refine_below", "retrieval_weight"))
+    add_flags(p.add_argument_group("generation"), only=("drafts", "refine_below", "retrieval_weight", "min_match"))
     p.set_defaults(func=_main)
 
 

@@ -222,6 +222,10 @@ def test_drafts_are_candidates_beside_the_models_fill_and_ranked_by_match(tiny_p
     alone = infill_in_context(tiny_pad_engine, MAIN, [span], InfillSettings(max_new_tokens=16, context="none"),
                               lambda s, e: pytest.fail("context none must not retrieve"))
     assert all("draft" not in c.reason for c in alone.candidates)
+    found = ctx.drafts(path, MAIN, *span)
+    above = InfillSettings(max_new_tokens=16, min_match=min(1.0, found[0].score + 1e-6))
+    strict = infill_in_context(tiny_pad_engine, MAIN, [span], above, lambda s, e: found)
+    assert all("draft" not in c.reason for c in strict.candidates)  # a draft matching below min_match is left out
 
 
 def test_refinement_remasks_the_least_sure_draft_tokens(tiny_pad_engine, tmp_path):

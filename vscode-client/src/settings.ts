@@ -47,6 +47,7 @@ export const SERVER_KEYS = [
   "drafts",
   "refineBelow",
   "retrievalWeight",
+  "minMatch",
   "contextPrompt",
 ] as const;
 
