@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from diffucode.context import RepoContext
-from diffucode.retrieval import Hole
+from diffucode.fitting import Hole
 from diffucode.workspace import Limits, Workspace
 
 

@@ -12,7 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from diffucode.retrieval import Hole, LineIndex, Snippet, distinct
+from diffucode.fitting import Hole
+from diffucode.retrieval import LineIndex, Snippet, distinct
 from diffucode.workspace import Workspace
 
 

@@ -40,13 +40,18 @@ def infill_in_context(engine: Engine, source: str, spans: Sequence[tuple[int, in
     if drafts_for is None or settings.context == "none" or len(spans) != 1 or not settings.drafts:
         return api.infill(engine, source, spans, settings, on_step=on_step, should_stop=should_stop)
     span = (int(spans[0][0]), int(spans[0][1]))
-    drafts = drafts_for(*span)
+    drafts = offered(drafts_for(*span), settings)
     if settings.context_prompt and drafts:
         base = _infill_after(prompt_context(drafts, settings.language), engine, source, span, settings,
                              on_step=on_step, should_stop=should_stop)
     else:
         base = api.infill(engine, source, spans, settings, on_step=on_step, should_stop=should_stop)
     return with_drafts(engine, source, span, drafts, settings, base, should_stop=should_stop)
+
+
+def offered(drafts: Sequence[Snippet], settings: InfillSettings) -> list[Snippet]:
+    """The drafts a hole is offered: the first `drafts` of those matching at least `min_match`."""
+    return [d for d in drafts if d.score >= settings.min_match][: settings.drafts]
 
 
 def prompt_context(drafts: Sequence[Snippet], language: str | None) -> str:
@@ -88,6 +93,7 @@ def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequ
     """The model's own candidates (`base`, rescored) and each draft, raw and (with refine_below) refined,
     ranked together by the model's score of the text in place plus retrieval_weight × the match."""
     t0 = time.perf_counter()
+    drafts = offered(drafts, settings)
     if not drafts and base is not None:
         return base
     forwards = base.forwards if base else 0
@@ -96,8 +102,7 @@ def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequ
         scored, n = rescore(engine, source, cand, settings)
         forwards += n
         pool[cand.apply(source)] = scored
-    drafts = [d for d in drafts if d.score >= settings.min_match]
-    for i, draft in enumerate(drafts[: settings.drafts]):
+    for i, draft in enumerate(drafts):
         cands, n = refine_draft(engine, source, span, draft, replace(settings, seed=settings.seed + i),
                                 should_stop=should_stop)
         forwards += n

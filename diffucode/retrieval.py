@@ -5,11 +5,12 @@ A hole (lines `a..b` of a file) is described by its surroundings: the `window` l
 its score compares its surroundings with the hole's line by line: the token Jaccard similarity of the
 line just above with the line just above, and so on, nearer lines weighing more ("lines"). RepoCoder's
 sparse retriever, one Jaccard of all the surroundings' words ("jaccard"), is kept as the baseline it
-is measured against (docs/context.md). The candidate's own lines are the draft.
+is measured against (docs/context.md). The candidate's own lines, fitted to the hole (fitting.py), are
+the draft.
 
 Fast enough for every keystroke: each identifier keeps the lines it occurs on (numpy postings); a
 query votes for candidate starts through the rare identifiers of the hole's surroundings, and only the
-best-voted few hundred are scored exactly. A leaf: no torch, no model.
+best-voted few hundred are scored exactly. No torch, no model; above fitting.py.
 
 The text being regenerated never reaches a draft: the caller passes the current file's text with the
 span removed, and the index's copy of that file (which may still hold the old span) is not searched.
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffucode.fitting import Hole, fit_draft
+
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")  # words: punctuation is in every window and tells nothing
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MATCHES = ("lines", "jaccard")  # how a candidate's surroundings are compared with the hole's
@@ -43,38 +46,6 @@ class Snippet:
     text: str  # the draft, re-indented and trimmed to fit the hole
     score: float  # how well the surroundings match the hole's, 0..1 (LineIndex.search's `match`)
     excerpt: str = ""  # the draft's lines with their surroundings, as they are in `path` (prompt context)
-
-
-@dataclass(frozen=True)
-class Hole:
-    """The hole as retrieval sees it: the file's lines around it, never the span's own text."""
-
-    above: tuple[str, ...]  # the window of lines above (nearest last)
-    below: tuple[str, ...]  # the window of lines below
-    n_lines: int  # lines the hole spans (1 for a cursor inside a line)
-    head: str  # text already typed on the hole's first line, before the hole
-    tail: str  # text after the hole on its last line
-
-    @classmethod
-    def in_text(cls, text: str, start: int, end: int, *, n_lines: int | None = None, window: int = 3) -> "Hole":
-        """The hole [start, end) of `text`; its text is not read. A span of whole lines (or an empty one at a
-        line start) is a hole of whole lines, drafted with `n_lines` lines (default: as many as it covers,
-        1 for an insertion); any other span is inside a line, between the typed head and the tail."""
-        ls = text.rfind("\n", 0, start) + 1
-        if start == ls and (end == len(text) or text[end - 1 : end] == "\n" or end == start):
-            before, after = text[:start].split("\n")[:-1], text[end:].split("\n")
-            unterminated = end > start and text[end - 1] != "\n"  # the span runs to the end of an unended file
-            covered = max(1, text.count("\n", start, end) + unterminated)
-            return cls(tuple(before[-window:]), tuple(after[:window]), n_lines or covered, "", "")
-        le = text.find("\n", end)
-        le = len(text) if le < 0 else le
-        above = text[:ls].split("\n")[:-1][-window:]
-        below = text[le + 1 :].split("\n")[:window] if le < len(text) else []
-        return cls(tuple(above), tuple(below), n_lines or text.count("\n", ls, le) + 1, text[ls:start], text[end:le])
-
-
-def tokens(text: str) -> list[str]:
-    return TOKEN.findall(text)
 
 
 class LineIndex:
@@ -154,9 +125,11 @@ class LineIndex:
         n = hole.n_lines
         above = [self._query_tokens(line) for line in hole.above]
         below = [self._query_tokens(line) for line in hole.below]
-        score = {"lines": self._by_lines, "jaccard": self._jaccard}[match]
+        if match not in MATCHES:
+            raise ValueError(f"match must be one of {MATCHES}, not {match!r}")
+        scorer = self._by_lines if match == "lines" else self._jaccard
         skip = {self.by_path[p] for p in exclude if p in self.by_path}
-        scored = [score(int(start), n, above, below) for start in self._vote(hole, n, pool, skip)]
+        scored = [scorer(int(start), n, above, below) for start in self._vote(hole, n, pool, skip)]
         found: list[Snippet] = []
         seen: set[str] = set()
         for score, fid, i in sorted((x for x in scored if x is not None), key=lambda x: -x[0]):
@@ -222,24 +195,26 @@ class LineIndex:
         fid, i = place
         f, w = self.files[fid], self.window
         ctx = f.token_set(max(0, i - w), i) | f.token_set(i + n, min(f.n_lines, i + n + w))
-        return _jaccard(ctx, set().union(*above, *below)), fid, i
+        return _overlap(ctx, set().union(*above, *below)), fid, i
 
     def _by_lines(self, start: int, n: int, above: list[set[int]], below: list[set[int]]):
         """(the line-by-line match, file id, local line), or None: the Jaccard of the d-th line above the
-        candidate with the d-th line above the hole, and the same below, weighted 1/d, averaged. Measured
-        against `_jaccard` in docs/context.md (it ranks the right line first more often)."""
+        candidate with the d-th line above the hole, and the same below, weighted 1/d and averaged. A line
+        of the hole's window without words (blank, or past the file's end) scores 0 for every candidate, so
+        such a hole's best match is below 1 (0.5 at the end of a file). Measured against `_jaccard` in
+        docs/context.md (it ranks the right line first more often; averaging over the lines with words
+        only ranked HumanEval's drafts worse)."""
         place = self._place(start, n)
         if place is None:
             return None
         fid, i = place
-        f, total, weights = self.files[fid], 0.0, 0.0
+        f, total = self.files[fid], 0.0
         for d in range(1, self.window + 1):
             up = f.token_set(i - d, i - d + 1) if i >= d else set()
             down = f.token_set(i + n + d - 1, i + n + d) if i + n + d <= f.n_lines else set()
-            total += (_jaccard(up, above[-d] if d <= len(above) else set())
-                      + _jaccard(down, below[d - 1] if d <= len(below) else set())) / d
-            weights += 2 / d
-        return total / weights, fid, i
+            total += (_overlap(up, above[-d] if d <= len(above) else set())
+                      + _overlap(down, below[d - 1] if d <= len(below) else set())) / d
+        return total / (2 * sum(1 / d for d in range(1, self.window + 1))), fid, i
 
     def _lines(self, fid: int, lo: int, hi: int) -> list[str]:
         """Lines lo..hi-1 of a file (where its lines start is found once, then kept)."""
@@ -326,7 +301,8 @@ class _Postings:
         return self.lines[self.offsets[t] : self.offsets[t + 1]]
 
 
-def _jaccard(a: set[int], b: set[int]) -> float:
+def _overlap(a: set[int], b: set[int]) -> float:
+    """The Jaccard similarity of two sets of token ids (0 when both are empty)."""
     union = len(a | b)
     return len(a & b) / union if union else 0.0
 
@@ -341,79 +317,6 @@ def _counts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.sort(a)
     first = np.flatnonzero(np.concatenate([[True], a[1:] != a[:-1]]))
     return a[first], np.diff(np.append(first, a.size))
-
-
-def fit_draft(body: list[str], before: list[str], after: list[str], hole: Hole) -> str | None:
-    """The candidate lines as a fill of the hole: re-indented to the hole's place, the typed head and the tail
-    removed. `before` and `after` are the lines around the candidate where it was found. None when the
-    candidate cannot fill it (blank, or not matching the head/tail)."""
-    if not any(line.strip() for line in body):
-        return None
-    if hole.head.strip() or hole.tail.strip():
-        return _fit_inline(body, hole)
-    shift = _indent_at(hole, body, before, after) - _indent(body[0])
-    out = [(" " * shift + line) if shift >= 0 else line[min(-shift, _indent(line)) :] for line in body]
-    return "\n".join(line if line.strip() else "" for line in out) + "\n"
-
-
-def _indent_at(hole: Hole, body: list[str], before: list[str], after: list[str]) -> int:
-    """The indentation of the draft's first line in the hole. The draft keeps the offset it had from the
-    statement above it, or the one from the line below it; the block structure of the hole's place chooses:
-    after a line that opens a block (`:` or `{`) it must be deeper, otherwise between the line below and
-    the statement above (measured on `diffucode eval-repo`'s holes: docs/context.md)."""
-    above_h, opens = _statement_above(hole.above)
-    above_c, _ = _statement_above(before)
-    below_h, below_c = _first_code(hole.below), _first_code(after)
-    first = _indent(body[0])
-    up = None if above_h is None or above_c is None else above_h + first - above_c
-    down = None if below_h is None or below_c is None else below_h + first - below_c
-    if above_h is None:
-        return down if down is not None else (below_h or 0)
-    if opens:
-        deeper = [x for x in (up, down) if x is not None and x > above_h]
-        return deeper[0] if deeper else above_h + (below_h - above_h if below_h and below_h > above_h else 4)
-    low = min(below_h, above_h) if below_h is not None else 0
-    fits = [x for x in (down, up) if x is not None and low <= x <= above_h]
-    return fits[0] if fits else above_h
-
-
-def _statement_above(lines: list[str] | tuple[str, ...]) -> tuple[int | None, bool]:
-    """(indentation of the statement that the last non-blank line belongs to, whether that line opens a
-    block), or (None, False) without one. A statement continued over lines (open brackets) starts where
-    the brackets opened, as far as `lines` shows."""
-    last = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].strip()), None)
-    if last is None:
-        return None, False
-    depth, start = 0, 0
-    for i, line in enumerate(lines[: last + 1]):
-        if depth <= 0 and line.strip():
-            start, depth = i, 0
-        depth += _bracket_balance(line)
-    code = lines[last].split("#", 1)[0].rstrip()
-    return _indent(lines[start]), code.endswith((":", "{"))
-
-
-def _bracket_balance(line: str) -> int:
-    code = re.sub(r"'[^']*'|\"[^\"]*\"", "", line.split("#", 1)[0])
-    return sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
-
-
-def _first_code(lines: list[str] | tuple[str, ...]) -> int | None:
-    """The indentation of the first non-blank line, or None."""
-    return next((_indent(line) for line in lines if line.strip()), None)
-
-
-def _fit_inline(body: list[str], hole: Hole) -> str | None:
-    text = "\n".join(body).strip()
-    head, tail = hole.head.strip(), hole.tail.strip()
-    if not text.startswith(head) or not text.endswith(tail) or len(text) <= len(head) + len(tail):
-        return None
-    mid = text[len(head) : len(text) - len(tail)]
-    return mid.lstrip() if hole.head.endswith((" ", "\t")) else mid
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
 
 
 def distinct(found: list[Snippet], k: int) -> list[Snippet]:

@@ -136,7 +136,7 @@ def run_tasks(root: Path, tasks: list[RepoTask], modes: Iterable[str], *, engine
         found = ctx.drafts(path, text, *span, k=drafts)
         rec = {**asdict(task), "drafts": len(found)}
         if "jaccard" in modes:
-            first = ctx.drafts(path, text, *span, k=1, match="jaccard")
+            first = ctx.drafts(path, text, *span, k=drafts, match="jaccard")[:1]
             rec["jaccard"] = {"text": first[0].text if first else None}
         base = infill(engine, text, [span], settings) if set(modes) & {"none", "repo"} else None
         for mode in modes:

@@ -2,13 +2,15 @@
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from diffucode.context import RepoContext
 from diffucode.errors import ConfigError
-from diffucode.retrieval import Hole, LineIndex
+from diffucode.fitting import Hole, fit_draft
+from diffucode.retrieval import LineIndex
 from diffucode.settings import InfillSettings
 from diffucode.workspace import Limits, Workspace, project_root
 from tests.test_cli import run, use_script
@@ -142,6 +144,32 @@ def test_drafts_take_the_indentation_the_block_structure_allows():
     assert _draft(src, hole)[0] == "    log.debug('authenticating, %r.', r)\n"
 
 
+def test_drafts_inside_brackets_with_tabs_or_at_the_file_start_keep_a_sane_indentation():
+    def fit(body, before, after, above, below):
+        return fit_draft(body, before, after, Hole(above, below, len(body), "", ""))
+
+    # Inside an open bracket: the offset from the line above, not the statement's start.
+    assert fit(["        a,"], ["    x = foo("], ["    )"], ("    result = foo(",), ("    )",)) == "        a,\n"
+    # Tab-indented code is kept as found (no spaces mixed in after a line that opens a block).
+    assert fit(["\tx := 1"], ["func a() {"], ["}"], ("func b() {",), ("}",)) == "\tx := 1\n"
+    # Nothing above and a deeper line below where it was found: never a negative indentation.
+    assert fit(["def f():", "    return 1"], [], ["        x"], (), ("def g():",)) == "def f():\n    return 1\n"
+    # A blank first line: measured from the first line with code.
+    assert fit(["", "    x = 1"], ["    y = 0"], [], ("        y = 0",), ()) == "\n        x = 1\n"
+    # A '#' or a bracket inside a string is neither a comment nor a bracket.
+    assert fit(["    return 1"], ['if x == "#":'], [], ('if x == "#(":',), ()) == "    return 1\n"
+
+
+def test_a_hole_at_the_end_of_a_file_is_still_offered_its_drafts():
+    idx = LineIndex()
+    idx.add(Path("/src.py"), "def a():\n    start_engine(car)\n    check_oil(car)\n")
+    idx.build()
+    text = "def a():\n    start_engine(car)\n"  # the file being written, at its end
+    found = idx.search(Hole.in_text(text, len(text), len(text)), k=1)
+    assert found[0].text == "    check_oil(car)\n"
+    assert InfillSettings().min_match <= found[0].score <= 0.5  # the lines below count, and are blank here
+
+
 def test_surroundings_are_matched_line_by_line_and_jaccard_is_the_baseline():
     """The same words around a candidate, in other lines, fool one Jaccard of all the surroundings; the
     line-by-line match prefers the candidate whose nearest lines match the hole's."""
@@ -222,10 +250,10 @@ def test_drafts_are_candidates_beside_the_models_fill_and_ranked_by_match(tiny_p
     alone = infill_in_context(tiny_pad_engine, MAIN, [span], InfillSettings(max_new_tokens=16, context="none"),
                               lambda s, e: pytest.fail("context none must not retrieve"))
     assert all("draft" not in c.reason for c in alone.candidates)
-    found = ctx.drafts(path, MAIN, *span)
-    above = InfillSettings(max_new_tokens=16, min_match=min(1.0, found[0].score + 1e-6))
-    strict = infill_in_context(tiny_pad_engine, MAIN, [span], above, lambda s, e: found)
-    assert all("draft" not in c.reason for c in strict.candidates)  # a draft matching below min_match is left out
+    weak = [replace(d, score=0.1) for d in ctx.drafts(path, MAIN, *span)]
+    strict = infill_in_context(tiny_pad_engine, MAIN, [span], replace(settings, min_match=0.2), lambda s, e: weak)
+    plain = infill_in_context(tiny_pad_engine, MAIN, [span], replace(settings, context="none"), None)
+    assert weak and strict.candidates == plain.candidates  # drafts matching below min_match: as if context were off
 
 
 def test_refinement_remasks_the_least_sure_draft_tokens(tiny_pad_engine, tmp_path):
