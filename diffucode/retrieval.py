@@ -59,6 +59,7 @@ class LineIndex:
 
     def __init__(self, *, window: int = 3, max_df: float = 0.02, max_postings: int = 4000):
         self.window = window
+        self._line_weights = 2 * sum(1 / d for d in range(1, window + 1))  # _by_lines' largest total
         self.max_df, self.max_postings = max_df, max_postings  # identifiers on more lines do not vote
         self.vocab: defaultdict[str, int] = defaultdict()
         self.vocab.default_factory = self.vocab.__len__  # a new token gets the next id, at C speed
@@ -127,19 +128,23 @@ class LineIndex:
         below = [self._query_tokens(line) for line in hole.below]
         if match not in MATCHES:
             raise ValueError(f"match must be one of {MATCHES}, not {match!r}")
-        scorer = self._by_lines if match == "lines" else self._jaccard
+        if match == "lines":
+            scorer = lambda start: self._by_lines(start, n, above, below)  # noqa: E731
+        else:
+            everything = set().union(*above, *below)
+            scorer = lambda start: self._jaccard(start, n, everything)  # noqa: E731
         skip = {self.by_path[p] for p in exclude if p in self.by_path}
-        scored = [scorer(int(start), n, above, below) for start in self._vote(hole, n, pool, skip)]
+        scored = [scorer(int(start)) for start in self._vote(hole, n, pool, skip)]
         found: list[Snippet] = []
         seen: set[str] = set()
         for score, fid, i in sorted((x for x in scored if x is not None), key=lambda x: -x[0]):
             w, size = self.window, self.files[fid].n_lines
-            draft = fit_draft(self._lines(fid, i, i + n), self._lines(fid, max(0, i - w), i),
-                              self._lines(fid, i + n, min(size, i + n + w)), hole)
+            before, body = self._lines(fid, max(0, i - w), i), self._lines(fid, i, i + n)
+            after = self._lines(fid, i + n, min(size, i + n + w))
+            draft = fit_draft(body, before, after, hole)
             if draft is not None and draft not in seen:
                 seen.add(draft)
-                excerpt = "\n".join(self._lines(fid, max(0, i - w), min(size, i + n + w)))
-                found.append(Snippet(self.files[fid].path, i, draft, score, excerpt))
+                found.append(Snippet(self.files[fid].path, i, draft, score, "\n".join(before + body + after)))
                 if len(found) == k:
                     break
         return found
@@ -187,15 +192,15 @@ class LineIndex:
             return None
         return fid, i
 
-    def _jaccard(self, start: int, n: int, above: list[set[int]], below: list[set[int]]):
-        """(Jaccard of all the surroundings' words with the hole's, file id, local line), or None."""
+    def _jaccard(self, start: int, n: int, query: set[int]):
+        """(Jaccard of all the surroundings' words with the hole's, `query`, file id, local line), or None."""
         place = self._place(start, n)
         if place is None:
             return None
         fid, i = place
         f, w = self.files[fid], self.window
         ctx = f.token_set(max(0, i - w), i) | f.token_set(i + n, min(f.n_lines, i + n + w))
-        return _overlap(ctx, set().union(*above, *below)), fid, i
+        return _overlap(ctx, query), fid, i
 
     def _by_lines(self, start: int, n: int, above: list[set[int]], below: list[set[int]]):
         """(the line-by-line match, file id, local line), or None: the Jaccard of the d-th line above the
@@ -214,7 +219,7 @@ class LineIndex:
             down = f.token_set(i + n + d - 1, i + n + d) if i + n + d <= f.n_lines else set()
             total += (_overlap(up, above[-d] if d <= len(above) else set())
                       + _overlap(down, below[d - 1] if d <= len(below) else set())) / d
-        return total / (2 * sum(1 / d for d in range(1, self.window + 1))), fid, i
+        return total / self._line_weights, fid, i
 
     def _lines(self, fid: int, lo: int, hi: int) -> list[str]:
         """Lines lo..hi-1 of a file (where its lines start is found once, then kept)."""

@@ -135,13 +135,11 @@ def run_tasks(root: Path, tasks: list[RepoTask], modes: Iterable[str], *, engine
         span = task.span(text)
         found = ctx.drafts(path, text, *span, k=drafts)
         rec = {**asdict(task), "drafts": len(found)}
-        if "jaccard" in modes:
-            first = ctx.drafts(path, text, *span, k=drafts, match="jaccard")[:1]
-            rec["jaccard"] = {"text": first[0].text if first else None}
+        baseline = ctx.drafts(path, text, *span, k=drafts, match="jaccard") if "jaccard" in modes else []
         base = infill(engine, text, [span], settings) if set(modes) & {"none", "repo"} else None
         for mode in modes:
             if mode == "jaccard":
-                got = rec["jaccard"]["text"]
+                got = baseline[0].text if baseline else None
             elif mode == "retrieval":
                 got = found[0].text if found else None
             else:
