@@ -35,6 +35,7 @@ from pygls.lsp.client import LanguageClient
 from diffucode.loading import EMBEDDED
 
 URI = "file:///bench/decoder.py"
+SOURCE = Path(sysconfig.get_paths()["stdlib"]) / "json" / "decoder.py"  # the document
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -81,7 +82,13 @@ class Bench:
     def __init__(self, init: dict, workspace: Path | None = None):
         self.init = init
         self.workspace = workspace  # a workspace folder: the document sits in it, so its drafts come from it
-        self.uri = (workspace / "diffucode_bench_decoder.py").as_uri() if workspace else URI
+        self.uri = URI
+        if workspace is not None:
+            # The document is its own file when the workspace holds it (the standard library does), so the
+            # server leaves the file's text on disk out of the search, as for any file being edited: the
+            # lines after the cursor must not come back as a draft from the index.
+            inside = SOURCE.resolve().is_relative_to(workspace.resolve())
+            self.uri = (SOURCE if inside else workspace / "diffucode_bench_decoder.py").resolve().as_uri()
         self.client = LanguageClient("bench", "0")
         self.version = 1
         for method in (lsp.WINDOW_LOG_MESSAGE, lsp.WINDOW_SHOW_MESSAGE, lsp.PROGRESS):
@@ -96,11 +103,14 @@ class Bench:
         self.client.initialized(lsp.InitializedParams())
 
     async def wait_for_index(self, timeout: float = 300) -> float | None:
-        """Seconds until the workspace folder's index is ready (None without a workspace folder)."""
+        """Seconds until the workspace folder's index is ready (None without a workspace folder, or when the
+        server indexes nothing: context "none")."""
         t0 = time.perf_counter()
         while self.workspace and time.perf_counter() - t0 < timeout:
             ctx = [c._asdict() if hasattr(c, "_asdict") else c for c in (await self.status()).get("context") or []]
-            if ctx and ctx[0]["ready"]:
+            if not ctx:
+                return None
+            if ctx[0]["ready"]:
                 return ctx[0]["index_ms"] / 1e3
             await asyncio.sleep(0.2)
         return None
@@ -223,7 +233,7 @@ def main() -> int:
         else:
             args.rss_model = args.rss_model or args.model
             args.rss_model_label = args.rss_model if args.rss_model != args.model else args.model_label
-        source = (Path(sysconfig.get_paths()["stdlib"]) / "json" / "decoder.py").read_text(encoding="utf-8")
+        source = SOURCE.read_text(encoding="utf-8")
         cases = cursor_cases(source, args.positions)
         out = asyncio.run(latency(args, cases)) if args.repeat else {}
         if args.requests:

@@ -27,8 +27,9 @@ class Denoiser(Protocol):
     max_seq_len: int
     device: torch.device
     # Declared capabilities (every denoiser states them; the infill path reads them, never probes):
-    cacheable: bool  # has prefill(ids, positions) -> (logits, cache) and forward_cached(ids, cache, positions):
-    #                  CachedDenoiser can wrap it (the approximate K/V cache)
+    cacheable: bool  # has prefill(ids, positions) -> (logits, cache) and forward_cached(ids, cache, active, positions):
+    #                  CachedDenoiser can wrap it (the approximate K/V cache); a cache prefilled from one row
+    #                  serves a batch of any number of rows (scoring.py scores many texts against one context)
     expand_id: int | None  # DreamOn: a mask predicted as this becomes two masks (expand.py); None: no expand/delete
     delete_id: int | None  # ... and a mask predicted as this is removed
     infill_frame: tuple[tuple[int, ...], tuple[int, ...]]  # ids around the context (DreamOn: BOS, EOS); ((), ()): none

@@ -122,12 +122,14 @@ class Attention(nn.Module):
         With `kv` = cached (K, V) of the whole sequence and `where` (B, T) indices into it, x holds only
         the rows at `where`: their fresh keys and values replace those rows in a copy of the cache (the
         cache itself is never written, so a cached step is a pure function: compilable, graph-capturable)
-        and the queries attend over that partly stale copy."""
+        and the queries attend over that partly stale copy. A cache of one row is shared by all B rows."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3×(B,H,T,Dh)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv is not None:
             K, V = kv
+            if K.size(0) != B:  # a one-row prefill's cache serves every row (scoring.py)
+                K, V = K.expand(B, -1, -1, -1), V.expand(B, -1, -1, -1)
             idx = where[:, None, :, None].expand(-1, K.size(1), -1, K.size(3))  # (B, H, T, Dh)
             k, v = K.scatter(2, idx, k), V.scatter(2, idx, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)  # full attention

@@ -6,7 +6,7 @@ token's probability when it alone is masked, context and the rest of the draft v
 it is least sure of are masked again and denoised in context, so a line borrowed from elsewhere in the
 project takes this place's names. The raw draft, the refined draft and the usual all-mask fill all
 become candidates; each is validated by tree-sitter and screened by guard.py like any fill, and all
-are ranked by the same model score (mean log pseudo-likelihood of the fill's tokens in place) plus
+are ranked by the same model score (mean log pseudo-likelihood of the fill's tokens in place; scoring.py) plus
 `retrieval_weight` × the retrieval match; drafts matching below `min_match` are left out
 (docs/context.md has the measurements behind the defaults:
 with today's embedded model the match decides and the model breaks ties, and refinement is off).
@@ -24,9 +24,10 @@ import torch
 from diffucode import infill as api
 from diffucode import syntax
 from diffucode.engine import Engine
-from diffucode.infill import (Candidate, Edit, InfillResult, Layout, OnStep, ShouldStop, finish, fit_to_file,
-                              PL_STRIDE, content_length, model_text, pseudo_likelihood, sample_layout, validated)
+from diffucode.infill import (Candidate, Edit, InfillResult, Layout, OnStep, ShouldStop, content_length, finish,
+                              fit_to_file, model_text, sample_layout, validated)
 from diffucode.retrieval import Snippet
+from diffucode.scoring import score_fills
 from diffucode.settings import InfillSettings
 
 MAX_REMASK = 0.5  # draft refinement re-predicts at most this share of the draft's tokens
@@ -78,33 +79,47 @@ def _infill_after(preamble: str, engine: Engine, source: str, span: tuple[int, i
 def complete_in_context(engine: Engine, source: str, cursor: int, settings: InfillSettings,
                         drafts_for: DraftsFor | None, *, on_step: OnStep | None = None,
                         should_stop: ShouldStop | None = None) -> InfillResult:
-    """complete(), with the retrieved drafts of the hole at the cursor as candidates too."""
-    base = api.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
+    """complete(), with the retrieved drafts of the hole at the cursor as candidates too.
+
+    The drafts are ranked first. When the best valid one scores above 0, no fill of the model's own can
+    outrank it (those score their mean log-probability, ≤ 0), so the model's fill is skipped: the
+    first candidate is the same, sooner. Otherwise the model fills the hole and all are ranked together."""
     if drafts_for is None or settings.context == "none" or not settings.drafts or engine.complete is not None:
-        return base
+        return api.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
     hole = syntax.hole_at_cursor(source, cursor, language=settings.language)
     span = (hole.start, hole.end)
-    return with_drafts(engine, source, span, drafts_for(*span), settings, base, should_stop=should_stop)
+    drafts = offered(drafts_for(*span), settings)
+    if drafts:
+        alone = with_drafts(engine, source, span, drafts, settings, None, should_stop=should_stop)
+        if alone.best is not None and alone.best.score > 0:
+            return alone
+    base = api.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
+    return with_drafts(engine, source, span, drafts, settings, base, should_stop=should_stop)
 
 
 def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequence[Snippet],
                 settings: InfillSettings, base: InfillResult | None, *,
                 should_stop: ShouldStop | None = None) -> InfillResult:
     """The model's own candidates (`base`, rescored) and each draft, raw and (with refine_below) refined,
-    ranked together by the model's score of the text in place plus retrieval_weight × the match."""
+    ranked together by the model's score of the text in place (scoring.py: all of them against one
+    cached context where the model allows) plus retrieval_weight × the match."""
     t0 = time.perf_counter()
     drafts = offered(drafts, settings)
     if not drafts and base is not None:
         return base
-    forwards = base.forwards if base else 0
+    own = list(base.candidates) if base else []
+    laid = [fit_to_file(d.text, source, span) for d in drafts]
+    fills = [(c.edits[0].start, c.edits[0].end, c.edits[0].text) for c in own] + [(*span, t) for t in laid]
+    confs, forwards = score_fills(engine, source, fills, settings)
+    forwards += base.forwards if base else 0
     pool: dict[str, Candidate] = {}
-    for cand in base.candidates if base else ():
-        scored, n = rescore(engine, source, cand, settings)
-        forwards += n
-        pool[cand.apply(source)] = scored
-    for i, draft in enumerate(drafts):
+    for cand, conf in zip(own, confs):
+        pool[cand.apply(source)] = replace(cand, score=-math.inf if conf is None else _mean_log(conf))
+    for i, (draft, text, conf) in enumerate(zip(drafts, laid, confs[len(own):])):
+        if conf is None:
+            continue
         cands, n = refine_draft(engine, source, span, draft, replace(settings, seed=settings.seed + i),
-                                should_stop=should_stop)
+                                text=text, conf=conf, should_stop=should_stop)
         forwards += n
         for cand in cands:
             pool.setdefault(cand.apply(source), cand)
@@ -114,22 +129,28 @@ def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequ
 
 
 def refine_draft(engine: Engine, source: str, span: tuple[int, int], draft: Snippet, settings: InfillSettings,
-                 *, should_stop: ShouldStop | None = None) -> tuple[list[Candidate], int]:
-    """The draft as it is and as the model refines it: (candidates, forwards used)."""
+                 *, text: str | None = None, conf: torch.Tensor | None = None,
+                 should_stop: ShouldStop | None = None) -> tuple[list[Candidate], int]:
+    """The draft as it is and as the model refines it: (candidates, forwards used). `text` and `conf`: the
+    draft fitted to the file and its tokens' scores in place, when the caller has them already."""
     s, e = span
-    text = fit_to_file(draft.text, source, span)
-    ids = engine.tokenizer.encode(model_text(text))
-    if not ids:
-        return [], 0
-    den = engine.denoiser
-    layout, row, lo, conf, forwards = _in_place(engine, source, span, ids, settings)
+    forwards = 0
+    if text is None or conf is None:
+        text = fit_to_file(draft.text, source, span)
+        (conf,), forwards = score_fills(engine, source, [(s, e, text)], settings)
+    if conf is None:
+        return [], forwards
     tie = settings.retrieval_weight * draft.score
-    raw = validated(source, [Edit(s, e, text)], _mean_log(conf) + tie, len(ids), settings)
+    raw = validated(source, [Edit(s, e, text)], _mean_log(conf) + tie, conf.numel(), settings)
     out = [replace(raw, reason=_note("draft", draft, raw.reason))]
     redo = _least_sure(conf, settings.refine_below)
     if redo.numel() == 0:
         return out, forwards
-    batch = row.clone()
+    den = engine.denoiser
+    ids = engine.tokenizer.encode(model_text(text))
+    layout = Layout.build(engine, source, [span], [len(ids)], settings)
+    lo = len(layout.prefix_ids)
+    batch = torch.tensor(layout.ids_with([ids]), device=den.device)[None]
     batch[0, lo + redo] = den.mask_id
     sampled = sample_layout(engine, batch, settings, None, should_stop, layout, [len(ids)])
     forwards += sampled.forwards
@@ -140,32 +161,12 @@ def refine_draft(engine: Engine, source: str, span: tuple[int, int], draft: Snip
     refined_text = fit_to_file(engine.tokenizer.decode(new[:n]), source, span)
     if refined_text == text:
         return out, forwards
-    cand = validated(source, [Edit(s, e, refined_text)], 0.0, n, settings)
-    scored, k = rescore(engine, source, cand, settings)
-    out.append(replace(scored, score=scored.score + tie, reason=_note("refined draft", draft, scored.reason)))
+    (rconf,), k = score_fills(engine, source, [(s, e, refined_text)], settings)
+    if rconf is None:
+        return out, forwards + k
+    cand = validated(source, [Edit(s, e, refined_text)], _mean_log(rconf) + tie, rconf.numel(), settings)
+    out.append(replace(cand, reason=_note("refined draft", draft, cand.reason)))
     return out, forwards + k
-
-
-def rescore(engine: Engine, source: str, cand: Candidate, settings: InfillSettings) -> tuple[Candidate, int]:
-    """The candidate with its score replaced by the mean log pseudo-likelihood of its text in place (the
-    measure drafts are ranked by), and the forwards that took. An empty fill scores -inf."""
-    edit = cand.edits[0]
-    ids = engine.tokenizer.encode(model_text(edit.text))
-    if not ids:
-        return replace(cand, score=-math.inf), 0
-    *_, conf, forwards = _in_place(engine, source, (edit.start, edit.end), ids, settings)
-    return replace(cand, score=_mean_log(conf)), forwards
-
-
-def _in_place(engine: Engine, source: str, span: tuple[int, int], ids: list[int], settings: InfillSettings):
-    """`ids` laid into the span: (layout, the row, where the hole starts, each token's pseudo-likelihood
-    there, the forwards that took)."""
-    den = engine.denoiser
-    layout = Layout.build(engine, source, [span], [len(ids)], settings)
-    row = torch.tensor(layout.ids_with([ids]), device=den.device)[None]
-    lo = len(layout.prefix_ids)
-    conf = pseudo_likelihood(den, row, torch.arange(lo, lo + len(ids), device=den.device))
-    return layout, row, lo, conf, min(PL_STRIDE, len(ids))
 
 
 def _least_sure(conf: torch.Tensor, below_p: float | None) -> torch.Tensor:

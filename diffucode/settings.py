@@ -82,7 +82,8 @@ class InfillSettings:
     language: str | None = setting("python", "language for syntax checks (default: from the file extension)")
     context_tokens: int | None = setting(None, "tokens of surrounding code the model sees (default: its context)")
     cache_refresh: int | None = setting(  # 1 = exact; None = off
-        4, "reuse the context's keys/values, recomputing everything every N steps (faster, approximate)")
+        4, "reuse the context's keys/values, recomputing everything every N steps, and score candidates against one "
+          "cached context (faster, approximate)")
     exact: bool = setting(False, "the reference decoder: no threshold, entropy bound, early stop or cache (slower)")
     max_lines: int | None = setting(
         None, "infill keeps at most this many lines of each hole's text, cut after its newline "

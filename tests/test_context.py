@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffucode.context import RepoContext
 from diffucode.errors import ConfigError
@@ -268,6 +269,77 @@ def test_refinement_remasks_the_least_sure_draft_tokens(tiny_pad_engine, tmp_pat
     assert forwards > 4 and len(on) in (1, 2)
     if len(on) == 2:  # a random model rewrote some tokens: a second candidate, scored the same way
         assert on[1].edits[0].text != HOLE_LINE and "refined draft" in on[1].reason
+
+
+@pytest.mark.parametrize("pad_tail", [True, False])
+def test_cached_scores_equal_exact_ones_for_a_one_layer_model(tmp_path, pad_tail):
+    """One layer: the context's keys and values depend on no other token, so the cached scores are exact."""
+    from diffucode.infill import Layout, pseudo_likelihood
+    from diffucode.loading import load_engine
+    from diffucode.scoring import score_fills
+    from diffucode.testing import random_model
+
+    engine = load_engine(random_model(tmp_path / "m", seed=3, pad_tail=pad_tail, n_layers=1))
+    s, e = span_of(MAIN, HOLE_LINE)
+    texts = [HOLE_LINE, "    settings = other(text)\n", "    x = 1\n", ""]
+    fills = [(s, e, t) for t in texts] + [(s, s, "    y = 2\n")]  # a second span too
+    cached, forwards = score_fills(engine, MAIN, fills, InfillSettings())
+    exact, exact_forwards = score_fills(engine, MAIN, fills, InfillSettings(exact=True))
+    assert cached[3] is None and exact[3] is None  # no tokens, no score
+    den, tok = engine.denoiser, engine.tokenizer
+    longest = max(len(tok.encode(t)) for t in texts)
+    for (start, end, text), got, plain in zip(fills, cached, exact):
+        if not text:
+            continue
+        ids = tok.encode(text)
+        size = longest if pad_tail and start != end else len(ids)  # pad-tail models: one hole size per span
+        layout = Layout.build(engine, MAIN, [(start, end)], [size], InfillSettings())
+        row = torch.tensor(layout.ids_with([ids + [den.pad_id] * (size - len(ids))]))[None]
+        lo = len(layout.prefix_ids)
+        want = pseudo_likelihood(den, row, torch.arange(lo, lo + len(ids)))
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+        if size == len(ids):
+            torch.testing.assert_close(got, plain, rtol=1e-4, atol=1e-6)
+    groups = 2 if pad_tail else 4  # one prefill per span, or per span and length, and one cached forward
+    assert forwards == 2 * groups and exact_forwards == sum(min(4, len(tok.encode(t))) for _, _, t in fills)
+
+
+def test_cached_scores_rank_like_exact_ones_on_the_shared_model(tiny_pad_engine):
+    """Two layers: the cache is an approximation, but it stays near the exact scores and costs one prefill."""
+    from diffucode.scoring import score_fills
+
+    s, e = span_of(MAIN, HOLE_LINE)
+    fills = [(s, e, t) for t in (HOLE_LINE, "    settings = other(text)\n", "    x = 1\n")]
+    cached, _ = score_fills(tiny_pad_engine, MAIN, fills, InfillSettings())
+    exact, _ = score_fills(tiny_pad_engine, MAIN, fills, InfillSettings(cache_refresh=None))
+    for got, want in zip(cached, exact):
+        assert got.shape == want.shape and bool(((got > 0) & (got <= 1)).all())
+        assert float((got.log() - want.log()).abs().mean()) < 0.1
+
+
+def test_completion_skips_the_models_fill_only_when_a_draft_must_outrank_it(tiny_pad_engine, monkeypatch):
+    from diffucode import infill as api
+    from diffucode import refine, syntax
+    from diffucode.retrieval import Snippet
+
+    src = MAIN.replace(HOLE_LINE, "    settings = \n")
+    cursor = src.index("    settings = \n") + len("    settings = ")
+    hole = syntax.hole_at_cursor(src, cursor, language="python")
+    drafts = [Snippet(Path("utils.py"), 7, "parse_settings(text)", 0.6)]
+    settings = InfillSettings(max_new_tokens=16)
+    real, calls = api.complete, []
+    monkeypatch.setattr(api, "complete", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast = refine.complete_in_context(tiny_pad_engine, src, cursor, settings, lambda s, e: drafts)
+    assert not calls and fast.best is not None and fast.best.score > 0 and "draft from utils.py" in fast.best.reason
+    every = refine.with_drafts(tiny_pad_engine, src, (hole.start, hole.end), drafts, settings,
+                               real(tiny_pad_engine, src, cursor, settings))
+    assert every.best.edits == fast.best.edits and len(every.candidates) > len(fast.candidates)
+    # Scored by the model alone (no weight on the match), a draft can be outranked: the model fills too.
+    plain = replace(settings, retrieval_weight=0.0)
+    slow = refine.complete_in_context(tiny_pad_engine, src, cursor, plain, lambda s, e: drafts)
+    together = refine.with_drafts(tiny_pad_engine, src, (hole.start, hole.end), drafts, plain,
+                                  real(tiny_pad_engine, src, cursor, plain))
+    assert calls and len(slow.candidates) == len(together.candidates)
 
 
 def test_blank_and_broken_drafts_are_screened_like_any_fill(tiny_pad_engine):

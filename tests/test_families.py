@@ -867,6 +867,22 @@ def test_kv_cache_of_transformers_models_is_exact_until_the_hole_changes(which, 
     assert not (out.ids == den.mask_id).any() and approx.full_forwards == 2
 
 
+@pytest.mark.parametrize("which", ["dream", "llada"])
+def test_a_one_row_cache_serves_a_batch_of_rows(which, dream_engine, llada):
+    """scoring.py scores many texts in one hole against one prefill: each row as if it were alone."""
+    den = (dream_engine if which == "dream" else llada[2]).denoiser
+    ids = torch.randint(0, 250, (1, 24), generator=torch.Generator().manual_seed(4))
+    active = torch.arange(8, 14)
+    rows = ids.repeat(3, 1)
+    rows[1, 9], rows[2, 8:11] = 7, den.mask_id
+    with torch.no_grad():
+        _, cache = den.prefill(ids, active[None])
+        together = den.forward_cached(rows, cache, active.expand(3, -1), torch.tensor([[0, 2], [1, 1], [5, 3]]))
+        for r, pick in enumerate(([0, 2], [1, 1], [5, 3])):
+            alone = den.forward_cached(rows[r : r + 1], cache, active[None], torch.tensor([pick]))
+            assert torch.allclose(together[r], alone[0], atol=1e-5)
+
+
 def test_presets_decode_without_the_cache_and_defaults_use_it(dream_engine, monkeypatch):
     assert families.preset_settings("diffucoder-instruct")["cache_refresh"] is None
     calls = []

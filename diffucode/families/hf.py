@@ -332,7 +332,8 @@ class HFDenoiser:
         finally:
             context.crop(-active.size(1))  # drop the active rows it appended: the context stays as prefilled
         fresh = out.last_hidden_state
-        hidden = cache.hidden.scatter(1, active[..., None].expand(-1, -1, fresh.size(-1)), fresh)
+        hidden = cache.hidden.expand(ids.size(0), -1, -1)  # a one-row prefill serves every row
+        hidden = hidden.scatter(1, active[..., None].expand(-1, -1, fresh.size(-1)), fresh)
         at = active if positions is None else active.gather(1, positions.expand(ids.size(0), -1))
         return self._head(hidden, at, ids)
 
@@ -358,14 +359,16 @@ class _KVCache:
         self._context = None
 
     def context(self, active: torch.Tensor):
+        """The context-only cache for `active` (B, A); a one-row prefill's keys and values serve B rows."""
         if self._context is None or not torch.equal(self._active, active):
             tf = transformers()
-            B, T = self.hidden.shape[:2]
+            B, T = active.size(0), self.hidden.size(1)
             keep = torch.ones(B, T, dtype=torch.bool, device=active.device).scatter(1, active, False)
             idx = keep.nonzero()[:, 1].view(B, -1)  # (B, C) context positions, ascending
             layers = []
             for layer in self.full.layers:
-                k, v = layer.keys, layer.values  # (B, kv heads, T, head dim)
+                k, v = layer.keys, layer.values  # (1 or B, kv heads, T, head dim)
+                k, v = k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)
                 g = idx[:, None, :, None].expand(-1, k.size(1), -1, k.size(3))
                 layers.append((k.gather(2, g), v.gather(2, g)))
             self._context, self._active = tf.DynamicCache(ddp_cache_data=layers), active.clone()

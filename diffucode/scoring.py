@@ -1,0 +1,105 @@
+"""How sure the model is of a text in place: each of its tokens' pseudo-likelihood (the token's probability
+when it alone of the text is masked, the context and the rest of the text visible). refine.py ranks the
+model's own fills and the retrieved drafts of a hole by it.
+
+Two ways to compute it, both PL_STRIDE rows per text (row r masks every PL_STRIDE-th token from r):
+
+* exact: the text laid into the hole, full forwards (infill.pseudo_likelihood);
+* cached, for a cacheable denoiser with `cache_refresh` above 1 and `exact` off: one prefill of the hole's
+  layout with the hole all masked, shared by every text scored there, then one forward over the hole's
+  positions only (every text's masked copies in one batch), the context's keys and values read from
+  that prefill. It is the approximation
+  CachedDenoiser makes while sampling: the context attended to a masked hole, not to the text. A model
+  trained with pad tails shares one prefill for every text of a span (a shorter text ends in pads, a
+  state it saw in training); any other model, one prefill per text length.
+
+With a one-layer model the context's keys and values depend on no other token, so both ways agree
+exactly (tests/test_context.py checks this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from diffucode.engine import Engine
+from diffucode.infill import PL_STRIDE, Layout, model_text, pseudo_likelihood
+from diffucode.settings import InfillSettings
+
+Fill = tuple[int, int, str]  # (start, end, text): the text laid into source[start:end]
+
+
+def score_fills(engine: Engine, source: str, fills: Sequence[Fill],
+                settings: InfillSettings) -> tuple[list[torch.Tensor | None], int]:
+    """Each fill's per-token probabilities in place, (n,) (None for a text with no tokens), and the forwards
+    they took (cached: a prefill and one forward over the hole's positions for each group of texts)."""
+    ids = [engine.tokenizer.encode(model_text(text)) for _, _, text in fills]
+    den = engine.denoiser
+    out: list[torch.Tensor | None] = [None] * len(fills)
+    if not (den.cacheable and (settings.cache_refresh or 0) > 1 and not settings.exact):  # 1: no approximation
+        forwards = 0
+        for i, ((s, e, _), toks) in enumerate(zip(fills, ids)):
+            if toks:
+                out[i] = _exact(engine, source, (s, e), toks, settings)
+                forwards += min(PL_STRIDE, len(toks))
+        return out, forwards
+    forwards = 0
+    for (s, e, size), members in _groups(fills, ids, engine.pad_tail).items():
+        layout = Layout.build(engine, source, [(s, e)], [size], settings)
+        lo = len(layout.prefix_ids)
+        hole = torch.arange(lo, lo + size, device=den.device)
+        masked = torch.tensor(layout.ids_with([[den.mask_id] * size]), device=den.device)[None]
+        _, cache = den.prefill(masked, positions=hole[None, :1])  # the cache is what is wanted, not the logits
+        rows = [layout.ids_with([ids[i] + [den.pad_id] * (size - len(ids[i]))]) for i in members]
+        for i, p in zip(members, _cached(den, rows, cache, hole, [len(ids[i]) for i in members])):
+            out[i] = p
+        forwards += 2
+    return out, forwards
+
+
+def _groups(fills: Sequence[Fill], ids: list[list[int]], pad_tail: bool) -> dict[tuple[int, int, int], list[int]]:
+    """The fills that share a prefill, keyed by (start, end, hole size): per span the longest text's size for
+    a pad-tail model, else per span and length. Texts with no tokens are left out."""
+    longest: dict[tuple[int, int], int] = {}
+    for (s, e, _), toks in zip(fills, ids):
+        longest[s, e] = max(longest.get((s, e), 0), len(toks))
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, ((s, e, _), toks) in enumerate(zip(fills, ids)):
+        if toks:
+            groups.setdefault((s, e, longest[s, e] if pad_tail else len(toks)), []).append(i)
+    return groups
+
+
+def _exact(engine: Engine, source: str, span: tuple[int, int], ids: list[int],
+           settings: InfillSettings) -> torch.Tensor:
+    den = engine.denoiser
+    layout = Layout.build(engine, source, [span], [len(ids)], settings)
+    row = torch.tensor(layout.ids_with([ids]), device=den.device)[None]
+    lo = len(layout.prefix_ids)
+    return pseudo_likelihood(den, row, torch.arange(lo, lo + len(ids), device=den.device))
+
+
+@torch.no_grad()  # not inference_mode: a compiled model's graphs guard on it (denoiser.py)
+def _cached(den, rows: list[list[int]], cache, hole: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
+    """The pseudo-likelihood of the first n hole positions of each row (n from `lengths`), every row's
+    PL_STRIDE masked copies in one forward over the hole's positions against `cache`: a (n,) tensor each."""
+    truth = [torch.tensor(row, device=hole.device) for row in rows]
+    batch, asked, owner = [], [], []
+    for j, n in enumerate(lengths):
+        for r in range(min(PL_STRIDE, n)):
+            at = torch.arange(r, n, min(PL_STRIDE, n), device=hole.device)  # indices into the hole
+            masked = truth[j].clone()
+            masked[hole[at]] = den.mask_id
+            batch.append(masked)
+            asked.append(at)
+            owner.append(j)
+    width = max(len(a) for a in asked)  # every row asks for as many positions: its last one repeated
+    positions = torch.stack([torch.cat([a, a[-1:].expand(width - len(a))]) for a in asked])  # (R, width)
+    logits = den.forward_cached(torch.stack(batch), cache, hole.expand(len(batch), -1), positions=positions)
+    target = torch.stack([truth[j][hole] for j in owner]).gather(1, positions)  # (R, width)
+    probs = torch.softmax(logits.float(), -1).gather(-1, target[..., None]).squeeze(-1)
+    out = [torch.empty(n, device=hole.device) for n in lengths]
+    for k, (j, at) in enumerate(zip(owner, asked)):
+        out[j][at] = probs[k, : len(at)]
+    return out
