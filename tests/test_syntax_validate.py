@@ -96,6 +96,17 @@ def test_insertions_at_line_starts_and_blank_lines():
     assert not validate_splice(body, gap, gap, "  def h(self):\n        return 3\n").ok
 
 
+def test_the_missing_body_of_a_block_header_is_judged_with_the_header():
+    """The hole is the only line of an `if` body (HumanEval/0's single-line task): the code around it does
+    not compile without the line, and a line that completes it must not be refused for that."""
+    text = "def f(xs, t):\n    for x in xs:\n        if x < t:\n\n    return False\n"
+    at = text.index("\n\n    return") + 1
+    for good in ("            return True\n", "            continue\n"):
+        assert validate_splice(text, at, at, good).ok, good
+    assert not validate_splice(text, at, at, "            return (True\n").ok
+    assert not validate_splice(text, at, at, "        continue\n").ok  # the `if` is left without a body
+
+
 def test_candidate_without_newline_glues_onto_the_next_line():
     start, end = SRC.index("        y = x + 1\n"), SRC.index("        return y\n")
     assert validate_splice(SRC, start, end, "        y = x + 2\n").ok

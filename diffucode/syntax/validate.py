@@ -258,14 +258,16 @@ def _plan(source: str, start: int, end: int, name: str, extended: bool = False) 
     return _Plan(unit, count_errors(tree.root_node), error, True, extend_from)
 
 
-def _check(source: str, start: int, end: int, new_text: str, plan: _Plan, spec: LanguageSpec) -> Validation:
+def _check(source: str, start: int, end: int, new_text: str, plan: _Plan, spec: LanguageSpec, *,
+           must_compile: bool = False) -> Validation:
+    """The verdict on the unit with the new text. must_compile: compile it even if it did not compile before."""
     text = _wrap(source, plan.unit, start, end, new_text)
     after = count_errors(parse_bytes(_encode(text), spec).root_node)
     if after > plan.errors_before:
         return Validation(False, f"syntax errors rise from {plan.errors_before} to {after} in the enclosing unit",
                           plan.errors_before, after)
     if plan.python:
-        if plan.compile_before is not None:
+        if plan.compile_before is not None and not must_compile:
             return Validation(True, "compile check skipped: the enclosing unit did not compile before the edit",
                               plan.errors_before, after)
         error = _compile_error(text, plan.unit)
@@ -300,11 +302,13 @@ def validate_splice(source: str, start: int, end: int, new_text: str, *, languag
     if verdict.ok or plan.extend_from is None:
         return verdict
     # Text starting a line deeper than its block may continue the compound statement above it
-    # (a new last line of the function before): judge it once more with that statement included.
+    # (a new last line of the function before): judge it once more with that statement included. That
+    # statement may not compile without the text (a block header whose body is the hole): then it must
+    # compile with it.
     extended = _plan(source, start, end, spec.name, True)
-    if extended is None or extended.compile_before is not None:
+    if extended is None:
         return verdict
-    second = _check(source, start, end, new_text, extended, spec)
+    second = _check(source, start, end, new_text, extended, spec, must_compile=True)
     return second if second.ok else verdict
 
 
