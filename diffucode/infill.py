@@ -314,13 +314,18 @@ def _hole_lengths(engine: Engine, source: str, spans, settings: InfillSettings) 
         return [settings.length]
     old = max((len(engine.tokenizer.encode(model_text(source[s:e]))) for s, e in spans), default=0)
     if mode == "pad":
-        # Room for the old span's length and then some: the model ends its text with pads.
-        return [min(cap, max(16, math.ceil(old * 1.5) + 8))]
+        return [pad_hole_length(old, cap)]
     if settings.search_lengths:
         return sorted({min(cap, max(1, n)) for n in settings.search_lengths})
     if old:
         return sorted({min(cap, max(1, n)) for n in (old // 2, old, old * 2)})
     return sorted({min(cap, n) for n in (4, 8, 16, 32)})
+
+
+def pad_hole_length(old: int, cap: int) -> int:
+    """The hole a pad-tail model fills for a span of `old` tokens: room for the old length and then some
+    (the model ends its text with pads), at most `cap`."""
+    return min(cap, max(16, math.ceil(old * 1.5) + 8))
 
 
 def _expand_ids(engine: Engine) -> tuple[int, int] | None:

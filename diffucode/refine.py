@@ -86,15 +86,18 @@ def complete_in_context(engine: Engine, source: str, cursor: int, settings: Infi
     first candidate is the same, sooner. Otherwise the model fills the hole and all are ranked together."""
     if drafts_for is None or settings.context == "none" or not settings.drafts or engine.complete is not None:
         return api.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
+    settings.check()
     hole = syntax.hole_at_cursor(source, cursor, language=settings.language)
     span = (hole.start, hole.end)
     drafts = offered(drafts_for(*span), settings)
-    if drafts:
-        alone = with_drafts(engine, source, span, drafts, settings, None, should_stop=should_stop)
-        if alone.best is not None and alone.best.score > 0:
-            return alone
+    alone = with_drafts(engine, source, span, drafts, settings, None, should_stop=should_stop) if drafts else None
+    if alone is not None and alone.best is not None and alone.best.score > 0:
+        return alone
     base = api.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
-    return with_drafts(engine, source, span, drafts, settings, base, should_stop=should_stop)
+    res = with_drafts(engine, source, span, drafts, settings, base, should_stop=should_stop)
+    if alone is None or res is base:
+        return res
+    return replace(res, forwards=res.forwards + alone.forwards, elapsed_ms=res.elapsed_ms + alone.elapsed_ms)
 
 
 def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequence[Snippet],
@@ -121,8 +124,10 @@ def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequ
         cands, n = refine_draft(engine, source, span, draft, replace(settings, seed=settings.seed + i),
                                 text=text, conf=conf, should_stop=should_stop)
         forwards += n
-        for cand in cands:
-            pool.setdefault(cand.apply(source), cand)
+        for cand in cands:  # the same text from the model and from a draft: the draft's match counts
+            key = cand.apply(source)
+            if key not in pool or cand.score > pool[key].score:
+                pool[key] = cand
     hole_tokens = base.hole_tokens if base else ()
     elapsed = (base.elapsed_ms / 1e3 if base else 0.0)
     return finish("fill", source, pool.values(), settings, forwards=forwards, t0=t0 - elapsed, hole_tokens=hole_tokens)
@@ -135,8 +140,9 @@ def refine_draft(engine: Engine, source: str, span: tuple[int, int], draft: Snip
     draft fitted to the file and its tokens' scores in place, when the caller has them already."""
     s, e = span
     forwards = 0
-    if text is None or conf is None:
+    if text is None:
         text = fit_to_file(draft.text, source, span)
+    if conf is None:
         (conf,), forwards = score_fills(engine, source, [(s, e, text)], settings)
     if conf is None:
         return [], forwards

@@ -10,8 +10,9 @@ Two ways to compute it, both PL_STRIDE rows per text (row r masks every PL_STRID
   positions only (every text's masked copies in one batch), the context's keys and values read from
   that prefill. It is the approximation
   CachedDenoiser makes while sampling: the context attended to a masked hole, not to the text. A model
-  trained with pad tails shares one prefill for every text of a span (a shorter text ends in pads, a
-  state it saw in training); any other model, one prefill per text length.
+  trained with pad tails scores a text in the hole it would fill that span with, the text followed by
+  pads (as it was trained), so the texts of a span share one prefill; any other model, one prefill per
+  text length.
 
 With a one-layer model the context's keys and values depend on no other token, so both ways agree
 exactly (tests/test_context.py checks this).
@@ -24,16 +25,19 @@ from collections.abc import Sequence
 import torch
 
 from diffucode.engine import Engine
-from diffucode.infill import PL_STRIDE, Layout, model_text, pseudo_likelihood
+from diffucode.infill import PL_STRIDE, Layout, model_text, pad_hole_length, pseudo_likelihood
 from diffucode.settings import InfillSettings
 
 Fill = tuple[int, int, str]  # (start, end, text): the text laid into source[start:end]
+CHUNK = 32  # masked rows per cached forward: bounds the memory of many candidates
 
 
+@torch.no_grad()  # not inference_mode: a compiled model's graphs guard on it (denoiser.py)
 def score_fills(engine: Engine, source: str, fills: Sequence[Fill],
                 settings: InfillSettings) -> tuple[list[torch.Tensor | None], int]:
     """Each fill's per-token probabilities in place, (n,) (None for a text with no tokens), and the forwards
-    they took (cached: a prefill and one forward over the hole's positions for each group of texts)."""
+    they took (cached: a prefill and a forward over the hole's positions for each group of texts). A
+    text's score depends on the text, its span and the settings only, never on the other fills."""
     ids = [engine.tokenizer.encode(model_text(text)) for _, _, text in fills]
     den = engine.denoiser
     out: list[torch.Tensor | None] = [None] * len(fills)
@@ -45,7 +49,7 @@ def score_fills(engine: Engine, source: str, fills: Sequence[Fill],
                 forwards += min(PL_STRIDE, len(toks))
         return out, forwards
     forwards = 0
-    for (s, e, size), members in _groups(fills, ids, engine.pad_tail).items():
+    for (s, e, size), members in _groups(engine, source, fills, ids, settings).items():
         layout = Layout.build(engine, source, [(s, e)], [size], settings)
         lo = len(layout.prefix_ids)
         hole = torch.arange(lo, lo + size, device=den.device)
@@ -58,16 +62,21 @@ def score_fills(engine: Engine, source: str, fills: Sequence[Fill],
     return out, forwards
 
 
-def _groups(fills: Sequence[Fill], ids: list[list[int]], pad_tail: bool) -> dict[tuple[int, int, int], list[int]]:
-    """The fills that share a prefill, keyed by (start, end, hole size): per span the longest text's size for
-    a pad-tail model, else per span and length. Texts with no tokens are left out."""
-    longest: dict[tuple[int, int], int] = {}
-    for (s, e, _), toks in zip(fills, ids):
-        longest[s, e] = max(longest.get((s, e), 0), len(toks))
+def _groups(engine: Engine, source: str, fills: Sequence[Fill], ids: list[list[int]],
+            settings: InfillSettings) -> dict[tuple[int, int, int], list[int]]:
+    """The fills that share a prefill, keyed by (start, end, hole size). A pad-tail model scores a text in
+    the hole it fills that span with (infill.pad_hole_length), ending in pads, or in a hole of the text's
+    own length when the text is longer; any other model, in a hole of the text's length. Texts with no
+    tokens are left out."""
     groups: dict[tuple[int, int, int], list[int]] = {}
     for i, ((s, e, _), toks) in enumerate(zip(fills, ids)):
-        if toks:
-            groups.setdefault((s, e, longest[s, e] if pad_tail else len(toks)), []).append(i)
+        if not toks:
+            continue
+        size = len(toks)
+        if engine.pad_tail:
+            old = len(engine.tokenizer.encode(model_text(source[s:e])))
+            size = max(size, pad_hole_length(old, settings.max_new_tokens))
+        groups.setdefault((s, e, size), []).append(i)
     return groups
 
 
@@ -80,10 +89,9 @@ def _exact(engine: Engine, source: str, span: tuple[int, int], ids: list[int],
     return pseudo_likelihood(den, row, torch.arange(lo, lo + len(ids), device=den.device))
 
 
-@torch.no_grad()  # not inference_mode: a compiled model's graphs guard on it (denoiser.py)
 def _cached(den, rows: list[list[int]], cache, hole: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
-    """The pseudo-likelihood of the first n hole positions of each row (n from `lengths`), every row's
-    PL_STRIDE masked copies in one forward over the hole's positions against `cache`: a (n,) tensor each."""
+    """The pseudo-likelihood of the first n hole positions of each row (n from `lengths`): every row's
+    PL_STRIDE masked copies, CHUNK rows per forward over the hole's positions against `cache`. (n,) each."""
     truth = [torch.tensor(row, device=hole.device) for row in rows]
     batch, asked, owner = [], [], []
     for j, n in enumerate(lengths):
@@ -94,12 +102,15 @@ def _cached(den, rows: list[list[int]], cache, hole: torch.Tensor, lengths: list
             batch.append(masked)
             asked.append(at)
             owner.append(j)
-    width = max(len(a) for a in asked)  # every row asks for as many positions: its last one repeated
-    positions = torch.stack([torch.cat([a, a[-1:].expand(width - len(a))]) for a in asked])  # (R, width)
-    logits = den.forward_cached(torch.stack(batch), cache, hole.expand(len(batch), -1), positions=positions)
-    target = torch.stack([truth[j][hole] for j in owner]).gather(1, positions)  # (R, width)
-    probs = torch.softmax(logits.float(), -1).gather(-1, target[..., None]).squeeze(-1)
     out = [torch.empty(n, device=hole.device) for n in lengths]
-    for k, (j, at) in enumerate(zip(owner, asked)):
-        out[j][at] = probs[k, : len(at)]
+    for c in range(0, len(batch), CHUNK):
+        part = range(c, min(c + CHUNK, len(batch)))
+        width = max(len(asked[k]) for k in part)  # every row asks for as many positions: its last one repeated
+        positions = torch.stack([torch.cat([asked[k], asked[k][-1:].expand(width - len(asked[k]))]) for k in part])
+        logits = den.forward_cached(torch.stack([batch[k] for k in part]), cache, hole.expand(len(part), -1),
+                                    positions=positions)  # (R, width, V)
+        target = torch.stack([truth[owner[k]][hole] for k in part]).gather(1, positions)
+        probs = torch.softmax(logits.float(), -1).gather(-1, target[..., None]).squeeze(-1)
+        for row, k in enumerate(part):
+            out[owner[k]][asked[k]] = probs[row, : len(asked[k])]
     return out

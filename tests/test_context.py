@@ -274,7 +274,7 @@ def test_refinement_remasks_the_least_sure_draft_tokens(tiny_pad_engine, tmp_pat
 @pytest.mark.parametrize("pad_tail", [True, False])
 def test_cached_scores_equal_exact_ones_for_a_one_layer_model(tmp_path, pad_tail):
     """One layer: the context's keys and values depend on no other token, so the cached scores are exact."""
-    from diffucode.infill import Layout, pseudo_likelihood
+    from diffucode.infill import Layout, pad_hole_length, pseudo_likelihood
     from diffucode.loading import load_engine
     from diffucode.scoring import score_fills
     from diffucode.testing import random_model
@@ -287,12 +287,12 @@ def test_cached_scores_equal_exact_ones_for_a_one_layer_model(tmp_path, pad_tail
     exact, exact_forwards = score_fills(engine, MAIN, fills, InfillSettings(exact=True))
     assert cached[3] is None and exact[3] is None  # no tokens, no score
     den, tok = engine.denoiser, engine.tokenizer
-    longest = max(len(tok.encode(t)) for t in texts)
     for (start, end, text), got, plain in zip(fills, cached, exact):
         if not text:
             continue
         ids = tok.encode(text)
-        size = longest if pad_tail and start != end else len(ids)  # pad-tail models: one hole size per span
+        old = len(tok.encode(MAIN[start:end]))
+        size = max(len(ids), pad_hole_length(old, 64)) if pad_tail else len(ids)  # the hole the model would fill
         layout = Layout.build(engine, MAIN, [(start, end)], [size], InfillSettings())
         row = torch.tensor(layout.ids_with([ids + [den.pad_id] * (size - len(ids))]))[None]
         lo = len(layout.prefix_ids)
@@ -315,6 +315,34 @@ def test_cached_scores_rank_like_exact_ones_on_the_shared_model(tiny_pad_engine)
     for got, want in zip(cached, exact):
         assert got.shape == want.shape and bool(((got > 0) & (got <= 1)).all())
         assert float((got.log() - want.log()).abs().mean()) < 0.1
+
+
+def test_a_score_does_not_depend_on_the_other_candidates_and_builds_no_graph(tiny_pad_engine, monkeypatch):
+    from diffucode.scoring import score_fills
+
+    s, e = span_of(MAIN, HOLE_LINE)
+    long = "    settings = parse_settings(text, strict=True, encoding=None, errors=None, cache=False)\n"
+    den, modes = tiny_pad_engine.denoiser, []
+    prefill = den.prefill
+    monkeypatch.setattr(den, "prefill", lambda *a, **k: modes.append(torch.is_grad_enabled()) or prefill(*a, **k))
+    (alone,), _ = score_fills(tiny_pad_engine, MAIN, [(s, e, HOLE_LINE)], InfillSettings())
+    (beside, _), _ = score_fills(tiny_pad_engine, MAIN, [(s, e, HOLE_LINE), (s, e, long)], InfillSettings())
+    torch.testing.assert_close(alone, beside)
+    assert modes and not any(modes)  # scoring never records an autograd graph
+
+
+def test_a_draft_keeps_its_match_when_the_model_wrote_the_same_text(tiny_pad_engine):
+    from diffucode.infill import Candidate, Edit, InfillResult
+    from diffucode.refine import with_drafts
+    from diffucode.retrieval import Snippet
+
+    span = span_of(MAIN, HOLE_LINE)
+    other = "    settings = load_settings(text)\n"
+    drafts = [Snippet(Path("a.py"), 1, HOLE_LINE, 0.6), Snippet(Path("b.py"), 1, other, 0.5)]
+    own = InfillResult([Candidate((Edit(*span, HOLE_LINE),), -1.0, True, "", 8)], 4, 1.0, (16,))
+    settings = InfillSettings()
+    assert with_drafts(tiny_pad_engine, MAIN, span, drafts, settings, own).best.edits[0].text == HOLE_LINE
+    assert with_drafts(tiny_pad_engine, MAIN, span, drafts, settings, None).best.edits[0].text == HOLE_LINE
 
 
 def test_completion_skips_the_models_fill_only_when_a_draft_must_outrank_it(tiny_pad_engine, monkeypatch):
