@@ -18,13 +18,14 @@ from .prompts import PromptStyle, build_prompt
 # The sampling settings `diffucode eval` offers, in its --help order. Their types and help come from
 # diffucode.settings (the CLI's and the language server's too); a note says what differs in an eval.
 MODEL_KNOBS: tuple[str, ...] = (
-    "steps", "temperature", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
+    "steps", "temperature", "candidates", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
     "cache_refresh", "exact", "length_mode", "position_temperature", "cfg_scale", "max_lines",
     "context", "drafts", "refine_below", "retrieval_weight", "min_match",
 )
 _EVAL_NOTES = {
     "temperature": "; use > 0 with --n-samples > 1",
     "seed": "; sample i of a task uses a seed derived from (seed, task id, i)",
+    "candidates": "; the model's best valid one is the sample (its own score, never the tests)",
     "max_lines": "; infill tasks only",
     "context": "; here the default is none (a benchmark measures the model); infill tasks only: repo takes drafts "
                "from --workspace and the task's own text, file from the task's text",

@@ -184,6 +184,13 @@ def test_load_options_reach_load_engine(fake_engine):
         parser.parse_args(["eval", "humaneval", "--compile", "fastest"])
 
 
+def test_candidates_is_an_eval_knob():
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    assert parser.parse_args(["eval", "single-line", "--candidates", "4"]).candidates == 4
+    assert ModelGenerator(None, candidates=4).knobs == {"candidates": 4}
+
+
 def test_model_generator_rejects_unknown_knobs():
     with pytest.raises(TypeError):
         ModelGenerator(None, nonsense=1)
