@@ -83,9 +83,11 @@ def complete_in_context(engine: Engine, source: str, cursor: int, settings: Infi
 
     The drafts are ranked first. When the best valid one scores above 0, no fill of the model's own can
     outrank it (those score their mean log-probability, ≤ 0), so the model's fill is skipped: the
-    first candidate is the same, sooner. Otherwise the model fills the hole and all are ranked together."""
+    first candidate is the same, sooner. Otherwise the model fills the hole, its candidates are scored
+    the same way (a score never depends on the other candidates: scoring.py) and all are ranked together."""
     if drafts_for is None or settings.context == "none" or not settings.drafts or engine.complete is not None:
         return api.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
+    t0 = time.perf_counter()
     settings.check()
     hole = syntax.hole_at_cursor(source, cursor, language=settings.language)
     span = (hole.start, hole.end)
@@ -94,10 +96,11 @@ def complete_in_context(engine: Engine, source: str, cursor: int, settings: Infi
     if alone is not None and alone.best is not None and alone.best.score > 0:
         return alone
     base = api.complete(engine, source, cursor, settings, on_step=on_step, should_stop=should_stop)
-    res = with_drafts(engine, source, span, drafts, settings, base, should_stop=should_stop)
-    if alone is None or res is base:
-        return res
-    return replace(res, forwards=res.forwards + alone.forwards, elapsed_ms=res.elapsed_ms + alone.elapsed_ms)
+    if alone is None:
+        return base
+    own, forwards = _rescored(engine, source, base.candidates, settings)
+    return finish("fill", source, _pooled(source, own, alone.candidates), settings, t0=t0,
+                  forwards=alone.forwards + base.forwards + forwards, hole_tokens=base.hole_tokens)
 
 
 def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequence[Snippet],
@@ -112,25 +115,44 @@ def with_drafts(engine: Engine, source: str, span: tuple[int, int], drafts: Sequ
         return base
     own = list(base.candidates) if base else []
     laid = [fit_to_file(d.text, source, span) for d in drafts]
-    fills = [(c.edits[0].start, c.edits[0].end, c.edits[0].text) for c in own] + [(*span, t) for t in laid]
-    confs, forwards = score_fills(engine, source, fills, settings)
+    confs, forwards = score_fills(engine, source, [_fill(c) for c in own] + [(*span, t) for t in laid], settings)
     forwards += base.forwards if base else 0
-    pool: dict[str, Candidate] = {}
-    for cand, conf in zip(own, confs):
-        pool[cand.apply(source)] = replace(cand, score=-math.inf if conf is None else _mean_log(conf))
+    own = [replace(c, score=_mean_log(conf)) for c, conf in zip(own, confs)]
+    drafted: list[Candidate] = []
     for i, (draft, text, conf) in enumerate(zip(drafts, laid, confs[len(own):])):
         if conf is None:
             continue
         cands, n = refine_draft(engine, source, span, draft, replace(settings, seed=settings.seed + i),
                                 text=text, conf=conf, should_stop=should_stop)
         forwards += n
-        for cand in cands:  # the same text from the model and from a draft: the draft's match counts
-            key = cand.apply(source)
-            if key not in pool or cand.score > pool[key].score:
-                pool[key] = cand
+        drafted += cands
     hole_tokens = base.hole_tokens if base else ()
     elapsed = (base.elapsed_ms / 1e3 if base else 0.0)
-    return finish("fill", source, pool.values(), settings, forwards=forwards, t0=t0 - elapsed, hole_tokens=hole_tokens)
+    return finish("fill", source, _pooled(source, own, drafted), settings, forwards=forwards, t0=t0 - elapsed,
+                  hole_tokens=hole_tokens)
+
+
+def _fill(cand: Candidate) -> tuple[int, int, str]:
+    edit = cand.edits[0]
+    return edit.start, edit.end, edit.text
+
+
+def _rescored(engine: Engine, source: str, cands: Sequence[Candidate],
+              settings: InfillSettings) -> tuple[list[Candidate], int]:
+    """The model's own candidates with the score drafts are ranked by (scoring.py), and the forwards that took."""
+    confs, forwards = score_fills(engine, source, [_fill(c) for c in cands], settings)
+    return [replace(c, score=_mean_log(conf)) for c, conf in zip(cands, confs)], forwards
+
+
+def _pooled(source: str, own: Sequence[Candidate], drafted: Sequence[Candidate]) -> list[Candidate]:
+    """One candidate per resulting text: the same text from the model and from a draft keeps the draft's
+    match (the higher score)."""
+    pool: dict[str, Candidate] = {}
+    for cand in (*own, *drafted):
+        key = cand.apply(source)
+        if key not in pool or cand.score > pool[key].score:
+            pool[key] = cand
+    return list(pool.values())
 
 
 def refine_draft(engine: Engine, source: str, span: tuple[int, int], draft: Snippet, settings: InfillSettings,
@@ -184,8 +206,9 @@ def _least_sure(conf: torch.Tensor, below_p: float | None) -> torch.Tensor:
     return below[conf[below].argsort()[:cap]] if below.numel() > cap else below
 
 
-def _mean_log(conf: torch.Tensor) -> float:
-    return float(conf.clamp_min(1e-12).log().mean())
+def _mean_log(conf: torch.Tensor | None) -> float:
+    """The mean log-probability of a text's tokens; -inf for a text with none (an empty fill)."""
+    return -math.inf if conf is None else float(conf.clamp_min(1e-12).log().mean())
 
 
 def _note(kind: str, draft: Snippet, reason: str) -> str:

@@ -68,14 +68,17 @@ def _groups(engine: Engine, source: str, fills: Sequence[Fill], ids: list[list[i
     the hole it fills that span with (infill.pad_hole_length), ending in pads, or in a hole of the text's
     own length when the text is longer; any other model, in a hole of the text's length. Texts with no
     tokens are left out."""
+    pad_size: dict[tuple[int, int], int] = {}  # per span: its old text is encoded once
     groups: dict[tuple[int, int, int], list[int]] = {}
     for i, ((s, e, _), toks) in enumerate(zip(fills, ids)):
         if not toks:
             continue
         size = len(toks)
         if engine.pad_tail:
-            old = len(engine.tokenizer.encode(model_text(source[s:e])))
-            size = max(size, pad_hole_length(old, settings.max_new_tokens))
+            if (s, e) not in pad_size:
+                old = len(engine.tokenizer.encode(model_text(source[s:e])))
+                pad_size[s, e] = pad_hole_length(old, settings.max_new_tokens)
+            size = max(size, pad_size[s, e])
         groups.setdefault((s, e, size), []).append(i)
     return groups
 
