@@ -381,19 +381,24 @@ def test_ddp_ranks_agree_on_the_schedule_and_the_time_budget(prepared, tmp_path)
     assert json.loads((out / "ckpt" / "state.json").read_text())["step"] == r0["step"]
 
 
-def test_objective_ablation_variants_are_valid_train_flags():
-    """benchmarks/ablate_objective.py passes these flags to `diffucode train`: they must parse and mix."""
+def test_equal_time_study_variants_are_valid_train_flags():
+    """benchmarks/equal_time.py passes these flags to `diffucode train`: they must parse, the objective's
+    mixtures must sum to one, and the sizes must be valid shapes."""
     import argparse
 
-    from benchmarks.ablate_objective import VARIANTS
+    from benchmarks.equal_time import STUDIES
     from diffucode.training.masking import MaskingConfig
 
     parser = argparse.ArgumentParser()
     config.add_arguments(parser)
-    for flags in VARIANTS.values():
+    for flags in STUDIES["objective"].values():
         args = parser.parse_args(["--out", "x", *flags])
         mix = MaskingConfig(p_uniform=args.p_uniform, p_infill=args.p_infill, p_body=args.p_body)
         assert abs(mix.kind_probs().sum() - 1) < 1e-9
+    for flags in STUDIES["size"].values():
+        args = parser.parse_args(["--out", "x", *flags])
+        shape = preset(args.preset, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads)
+        assert shape.d_model % shape.n_heads == 0 and shape.d_model // shape.n_heads == 64
 
 
 def test_bad_destinations_and_numbers_are_refused_before_any_work(tmp_path, tiny_model_dir, capsys):
@@ -519,3 +524,37 @@ def test_a_first_call_that_fails_in_any_way_removes_what_it_wrote_and_the_folder
     with pytest.raises(KeyboardInterrupt):
         train_cli.main(["--out", str(out), "--smoke", "--prepare-only", "--quiet", "--no-decontaminate"])
     assert (out / "run.json").is_file()
+
+
+def test_a_run_can_train_on_another_runs_data(prepared, tmp_path, monkeypatch, capsys):
+    # --data-from: a new run of another shape trains on the same tokens (the data linked, the tokenizer
+    # copied, the data settings taken over), without rebuilding anything; the source run is untouched.
+    before = sorted(p.name for p in (prepared / "data").iterdir())
+    out = tmp_path / "other-shape"
+    flags = ["--data-from", str(prepared), "--max-steps", "2", "--eval-every", "0", *TRAIN, "--eval-rows", "0"]
+    assert train_cli.main(["--out", str(out), *flags, "--d-model", "48"]) == 0
+    run, src = json.loads((out / "run.json").read_text()), json.loads((prepared / "run.json").read_text())
+    assert run["data"] == src["data"] and run["data_from"] == str(prepared.resolve())
+    assert run["train"]["d_model"] == 48 != src["train"]["d_model"]
+    assert (out / "data").is_symlink() and (out / "data").resolve() == (prepared / "data").resolve()
+    assert (out / "tokenizer.json").read_bytes() == (prepared / "tokenizer.json").read_bytes()
+    assert json.loads((out / "ckpt" / "state.json").read_text())["step"] == 2
+    # A later call resumes on the same data, with or without the flag; another source is refused.
+    assert train_cli.main(["--out", str(out), *flags, "--max-steps", "3"]) == 0
+    assert train_cli.main(["--out", str(out), "--data-from", str(tmp_path), "--prepare-only"]) == 2
+    assert "already has its data" in capsys.readouterr().err
+    # Refused in one line, leaving nothing: a data flag that contradicts the source, a folder with no data.
+    for bad, message in ((["--data-from", str(prepared), "--vocab-size", "1024"], "differs from the data of"),
+                         (["--data-from", str(tmp_path / "nope")], "not a diffucode run folder")):
+        assert train_cli.main(["--out", str(tmp_path / "refused"), "--prepare-only", *bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "refused").exists()
+    # A first call that fails after linking removes the link, never the source's data.
+    def failing_prepare(folder, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(train_cli, "prepare", failing_prepare)
+    with pytest.raises(OSError):
+        train_cli.main(["--out", str(tmp_path / "failed"), "--data-from", str(prepared), "--prepare-only", "--quiet"])
+    assert not (tmp_path / "failed").exists()
+    assert sorted(p.name for p in (prepared / "data").iterdir()) == before

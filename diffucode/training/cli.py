@@ -121,7 +121,9 @@ def _undone_if_first_call_fails(out: Path, *, first: bool):
         if first:
             for name in ("run.json", "tokenizer.json", "tokenizer.json.tmp"):
                 (out / name).unlink(missing_ok=True)
-            if (out / "data").is_dir():
+            if (out / "data").is_symlink():  # --data-from: the link goes, the other run's data stays
+                (out / "data").unlink()
+            elif (out / "data").is_dir():
                 shutil.rmtree(out / "data", ignore_errors=True)
             for folder in made:  # innermost first; a folder that holds anything else stays
                 try:
@@ -154,12 +156,14 @@ def _run(args: argparse.Namespace) -> int:
     init_model, init_lineage = _starting_model(args, out)
     run_json = out / "run.json"
     stored = json.loads(run_json.read_text()) if run_json.is_file() else None
-    dcfg, mcfg, tcfg = resolve(args, stored)
+    data_from = _data_source(args, stored)
+    dcfg, mcfg, tcfg = resolve(args, stored or ({"data": data_from[1]} if data_from else None))
     if tcfg.preset not in PRESETS:
         raise ConfigError(f"unknown preset {tcfg.preset!r}; choose from {', '.join(PRESETS)}")
     command = command_line(getattr(args, "argv", None))
     if rank == 0:
-        dcfg, tcfg = _write_run(args, out, stored, (dcfg, mcfg, tcfg), command, init_model, init_lineage, say)
+        dcfg, tcfg = _write_run(args, out, stored, (dcfg, mcfg, tcfg), command, init_model, init_lineage, say,
+                                data_from=data_from[0] if data_from else None)
         say(f"data ready [{time.time() - t_start:.1f}s]")
     if distributed.world_size() > 1:
         distributed.init(args.device)  # the other ranks wait here (distributed.TIMEOUT) while rank 0 prepares
@@ -200,12 +204,42 @@ def _starting_model(args: argparse.Namespace, out: Path) -> tuple[dict | None, d
     return src["model"], lineage(args.init_from, src)
 
 
+def _data_source(args: argparse.Namespace, stored: dict | None) -> tuple[Path, dict] | None:
+    """--data-from RUN of a first call: (RUN resolved, RUN's data settings), after checking that RUN's data is
+    built, that no data flag contradicts it and that an --init-from model reads the same tokenizer. A later
+    call of the run names the same RUN or none: its data is already there."""
+    if not args.data_from:
+        return None
+    src = Path(args.data_from).resolve()
+    if stored is not None:
+        if stored.get("data_from") != str(src):
+            raise ConfigError(f"--data-from {args.data_from}: this run already has its data "
+                              f"({stored.get('data_from') or 'built in its own folder'})")
+        return None
+    try:
+        record = json.loads((src / "run.json").read_text(encoding="utf-8"))
+        index_ok = (src / "data" / "index.json").is_file() and (src / "tokenizer.json").is_file()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--data-from {args.data_from} is not a diffucode run folder ({exc})") from exc
+    if not (isinstance(record, dict) and "data" in record and index_ok):
+        raise ConfigError(f"--data-from {args.data_from} has no prepared data (run `diffucode train --out "
+                          f"{args.data_from} --prepare-only` first)")
+    for f in dataclasses.fields(DataConfig):
+        given = getattr(args, f.name, None)
+        if given is not None and not config.same_setting(given, record["data"].get(f.name)):
+            raise ConfigError(f"--{f.name.replace('_', '-')} {given!r} differs from the data of --data-from "
+                              f"{args.data_from} ({record['data'].get(f.name)!r}); leave it out")
+    if args.init_from and (Path(args.init_from) / "tokenizer.json").read_bytes() != (src / "tokenizer.json").read_bytes():
+        raise ConfigError(f"--init-from {args.init_from} and --data-from {args.data_from} have different tokenizers")
+    return src, record["data"]
+
+
 def _write_run(args: argparse.Namespace, out: Path, stored: dict | None,
                cfgs: tuple[DataConfig, MaskingConfig, TrainConfig], command: list[str], init_model: dict | None,
-               init_lineage: dict | None, say) -> tuple[DataConfig, TrainConfig]:
+               init_lineage: dict | None, say, *, data_from: Path | None = None) -> tuple[DataConfig, TrainConfig]:
     """Rank 0: write run.json (the first call fixes the settings; later ones add their command line) and
-    build the data. Returns the data and training settings, which a first call may adjust (--smoke
-    without benchmark data; the shape of an --init-from model)."""
+    build the data (or, with --data-from, link another run's). Returns the data and training settings,
+    which a first call may adjust (--smoke without benchmark data; the shape of an --init-from model)."""
     dcfg, mcfg, tcfg = cfgs
     if getattr(args, "smoke", False) and not stored and getattr(args, "decontaminate", None) is None:
         dcfg = smoke_data(dcfg, say)
@@ -224,11 +258,17 @@ def _write_run(args: argparse.Namespace, out: Path, stored: dict | None,
         record["init_from"] = init_lineage
     elif stored and "init_from" in stored:  # a later call of a run started from a model keeps its lineage
         record["init_from"] = stored["init_from"]
+    if data_from or (stored and "data_from" in stored):
+        record["data_from"] = str(data_from) if data_from else stored["data_from"]
     with _undone_if_first_call_fails(out, first=not stored):
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
         if copy_tokenizer:
             shutil.copyfile(Path(args.init_from) / "tokenizer.json", out / "tokenizer.json")
+        if data_from:
+            if not copy_tokenizer:  # the same file when both are given (_data_source checks)
+                shutil.copyfile(data_from / "tokenizer.json", out / "tokenizer.json")
+            (out / "data").symlink_to(data_from / "data", target_is_directory=True)
         prepare(out / "data", dcfg, tokenizer_path=out / "tokenizer.json", workers=args.data_workers, log=say)
     return dcfg, tcfg
 

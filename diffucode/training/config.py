@@ -155,6 +155,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a CPU-sized run: tiny model, small corpus, 60 steps (flags given explicitly still win)")
     p.add_argument("--init-from", metavar="FOLDER", default=None,
                    help="start a new run from a model folder's weights and tokenizer (e.g. an exported model)")
+    p.add_argument("--data-from", metavar="RUN", default=None,
+                   help="start a new run on another run folder's data: its data settings and tokenizer, and its "
+                        "data/ linked, not rebuilt (runs that compare models or objectives train on the same tokens)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--data-workers", type=int, default=0, help="processes for data preparation (default: all cores)")
     p.add_argument("--steps", type=int, default=0,
@@ -197,13 +200,18 @@ def resolve(args: argparse.Namespace, stored: dict | None) -> tuple[DataConfig, 
             if isinstance(f.default, tuple):
                 given = tuple(given)
             if (stored and f.name in FIXED[sec] and f.name in stored.get(sec, {})
-                    and _norm(stored[sec][f.name]) != _norm(given)):
+                    and not same_setting(stored[sec][f.name], given)):
                 raise ConfigError(f"--{f.name.replace('_', '-')} was {stored[sec][f.name]!r} when this run started; "
                                   "it cannot change (use a new --out)")
             vals[f.name] = given
         out[sec] = (cls.from_dict(vals) if hasattr(cls, "from_dict")
                     else cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in vals.items()}))
     return out["data"], out["masking"], out["train"]
+
+
+def same_setting(a, b) -> bool:
+    """Whether two values of a setting agree (a list read from run.json equals the tuple a flag gives)."""
+    return _norm(a) == _norm(b)
 
 
 def _norm(v):
