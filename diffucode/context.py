@@ -85,27 +85,29 @@ class RepoContext:
 
     # -- drafts ---------------------------------------------------------------------------------------
     def drafts(self, path: str | Path | None, text: str, start: int, end: int, *, k: int = 4,
-               wait: bool = True, match: str = "lines") -> list[Snippet]:
+               wait: bool = True, match: str = "lines", rename: bool = True) -> list[Snippet]:
         """Up to `k` drafts for the span [start, end) of `text` (the file at `path`), best first. The span's
         text is removed before anything is searched. wait=False: use the project index only if it is built.
-        `match`: how surroundings are compared (retrieval.MATCHES)."""
+        `match`: how surroundings are compared (retrieval.MATCHES); `rename`: the drafts' names adapted to
+        the hole's place (renaming.py)."""
         if self.mode == "none":
             return []
         hole = Hole.in_text(text, start, end, window=self.window)
-        found = self._in_file(path, text, start, end, hole, k, match)
+        found = self._in_file(path, text, start, end, hole, k, match, rename)
         idx = self._index if self.mode == "repo" else None
         if idx is None and self.mode == "repo" and wait:
             idx = self.index()
         if idx is not None and self._lock.acquire(blocking=wait):  # busy (a build, a change): the file's drafts only
             try:
                 exclude = [Path(path).resolve()] if path is not None else []
-                found += idx.search(hole, k=k, exclude=exclude, match=match)
+                found += idx.search(hole, k=k, exclude=exclude, match=match, rename=rename)
             finally:
                 self._lock.release()
         found.sort(key=lambda s: -s.score)
         return distinct(found, k)
 
-    def _in_file(self, path, text: str, start: int, end: int, hole: Hole, k: int, match: str) -> list[Snippet]:
+    def _in_file(self, path, text: str, start: int, end: int, hole: Hole, k: int, match: str,
+                 rename: bool) -> list[Snippet]:
         """Drafts from the file itself, with the span cut out and its neighbourhood excluded."""
         ls = text.rfind("\n", 0, start) + 1
         rest = text[:ls] + text[ls:start] + text[end:]
@@ -117,4 +119,4 @@ class RepoContext:
         # out too (measured: 15.8 % vs 14.6 % exact on `diffucode eval-repo`'s oauthlib holes, docs/context.md);
         # inside a line only the cut itself, so that a short file still offers its other lines.
         near = hole.n_lines + (0 if hole.head.strip() or hole.tail.strip() else self.window)
-        return [s for s in idx.search(hole, k=k + 4, match=match) if abs(s.line - junction) > near][:k]
+        return [s for s in idx.search(hole, k=k + 4, match=match, rename=rename) if abs(s.line - junction) > near][:k]

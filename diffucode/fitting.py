@@ -12,7 +12,10 @@ A leaf: no torch, no index.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from diffucode.renaming import WORD, Headers, enclosing_headers
 
 _STRING = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
 Lines = list[str] | tuple[str, ...]
@@ -27,6 +30,13 @@ class Hole:
     n_lines: int  # lines the hole spans (1 for a cursor inside a line)
     head: str  # text already typed on the hole's first line, before the hole
     tail: str  # text after the hole on its last line
+    headers: Headers = ()  # the def/class headers enclosing the hole, nearest first (renaming.py)
+    rest: str = field(default="", repr=False, compare=False)  # the file's text with the hole's span cut out
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        """The identifiers of the file outside the hole."""
+        return frozenset(WORD.findall(self.rest))
 
     @classmethod
     def in_text(cls, text: str, start: int, end: int, *, n_lines: int | None = None, window: int = 3) -> "Hole":
@@ -38,12 +48,15 @@ class Hole:
             before, after = text[:start].split("\n")[:-1], text[end:].split("\n")
             unterminated = end > start and text[end - 1] != "\n"  # the span runs to the end of an unended file
             covered = max(1, text.count("\n", start, end) + unterminated)
-            return cls(tuple(before[-window:]), tuple(after[:window]), n_lines or covered, "", "")
+            return cls(tuple(before[-window:]), tuple(after[:window]), n_lines or covered, "", "",
+                       enclosing_headers(before), text[:start] + text[end:])
         le = text.find("\n", end)
         le = len(text) if le < 0 else le
-        above = text[:ls].split("\n")[:-1][-window:]
-        below = text[le + 1 :].split("\n")[:window] if le < len(text) else []
-        return cls(tuple(above), tuple(below), n_lines or text.count("\n", ls, le) + 1, text[ls:start], text[end:le])
+        lines_above = text[:ls].split("\n")[:-1]
+        below = text[le + 1 :].split("\n", window)[:window] if le < len(text) else []
+        return cls(tuple(lines_above[-window:]), tuple(below[:window]), n_lines or text.count("\n", ls, le) + 1,
+                   text[ls:start], text[end:le], enclosing_headers([*lines_above, text[ls:start] + "x"]),
+                   text[:start] + text[end:])
 
 
 def fit_draft(body: list[str], before: Lines, after: Lines, hole: Hole) -> str | None:

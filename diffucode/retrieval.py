@@ -29,11 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from diffucode.fitting import Hole, fit_draft
+from diffucode.renaming import adapt, enclosing_headers, header_for
 
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")  # words: punctuation is in every window and tells nothing
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MATCHES = ("lines", "jaccard")  # how a candidate's surroundings are compared with the hole's
 _BREAK = re.compile("\n")
+HEADER_LINES = 400  # lines above a candidate searched for the header enclosing it
 TOKEN_OR_BREAK = re.compile(r"\n|[A-Za-z_][A-Za-z0-9_]*|\d+")
 
 
@@ -119,10 +121,10 @@ class LineIndex:
 
     # -- search ---------------------------------------------------------------------------------------
     def search(self, hole: Hole, *, k: int = 4, exclude: Iterable[Path] = (), pool: int = 256,
-               match: str = "lines") -> list[Snippet]:
+               match: str = "lines", rename: bool = True) -> list[Snippet]:
         """The `k` best drafts for `hole` in the indexed files other than `exclude`, best first: the `pool`
         most voted starts are scored (`match`: one of MATCHES), then turned into drafts best first until
-        `k` differ."""
+        `k` differ; `rename`: with the names of their place renamed to the hole's (renaming.py)."""
         n = hole.n_lines
         above = [self._query_tokens(line) for line in hole.above]
         below = [self._query_tokens(line) for line in hole.below]
@@ -142,12 +144,26 @@ class LineIndex:
             before, body = self._lines(fid, max(0, i - w), i), self._lines(fid, i, i + n)
             after = self._lines(fid, i + n, min(size, i + n + w))
             draft = fit_draft(body, before, after, hole)
+            if draft is not None and rename:
+                draft = self._renamed(draft, fid, i, body, hole)
             if draft is not None and draft not in seen:
                 seen.add(draft)
                 found.append(Snippet(self.files[fid].path, i, draft, score, "\n".join(before + body + after)))
                 if len(found) == k:
                     break
         return found
+
+    def _renamed(self, draft: str, fid: int, i: int, body: list[str], hole: Hole) -> str:
+        """The draft with the names of its place (the header enclosing line i of the file) renamed to the
+        hole's (the header enclosing the draft where it is laid; renaming.py)."""
+        if not hole.headers:
+            return draft
+        above = self._lines(fid, max(0, i - HEADER_LINES), i)
+        first = next((line for line in body if line.strip()), "")
+        laid = next((line for line in draft.split("\n") if line.strip()), "")
+        here = header_for(hole.headers, _indent(hole.head + laid) if hole.head else _indent(laid))
+        there = header_for(enclosing_headers(above + [first]), _indent(first))
+        return adapt(draft, there, here, hole.words) if here and there and here != there else draft
 
     def _query_tokens(self, line: str) -> set[int]:
         return {self.vocab[t] if t in self.vocab else -1 - hash(t) % 10**9 for t in TOKEN.findall(line)}
@@ -333,3 +349,7 @@ def distinct(found: list[Snippet], k: int) -> list[Snippet]:
             if len(out) == k:
                 break
     return out
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))

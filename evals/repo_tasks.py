@@ -118,9 +118,11 @@ def exact(got: str | None, want: str) -> bool:
 
 
 def run_tasks(root: Path, tasks: list[RepoTask], modes: Iterable[str], *, engine=None, settings=None,
-              drafts: int = 4, window: int = 3, log: Callable[[str], None] = lambda s: None) -> dict:
+              drafts: int = 4, window: int = 3, rename: bool = True,
+              log: Callable[[str], None] = lambda s: None) -> dict:
     """Fill every task in each mode; returns {"modes": {mode: {...scores}}, "records": [...]}. The model's
-    own fill is computed once and serves as "none" and as the model's candidate beside the drafts."""
+    own fill is computed once and serves as "none" and as the model's candidate beside the drafts.
+    `rename`: diffucode's drafts get the names of the hole's place (renaming.py; never the baseline's)."""
     from diffucode.infill import infill
     from diffucode.refine import with_drafts
 
@@ -133,9 +135,9 @@ def run_tasks(root: Path, tasks: list[RepoTask], modes: Iterable[str], *, engine
         path = Path(root).resolve() / task.path
         text = path.read_text(encoding="utf-8")
         span = task.span(text)
-        found = ctx.drafts(path, text, *span, k=drafts)
+        found = ctx.drafts(path, text, *span, k=drafts, rename=rename)
         rec = {**asdict(task), "drafts": len(found)}
-        baseline = ctx.drafts(path, text, *span, k=drafts, match="jaccard") if "jaccard" in modes else []
+        baseline = ctx.drafts(path, text, *span, k=drafts, match="jaccard", rename=False) if "jaccard" in modes else []
         base = infill(engine, text, [span], settings) if set(modes) & {"none", "repo"} else None
         for mode in modes:
             if mode == "jaccard":
@@ -210,6 +212,8 @@ def register(subparsers) -> None:
     p.add_argument("--corpus", type=Path, default=None,
                    help="a training run's data/corpus.json: fail when a training file shares code with REPO")
     p.add_argument("--out", type=Path, default=None, help="write the records and scores here as JSON")
+    p.add_argument("--no-rename", dest="rename", action="store_false",
+                   help="keep the drafts' names as found (measure the renaming: docs/context.md)")
     add_flags(p.add_argument_group("generation"), only=("drafts", "refine_below", "retrieval_weight", "min_match"))
     p.set_defaults(func=_main)
 
@@ -238,7 +242,8 @@ def _main(args) -> int:
         settings = InfillSettings(**from_flags(args))
         settings.check()
     out = run_tasks(args.repo, tasks, modes, engine=engine, settings=settings, window=args.window,
-                    drafts=settings.drafts if settings else 4, log=lambda s: print(s, file=sys.stderr))
+                    drafts=settings.drafts if settings else 4, rename=args.rename,
+                    log=lambda s: print(s, file=sys.stderr))
     for mode, m in out["modes"].items():
         print(f"{mode:>9}: exact {m['exact']:.1%} (lines {m['line']:.1%}, blocks {m['block']:.1%}; "
               f"{m['tasks']} holes; filled {m['filled']:.0%})")
