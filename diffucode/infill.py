@@ -26,7 +26,7 @@ from diffucode.errors import ConfigError, GenerationCancelled, SpanError
 from diffucode.expand import sample_expanding
 from diffucode.engine import Engine
 from diffucode.sampler import sample
-from diffucode.settings import InfillSettings
+from diffucode.settings import RETRY_TEMPERATURE, InfillSettings
 
 PL_STRIDE = 4  # pseudo_likelihood masks every 4th token in each of min(4, n) rows, one batch for n tokens
 MASK_GLYPH = "\u2591"  # how a still-masked token shows in streamed intermediate text
@@ -350,47 +350,86 @@ def _length_mode(engine: Engine, spans, settings: InfillSettings) -> str:
 
 
 def _generate(engine, source, spans, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:
+    """Sample every hole length; when no candidate is valid (or each valid one would be refused as
+    destructive), re-mask the best invalid one's least sure half, then (settings.retries) draw fresh
+    samples at a temperature."""
     if _length_mode(engine, spans, settings) == "expand":
         return _generate_expanding(engine, source, spans[0], settings, post=post, on_step=on_step,
                                    should_stop=should_stop)
     t0 = time.perf_counter()
-    den = engine.denoiser
+    job = _Job(engine, source, spans, settings, post, on_step, should_stop)
     lengths = _hole_lengths(engine, source, spans, settings)
-    pooled: dict[str, Candidate] = {}
-    forwards = 0
-    worst: tuple[float, torch.Tensor, torch.Tensor, Layout] | None = None  # best-scoring invalid row, to remask
     for L in lengths:
         layout = Layout.build(engine, source, spans, [L] * len(spans), settings)
-        row = layout.ids_with([[den.mask_id] * L] * len(spans))
-        ids = torch.tensor(row, device=den.device)[None].repeat(settings.candidates, 1)  # (N, T)
-        out = sample_layout(engine, ids, settings, on_step, should_stop, layout, layout.hole_lens)
-        forwards += out.forwards
+        row = layout.ids_with([[engine.denoiser.mask_id] * L] * len(spans))
+        job.sample(torch.tensor(row, device=engine.denoiser.device)[None].repeat(settings.candidates, 1), layout,
+                   settings)
+    if settings.validate and job.worst is not None and not job.any_valid():
+        job.remask_worst()
+    if settings.validate and settings.retries and not job.any_valid():
+        job.resample(lengths)
+    return finish("fill", source, job.pooled.values(), settings, forwards=job.forwards, t0=t0,
+                  hole_tokens=tuple(lengths))
+
+
+@dataclass
+class _Job:
+    """One fill's candidates as they are sampled (one per resulting text), and the forwards spent."""
+
+    engine: Engine
+    source: str
+    spans: list[tuple[int, int]]
+    settings: InfillSettings
+    post: Callable | None
+    on_step: OnStep | None
+    should_stop: ShouldStop | None
+    pooled: dict[str, Candidate] = field(default_factory=dict)
+    forwards: int = 0
+    worst: tuple[float, torch.Tensor, torch.Tensor, Layout] | None = None  # best-scoring invalid row, to remask
+
+    def any_valid(self) -> bool:
+        """Whether a candidate is valid and not one that finish() refuses as destructive (guard.py)."""
+        return any(c.valid and (self.settings.allow_delete or not any(
+            guard.refusal("fill", self.source, e.start, e.end, e.text) for e in c.edits)) for c in self.pooled.values())
+
+    def sample(self, ids: torch.Tensor, layout: Layout, settings: InfillSettings, *, keep_lp=None,
+               note: str = "") -> None:
+        """Denoise the rows `ids` and pool their candidates. keep_lp (mask, logprobs): a re-masked row's
+        scores outside `mask` are the earlier ones."""
+        out = sample_layout(self.engine, ids, settings, self.on_step, self.should_stop, layout, layout.hole_lens)
+        self.forwards += out.forwards
         for r in range(ids.size(0)):
-            cand = _candidate(engine, source, spans, layout, out.ids[r], out.logprobs[r], settings, post)
+            lp = out.logprobs[r] if keep_lp is None else torch.where(keep_lp[0], out.logprobs[r], keep_lp[1])
+            cand = _candidate(self.engine, self.source, self.spans, layout, out.ids[r], lp, self.settings, self.post,
+                              self.pooled if note else None, note=note)
             if cand is None:
                 continue
-            pooled[apply_edits(source, cand.edits)] = cand
-            if not cand.valid and (worst is None or cand.score > worst[0]):
-                worst = (cand.score, out.ids[r], out.logprobs[r], layout)
-    if settings.validate and worst is not None and not any(c.valid for c in pooled.values()):
-        # Last resort (after prefix cuts and re-indenting failed in validated): re-mask the least
-        # confident half of the best invalid candidate's content and keep denoising from the rest.
-        _, ids, lp, layout = worst
-        content = _content_mask(engine, ids, layout)
-        if content.any():
-            cut = lp[content].median()
-            redo = content & (lp <= cut)
-            batch = torch.where(redo, torch.full_like(ids, den.mask_id), ids)[None].repeat(settings.candidates, 1)
-            out = sample_layout(engine, batch, replace(settings, seed=settings.seed + 1), on_step, should_stop, layout,
-                                layout.hole_lens)
-            forwards += out.forwards
-            for r in range(batch.size(0)):
-                merged_lp = torch.where(redo, out.logprobs[r], lp)
-                cand = _candidate(engine, source, spans, layout, out.ids[r], merged_lp, settings, post, pooled,
-                                  note="remasked")
-                if cand is not None:
-                    pooled[apply_edits(source, cand.edits)] = cand
-    return finish("fill", source, pooled.values(), settings, forwards=forwards, t0=t0, hole_tokens=tuple(lengths))
+            self.pooled[apply_edits(self.source, cand.edits)] = cand
+            if not cand.valid and not note and (self.worst is None or cand.score > self.worst[0]):
+                self.worst = (cand.score, out.ids[r], out.logprobs[r], layout)
+
+    def remask_worst(self) -> None:
+        """Last resort of a greedy fill (after prefix cuts and re-indenting failed in validated): re-mask the
+        least confident half of the best invalid candidate's content and keep denoising from the rest."""
+        _, ids, lp, layout = self.worst
+        content = _content_mask(self.engine, ids, layout)
+        if not content.any():
+            return
+        redo = content & (lp <= lp[content].median())
+        batch = torch.where(redo, torch.full_like(ids, self.engine.denoiser.mask_id), ids)
+        self.sample(batch[None].repeat(self.settings.candidates, 1), layout,
+                    replace(self.settings, seed=self.settings.seed + 1), keep_lp=(redo, lp), note="remasked")
+
+    def resample(self, lengths: list[int]) -> None:
+        """settings.retries fresh rows of the last hole length tried (the pad tail's only one), sampled at
+        the settings' temperature or RETRY_TEMPERATURE, in one batch."""
+        L = lengths[-1]
+        layout = Layout.build(self.engine, self.source, self.spans, [L] * len(self.spans), self.settings)
+        row = layout.ids_with([[self.engine.denoiser.mask_id] * L] * len(self.spans))
+        ids = torch.tensor(row, device=self.engine.denoiser.device)[None].repeat(self.settings.retries, 1)
+        hot = replace(self.settings, seed=self.settings.seed + 2,
+                      temperature=self.settings.temperature or RETRY_TEMPERATURE)
+        self.sample(ids, layout, hot, note="resampled")
 
 
 def _generate_expanding(engine, source, span, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:

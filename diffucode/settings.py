@@ -41,6 +41,9 @@ def setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+RETRY_TEMPERATURE = 0.7  # the temperature of `retries` when none is set
+
+
 @dataclass(frozen=True)
 class InfillSettings:
     """Generation knobs shared by infill, rewrite and complete (the CLI has one flag per field)."""
@@ -72,6 +75,9 @@ class InfillSettings:
         0.0, "classifier-free guidance: also run the model with the context masked and move away from that "
              "prediction by this much (LLaDA's cfg_scale; 0: off; twice the rows per forward)")
     candidates: int = setting(1, "candidates drawn in one batch; the best valid one wins")
+    retries: int = setting(
+        4, f"when no candidate is valid, draw this many more in one batch, sampled (at temperature "
+           f"{RETRY_TEMPERATURE} when temperature is 0)")
     seed: int = setting(0, "random seed (same seed, same output)")
     max_new_tokens: int = setting(64, "largest hole per span, in tokens")
     # auto: expand or pad if the model was trained for it, else search (infill.py)
@@ -117,6 +123,8 @@ class InfillSettings:
             raise ConfigError("steps must be ≥ 1")
         if not 1 <= self.candidates <= MAX_CANDIDATES:
             raise ConfigError(f"candidates must be between 1 and {MAX_CANDIDATES} (they are decoded as one batch)")
+        if not 0 <= self.retries <= MAX_CANDIDATES:
+            raise ConfigError(f"retries must be between 0 and {MAX_CANDIDATES} (they are decoded as one batch)")
         if self.max_new_tokens < 1:
             raise ConfigError("max_new_tokens must be ≥ 1")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):

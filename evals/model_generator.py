@@ -18,7 +18,7 @@ from .prompts import PromptStyle, build_prompt
 # The sampling settings `diffucode eval` offers, in its --help order. Their types and help come from
 # diffucode.settings (the CLI's and the language server's too); a note says what differs in an eval.
 MODEL_KNOBS: tuple[str, ...] = (
-    "steps", "temperature", "candidates", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
+    "steps", "temperature", "candidates", "retries", "seed", "max_new_tokens", "strategy", "threshold", "entropy_bound",
     "cache_refresh", "exact", "length_mode", "position_temperature", "cfg_scale", "max_lines",
     "context", "drafts", "refine_below", "retrieval_weight", "min_match",
 )

@@ -1,5 +1,7 @@
 """The infill API: splicing, coordinates, lengths, windows, streaming, cancellation."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -173,19 +175,51 @@ def test_invalid_candidates_get_remasked_and_denoised_again(tiny_engine):
     src = "def f(x):\n    y = x + 1\n    return y\n"
     s, e = src.index("    y"), src.index("    return")
     res = infill(tiny_engine, src, [(s, e)],
-                 InfillSettings(steps=2, candidates=2, temperature=1.0, length_mode="fixed", length=6))
+                 InfillSettings(steps=2, candidates=2, temperature=1.0, length_mode="fixed", length=6, retries=0))
     assert res.n_invalid >= 1
     assert any("remasked" in c.reason for c in res.candidates)
     assert res.forwards == 2 + 2  # the first pass, then one remask pass
 
 
-def test_remask_pass_is_skipped_when_a_candidate_is_valid():
+def test_retries_sample_fresh_rows_when_no_candidate_is_valid(tiny_engine):
+    # A random model's greedy fill and its remask are invalid: `retries` rows are then sampled (at
+    # RETRY_TEMPERATURE, so they differ from the greedy row), labelled, and counted in the forwards.
+    src = "def f(x):\n    y = x + 1\n    return y\n"
+    s, e = src.index("    y"), src.index("    return")
+    st = InfillSettings(steps=2, length_mode="fixed", length=6)
+    assert st.retries == 4  # the default
+    plain = infill(tiny_engine, src, [(s, e)], replace(st, retries=0))
+    assert plain.best is None and plain.forwards == 2 + 2  # greedy, then the remask pass
+    res = infill(tiny_engine, src, [(s, e)], replace(st, retries=3))
+    resampled = [c for c in res.candidates if "resampled" in c.reason]
+    assert resampled and res.forwards == 2 + 2 + 2
+    greedy = {c.apply(src) for c in plain.candidates}
+    assert {c.apply(src) for c in resampled}.isdisjoint(greedy)  # one candidate per text
+    assert infill(tiny_engine, src, [(s, e)], replace(st, retries=3)).candidates == res.candidates  # seeded
+    with pytest.raises(ConfigError, match="retries"):
+        infill(tiny_engine, src, [(s, e)], replace(st, retries=-1))
+
+
+def test_a_blank_fill_that_would_be_refused_does_not_count_as_valid_for_retries():
+    # A blank line for a line of code is syntax-valid but refused as destructive (guard.py): the retries
+    # run for it as for an invalid fill (this scripted model writes the blank line again: still refused).
+    tok = sample_tokenizer(512)
+    eng = scripted_engine(tok, "\n")
+    src = "def f(x):\n    y = 1\n    return x\n"
+    s, e = src.index("    y"), src.index("    return")
+    st = InfillSettings(steps=4, max_new_tokens=16)
+    plain, retried = (infill(eng, src, [(s, e)], replace(st, retries=n)) for n in (0, 2))
+    assert plain.best is None and plain.refused and retried.best is None and retried.refused
+    assert retried.forwards > plain.forwards
+
+
+def test_remask_and_retries_are_skipped_when_a_candidate_is_valid():
     tok = sample_tokenizer(512)
     eng = scripted_engine(tok, "    y = 2\n")
     src = "def f(x):\n    y = 1\n    return x\n"
     s, e = src.index("    y"), src.index("    return")
-    res = infill(eng, src, [(s, e)], InfillSettings(steps=4, max_new_tokens=16))
-    assert res.best is not None and not any("remasked" in c.reason for c in res.candidates)
+    res = infill(eng, src, [(s, e)], InfillSettings(steps=4, max_new_tokens=16, retries=4))
+    assert res.best is not None and not any(x in c.reason for c in res.candidates for x in ("remasked", "resampled"))
 
 
 def test_exact_is_the_reference_decoder_and_the_default_is_the_fast_path(tiny_engine):
