@@ -31,6 +31,7 @@ export const SERVER_KEYS = [
   "positionTemperature",
   "cfgScale",
   "candidates",
+  "retries",
   "seed",
   "maxNewTokens",
   "lengthMode",
