@@ -15,9 +15,9 @@ Studies (each variant's flags go to `diffucode train` after the common flags giv
               all (the defaults: 50 % uniform, 35 % infill, 15 % function body after signature + docstring)
   size        192 x 4, 256 x 6 (the campaign's shape), 384 x 6; heads of 64 dimensions
 
-Each variant is a fresh `diffucode train` run folder under --out (a training budget of --seconds with the
-default cosine schedule, so every run ends decayed; an export), so a rerun resumes nothing: delete --out to
-start over. With `--data-from RUN` among the common flags every variant trains on that run's prepared
+Each variant is a `diffucode train` run folder under --out (a training budget of --seconds with the
+default cosine schedule, so every run ends decayed; an export). Rerunning with the same --out would resume
+those folders: give a new --out (or delete it) for a new study. With `--data-from RUN` among the common flags every variant trains on that run's prepared
 tokens and nothing is rebuilt. Printed per variant: parameters, tokens seen, the training loss at 25/50/75/
 100 % of the run, held-out bits per byte (evals/heldout.py: the same chunks for every variant), exact
 single-line infill with the oracle and the automatic length (the run's own evaluation), and with

@@ -11,13 +11,11 @@ A leaf: no torch, no index.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from diffucode.renaming import WORD, Headers, enclosing_headers
+from diffucode.renaming import WORD, Headers, code_of, enclosing_headers
 
-_STRING = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
 Lines = list[str] | tuple[str, ...]
 
 
@@ -55,7 +53,7 @@ class Hole:
         lines_above = text[:ls].split("\n")[:-1]
         below = text[le + 1 :].split("\n", window)[:window] if le < len(text) else []
         return cls(tuple(lines_above[-window:]), tuple(below[:window]), n_lines or text.count("\n", ls, le) + 1,
-                   text[ls:start], text[end:le], enclosing_headers([*lines_above, text[ls:start] + "x"]),
+                   text[ls:start], text[end:le], enclosing_headers([*lines_above, text[ls:start] + "\0"]),
                    text[:start] + text[end:])
 
 
@@ -110,16 +108,13 @@ def _statement_above(lines: Lines) -> tuple[int | None, bool, bool]:
         depth += _bracket_balance(line)
     if depth < 0:
         return None, False, False
-    return _indent(lines[start]), _code(lines[last]).endswith((":", "{")), depth > 0
+    return _indent(lines[start]), code_of(lines[last]).endswith((":", "{")), depth > 0
 
 
-def _code(line: str) -> str:
-    """The line without its string literals' contents and its comment."""
-    return _STRING.sub('""', line).split("#", 1)[0].rstrip()
 
 
 def _bracket_balance(line: str) -> int:
-    code = _code(line)
+    code = code_of(line)
     return sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
 
 

@@ -421,10 +421,15 @@ class _Job:
                     replace(self.settings, seed=self.settings.seed + 1), keep_lp=(redo, lp), note="remasked")
 
     def resample(self, lengths: list[int]) -> None:
-        """settings.retries fresh rows of the last hole length tried (the pad tail's only one), sampled at
-        the settings' temperature or RETRY_TEMPERATURE, in one batch."""
-        L = lengths[-1]
-        layout = Layout.build(self.engine, self.source, self.spans, [L] * len(self.spans), self.settings)
+        """settings.retries fresh rows, sampled at the settings' temperature or RETRY_TEMPERATURE, in one
+        batch: in the hole length of the best invalid candidate, else the last one tried (a pad tail's only
+        one)."""
+        if self.worst is not None:
+            layout = self.worst[3]
+        else:
+            layout = Layout.build(self.engine, self.source, self.spans, [lengths[-1]] * len(self.spans),
+                                  self.settings)
+        L = layout.hole_lens[0]
         row = layout.ids_with([[self.engine.denoiser.mask_id] * L] * len(self.spans))
         ids = torch.tensor(row, device=self.engine.denoiser.device)[None].repeat(self.settings.retries, 1)
         hot = replace(self.settings, seed=self.settings.seed + 2,

@@ -18,6 +18,7 @@ from collections.abc import Collection, Sequence
 from difflib import SequenceMatcher
 
 HEADER = re.compile(r"\s*(?:async\s+def|def|class)\s+[A-Za-z_]")
+STRING = re.compile(r"'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"")
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 KEYWORDS = frozenset({"def", "class", "async", "self", "cls", "return", "None", "True", "False", "lambda"})
@@ -40,7 +41,7 @@ def _enclosing(lines: Sequence[str], *, limit: int = 2000) -> list[tuple[int, in
     for i in range(len(lines) - 1, max(0, len(lines) - limit) - 1, -1):
         line = lines[i]
         code = line.strip()
-        if not code or code[0] in ")]}":
+        if not code or code[0] in ")]}#":  # a comment's indentation says nothing about scopes
             continue
         ind = _indent(line)
         if threshold is not None and ind >= threshold:
@@ -77,6 +78,8 @@ def renamings(src: str, dst: str) -> tuple[dict[str, str], dict[str, str]]:
     """(whole identifiers, identifier parts) renamed from header `src` to header `dst`: the pairs of
     differing words where the two headers' word sequences align one to one."""
     a, b = WORD.findall(src), WORD.findall(dst)
+    if a[:1] != b[:1]:  # a def against a class: nothing to align
+        return {}, {}
     names: dict[str, str] = {}
     for op, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "replace" and i2 - i1 == j2 - j1:
@@ -88,7 +91,7 @@ def renamings(src: str, dst: str) -> tuple[dict[str, str], dict[str, str]]:
         px, py = PART.findall(x), PART.findall(y)
         if len(px) == len(py):
             for p, q in zip(px, py):
-                if p != q:
+                if p != q and not p.isdigit():  # `v1` → `v2` must not turn `sha1` into `sha2`
                     parts.setdefault(p, q)
     return names, parts
 
@@ -118,10 +121,16 @@ def _header_length(lines: Sequence[str], i: int) -> int:
     MAX_HEADER_LINES)."""
     depth = 0
     for n, line in enumerate(lines[i : i + MAX_HEADER_LINES], 1):
-        depth += sum(line.count(c) for c in "([{") - sum(line.count(c) for c in ")]}")
+        code = code_of(line)
+        depth += sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
         if depth <= 0:
             return n
     return min(MAX_HEADER_LINES, len(lines) - i)
+
+
+def code_of(line: str) -> str:
+    """The line without its string literals' contents and its comment."""
+    return STRING.sub('""', line).split("#", 1)[0].rstrip()
 
 
 def _indent(line: str) -> int:

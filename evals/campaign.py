@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffucode.errors import ConfigError, DiffucodeError
+from diffucode.settings import InfillSettings
 
 TASKSET = "single-line"
 EVAL_SECTION = "## Evaluation"
@@ -172,7 +173,8 @@ def single_line(model: Path, out: Path, data_dir: Path, *, limit: int) -> tuple[
     an earlier measurement of the same weights with the same limit in `out` is read, not repeated."""
     cmd = [sys.executable, "-m", "diffucode", "eval", TASKSET, "--model", str(model), "--data-dir", str(data_dir),
            "--out", str(out), "--overwrite", "--quiet"] + (["--limit", str(limit)] if limit else [])
-    stamp = {"weights": weights_digest(model), "limit": limit, "argv": cmd[3:]}
+    stamp = {"weights": weights_digest(model), "limit": limit, "argv": cmd[3:],
+             "defaults": repr(InfillSettings())}  # a measurement under other default settings is not reused
     done_before = out / "campaign.json"
     if not (done_before.is_file() and json.loads(done_before.read_text()) == stamp
             and (out / "summary.json").is_file()):

@@ -29,6 +29,21 @@ def test_nothing_is_renamed_without_a_reason():
     assert renamings("def f(self, a, b):", "def f(self, x):") == ({}, {})  # the parameters do not align one to one
 
 
+def test_what_could_mislead_the_alignment_is_left_out():
+    # A comment indented less than the code does not hide the def; brackets in a default string or a
+    # comment do not stretch a header over the body; a def never aligns with a class; digits are not
+    # parts (`v1` -> `v2` must not make `sha1` `sha2`); the text typed on a hole's line is never a word.
+    lines = ["class Invoice(Model):", "    def save(self):", "    # keep in sync with Account", "        self.touch()"]
+    assert header_for(enclosing_headers(lines), 8) == "def save(self):"
+    assert enclosing_headers(["def split_on(self, sep='('):  # (", "    parts = 1"]) == (
+        (0, "def split_on(self, sep='('):  # ("),)
+    assert renamings("class Account(Model):", "def save(self):") == ({}, {})
+    assert adapt("h = hashlib.sha1(data)\n", "def test_v1(self):", "def test_v2(self):") == "h = hashlib.sha1(data)\n"
+    text = "class Repo:\n    def save(self,\n             \n        return 1\n"
+    at = text.index("             ") + 13
+    assert all("x" not in h for _, h in Hole.in_text(text, at, at).headers)
+
+
 def test_a_word_of_the_holes_file_is_not_renamed_to_one_it_lacks():
     line = "    ok = self.request_validator.check(request_token)\n"
     src, dst = "def validate_request_token(self):", "def validate_access_token(self):"

@@ -550,11 +550,34 @@ def test_a_run_can_train_on_another_runs_data(prepared, tmp_path, monkeypatch, c
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not (tmp_path / "refused").exists()
-    # A first call that fails after linking removes the link, never the source's data.
-    def failing_prepare(folder, *args, **kwargs):
+    assert train_cli.main(["--out", str(tmp_path / "refused"), "--prepare-only", "--smoke",
+                           "--data-from", str(prepared)]) == 2
+    assert "leave out --smoke" in capsys.readouterr().err
+    # A linked run never builds data in the other run's folder: incomplete data there is refused.
+    half = tmp_path / "half"
+    shutil.copytree(prepared, half)
+    shard = next((half / "data").glob("train-*.json"))
+    shard.unlink()
+    assert train_cli.main(["--out", str(tmp_path / "refused"), "--prepare-only", "--data-from", str(half)]) == 2
+    assert "not complete" in capsys.readouterr().err and not shard.exists()
+    # A first call that fails once linked removes the link, never the source's data.
+    real_link = Path.symlink_to
+
+    def failing_link(self, target, *args, **kwargs):
+        real_link(self, target, *args, **kwargs)
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(train_cli, "prepare", failing_prepare)
+
+    monkeypatch.setattr(Path, "symlink_to", failing_link)
     with pytest.raises(OSError):
         train_cli.main(["--out", str(tmp_path / "failed"), "--data-from", str(prepared), "--prepare-only", "--quiet"])
+    monkeypatch.undo()
     assert not (tmp_path / "failed").exists()
     assert sorted(p.name for p in (prepared / "data").iterdir()) == before
+    # A run whose linked data is gone says so in one line.
+    moved = tmp_path / "moved"
+    shutil.copytree(prepared, moved)
+    linked = tmp_path / "linked"
+    assert train_cli.main(["--out", str(linked), "--data-from", str(moved), "--prepare-only", "--quiet"]) == 0
+    shutil.rmtree(moved)
+    assert train_cli.main(["--out", str(linked), "--prepare-only", "--quiet"]) == 2
+    assert "is gone" in capsys.readouterr().err

@@ -34,7 +34,7 @@ from diffucode.training.decontamination import find_bench_data
 from diffucode.training.export import check_export_dest, export
 from diffucode.training.loop import train_loop
 from diffucode.training.masking import MaskingConfig
-from diffucode.training.shards import prepare
+from diffucode.training.shards import is_built, prepare
 from diffucode.training.state import ckpt_dir, command_line
 
 
@@ -212,10 +212,13 @@ def _data_source(args: argparse.Namespace, stored: dict | None) -> tuple[Path, d
         return None
     src = Path(args.data_from).resolve()
     if stored is not None:
-        if stored.get("data_from") != str(src):
+        linked = stored.get("data_from")
+        if not (linked and Path(linked).exists() and os.path.samefile(linked, src)):
             raise ConfigError(f"--data-from {args.data_from}: this run already has its data "
-                              f"({stored.get('data_from') or 'built in its own folder'})")
+                              f"({linked or 'built in its own folder'})")
         return None
+    if getattr(args, "smoke", False):
+        raise ConfigError("--data-from takes another run's data as it is: leave out --smoke")
     try:
         record = json.loads((src / "run.json").read_text(encoding="utf-8"))
         index_ok = (src / "data" / "index.json").is_file() and (src / "tokenizer.json").is_file()
@@ -231,6 +234,9 @@ def _data_source(args: argparse.Namespace, stored: dict | None) -> tuple[Path, d
                               f"{args.data_from} ({record['data'].get(f.name)!r}); leave it out")
     if args.init_from and (Path(args.init_from) / "tokenizer.json").read_bytes() != (src / "tokenizer.json").read_bytes():
         raise ConfigError(f"--init-from {args.init_from} and --data-from {args.data_from} have different tokenizers")
+    if not is_built(src / "data", src / "tokenizer.json", DataConfig.from_dict(record["data"])):
+        raise ConfigError(f"--data-from {args.data_from}: its data is not complete for its settings (prepare it "
+                          "there first; a run never builds data in another run's folder)")
     return src, record["data"]
 
 
@@ -243,8 +249,11 @@ def _write_run(args: argparse.Namespace, out: Path, stored: dict | None,
     dcfg, mcfg, tcfg = cfgs
     if getattr(args, "smoke", False) and not stored and getattr(args, "decontaminate", None) is None:
         dcfg = smoke_data(dcfg, say)
-    if not stored:
+    linked = data_from or (Path(stored["data_from"]) if stored and stored.get("data_from") else None)
+    if not stored and not linked:
         check_inputs(dcfg)  # a --sources folder that is not there: one line, before run.json exists
+    if stored and linked and not (out / "data").exists():
+        raise ConfigError(f"the data this run trains on, {linked}/data, is gone (it was linked with --data-from)")
     copy_tokenizer = init_model is not None and not (out / "tokenizer.json").exists()
     if copy_tokenizer:
         shape = {k: init_model[k] for k in ("d_model", "n_layers", "n_heads", "ffn_hidden")}
@@ -269,7 +278,8 @@ def _write_run(args: argparse.Namespace, out: Path, stored: dict | None,
             if not copy_tokenizer:  # the same file when both are given (_data_source checks)
                 shutil.copyfile(data_from / "tokenizer.json", out / "tokenizer.json")
             (out / "data").symlink_to(data_from / "data", target_is_directory=True)
-        prepare(out / "data", dcfg, tokenizer_path=out / "tokenizer.json", workers=args.data_workers, log=say)
+        if not linked:  # linked data is another run's, checked complete by _data_source: never rebuilt here
+            prepare(out / "data", dcfg, tokenizer_path=out / "tokenizer.json", workers=args.data_workers, log=say)
     return dcfg, tcfg
 
 

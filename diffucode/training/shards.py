@@ -122,7 +122,7 @@ def prepare(out: str | Path, cfg: DataConfig, *, tokenizer_path: str | Path | No
     out.mkdir(parents=True, exist_ok=True)
     tok_path = Path(tokenizer_path) if tokenizer_path else out / "tokenizer.json"
     workers = workers or min(32, os.cpu_count() or 1)
-    if _is_built(out, tok_path, cfg):
+    if is_built(out, tok_path, cfg):
         return out
     t0 = time.time()
     corpus = scan_corpus(cfg, out, workers=workers, log=log)
@@ -143,7 +143,7 @@ def prepare(out: str | Path, cfg: DataConfig, *, tokenizer_path: str | Path | No
     return out
 
 
-def _is_built(out: Path, tok_path: Path, cfg: DataConfig) -> bool:
+def is_built(out: Path, tok_path: Path, cfg: DataConfig) -> bool:
     """Whether index.json describes a finished folder for this tokenizer and these settings."""
     index_path = out / "index.json"
     if not (index_path.is_file() and tok_path.is_file()):
