@@ -15,14 +15,15 @@ Studies (each variant's flags go to `diffucode train` after the common flags giv
               all (the defaults: 50 % uniform, 35 % infill, 15 % function body after signature + docstring)
   size        192 x 4, 256 x 6 (the campaign's shape), 384 x 6; heads of 64 dimensions
 
-Each variant is a `diffucode train` run folder under --out (a training budget of --seconds with the
-default cosine schedule, so every run ends decayed; an export). Rerunning with the same --out would resume
-those folders: give a new --out (or delete it) for a new study. With `--data-from RUN` among the common flags every variant trains on that run's prepared
-tokens and nothing is rebuilt. Printed per variant: parameters, tokens seen, the training loss at 25/50/75/
-100 % of the run, held-out bits per byte (evals/heldout.py: the same chunks for every variant), exact
-single-line infill with the oracle and the automatic length (the run's own evaluation), and with
---data-dir, pass@1 and the non-empty share of `diffucode eval single-line` (--eval-limit tasks). A JSON
-file with the same rows and each run's training-loss curve is written to OUT/study.json.
+Each variant is a `diffucode train` run folder under --out (a training budget of --seconds with the default
+cosine schedule, so every run ends decayed; an export). Rerunning with the same --out would resume those
+folders: give a new --out (or delete it) for a new study. With `--data-from RUN` among the common flags
+every variant trains on that run's prepared tokens and nothing is rebuilt. Printed per variant: parameters,
+tokens seen, the training loss at 25/50/75/ 100 % of the run, held-out bits per byte (evals/heldout.py: the
+same chunks for every variant), exact single-line infill with the oracle and the automatic length (the run's
+own evaluation), and with --data-dir, pass@1 and the non-empty share of `diffucode eval single-line`
+(--eval-limit tasks). A JSON file with the same rows and each run's training-loss curve is written to
+OUT/study.json.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def report(rows: list[dict], args, extra: list[str]) -> None:
         ev = r["eval"]
         cells = [r["variant"], f"{r['params'] / 1e6:.1f} M", f"{r['tokens'] / 1e6:.1f} M",
                  " / ".join(f"{x:.2f}" for x in r["loss_at"]), f"{r['heldout_bpb']:.3f}",
-                 f"{ev.get('infill_oracle_exact', float('nan')):.1%}", f"{ev.get('infill_auto_exact', float('nan')):.1%}"]
+                 f"{ev.get('infill_oracle_exact', float('nan')):.1%}",
+                 f"{ev.get('infill_auto_exact', float('nan')):.1%}"]
         if sl:
             cells += [f"{100 * r['single_line_pass1']:.2f} %", f"{100 * r['single_line_nonempty']:.1f} %"]
         print("| " + " | ".join(cells) + " |")
@@ -143,7 +145,8 @@ def main() -> None:
         folder = Path(args.out) / slug(name)
         config = train(folder, variants[name], args, extra)
         curve = loss_curve(folder)
-        rows.append({"variant": name, "tokens": config["training"].get("tokens_seen", 0), "eval": config["training"].get("eval", {}),
+        rows.append({"variant": name, "tokens": config["training"].get("tokens_seen", 0),
+                     "eval": config["training"].get("eval", {}),
                      "loss_at": at_fractions(curve), "curve": curve})
         folders.append(folder)
     for row, measured in zip(rows, measure(folders, args)):

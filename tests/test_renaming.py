@@ -1,7 +1,5 @@
 """Renaming a retrieved draft's names to the hole's place (diffucode/renaming.py), alone and in retrieval."""
 
-from pathlib import Path
-
 from diffucode.context import RepoContext
 from diffucode.fitting import Hole
 from diffucode.renaming import adapt, enclosing_headers, header_for, renamings
@@ -59,7 +57,7 @@ def test_enclosing_headers_nearest_first_with_their_continuation_lines():
     assert headers == ((4, "def f(self, y):"), (0, "class A:"))
     assert header_for(headers, 8) == "def f(self, y):" and header_for(headers, 4) == "class A:"
     assert header_for(headers, 0) == "" and enclosing_headers(["x = 1", "y = 2"]) == ()
-    black = ["class A:", "    def f(", "        self, y,", "    ):", "        z = 1"]  # a signature closed on its own line
+    black = ["class A:", "    def f(", "        self, y,", "    ):", "        z = 1"]  # closed on its own line
     assert enclosing_headers(black) == ((4, "def f( self, y, ):"), (0, "class A:"))
     assert Hole.in_text("\n".join(lines) + "\n        <\n", 0, 0).headers == ()  # at the top: nothing above
     text = "\n".join(lines) + "\n        return z\n"

@@ -232,7 +232,8 @@ def _data_source(args: argparse.Namespace, stored: dict | None) -> tuple[Path, d
         if given is not None and not config.same_setting(given, record["data"].get(f.name)):
             raise ConfigError(f"--{f.name.replace('_', '-')} {given!r} differs from the data of --data-from "
                               f"{args.data_from} ({record['data'].get(f.name)!r}); leave it out")
-    if args.init_from and (Path(args.init_from) / "tokenizer.json").read_bytes() != (src / "tokenizer.json").read_bytes():
+    tokenizer = (src / "tokenizer.json").read_bytes()
+    if args.init_from and (Path(args.init_from) / "tokenizer.json").read_bytes() != tokenizer:
         raise ConfigError(f"--init-from {args.init_from} and --data-from {args.data_from} have different tokenizers")
     if not is_built(src / "data", src / "tokenizer.json", DataConfig.from_dict(record["data"])):
         raise ConfigError(f"--data-from {args.data_from}: its data is not complete for its settings (prepare it "
