@@ -19,7 +19,7 @@ Each variant is a `diffucode train` run folder under --out (a training budget of
 cosine schedule, so every run ends decayed; an export). Rerunning with the same --out would resume those
 folders: give a new --out (or delete it) for a new study. With `--data-from RUN` among the common flags
 every variant trains on that run's prepared tokens and nothing is rebuilt. Printed per variant: parameters,
-tokens seen, the training loss at 25/50/75/ 100 % of the run, held-out bits per byte (evals/heldout.py: the
+tokens seen, the training loss at 25/50/75/100 % of the run, held-out bits per byte (evals/heldout.py: the
 same chunks for every variant), exact single-line infill with the oracle and the automatic length (the run's
 own evaluation), and with --data-dir, pass@1 and the non-empty share of `diffucode eval single-line`
 (--eval-limit tasks). A JSON file with the same rows and each run's training-loss curve is written to
