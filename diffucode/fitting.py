@@ -111,8 +111,6 @@ def _statement_above(lines: Lines) -> tuple[int | None, bool, bool]:
     return _indent(lines[start]), code_of(lines[last]).endswith((":", "{")), depth > 0
 
 
-
-
 def _bracket_balance(line: str) -> int:
     code = code_of(line)
     return sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")

@@ -43,7 +43,7 @@ def _enclosing(lines: Sequence[str], *, limit: int = 2000) -> list[tuple[int, in
         code = line.strip()
         if not code or code[0] in ")]}#":  # a comment's indentation says nothing about scopes
             continue
-        ind = _indent(line)
+        ind = indent(line)
         if threshold is not None and ind >= threshold:
             continue
         threshold = ind
@@ -133,5 +133,6 @@ def code_of(line: str) -> str:
     return STRING.sub('""', line).split("#", 1)[0].rstrip()
 
 
-def _indent(line: str) -> int:
+def indent(line: str) -> int:
+    """The width of a line's leading spaces and tabs."""
     return len(line) - len(line.lstrip(" \t"))

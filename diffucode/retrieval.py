@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from diffucode.fitting import Hole, fit_draft
-from diffucode.renaming import adapt, enclosing_headers, header_for
+from diffucode.renaming import adapt, enclosing_headers, header_for, indent
 
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")  # words: punctuation is in every window and tells nothing
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -161,8 +161,8 @@ class LineIndex:
         above = self._lines(fid, max(0, i - HEADER_LINES), i)
         first = next((line for line in body if line.strip()), "")
         laid = next((line for line in draft.split("\n") if line.strip()), "")
-        here = header_for(hole.headers, _indent(hole.head + laid) if hole.head else _indent(laid))
-        there = header_for(enclosing_headers(above + [first]), _indent(first))
+        here = header_for(hole.headers, indent(hole.head + laid))
+        there = header_for(enclosing_headers(above + [first]), indent(first))
         return adapt(draft, there, here, hole.words) if here and there and here != there else draft
 
     def _query_tokens(self, line: str) -> set[int]:
@@ -350,6 +350,3 @@ def distinct(found: list[Snippet], k: int) -> list[Snippet]:
                 break
     return out
 
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
