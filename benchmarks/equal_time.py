@@ -7,29 +7,43 @@ data, then measure every export the same way.
     # which model size (three shapes, the same data and batch)
     python benchmarks/equal_time.py --study size --out runs/sizes --seconds 900 \
         --data-dir ../shared/data -- --data-from ~/.cache/diffucode/campaign --batch-size 64 --seq-len 256
+    # what each part buys a model that is already trained: every variant continues a run's checkpoint
+    # (optimizer included) for the same wall time, all at once with one thread each
+    python benchmarks/equal_time.py --study parts --from-run ~/.cache/diffucode/campaign --parallel \
+        --out runs/parts --seconds 4500 --data-dir ../shared/data
     python benchmarks/equal_time.py --out /tmp/ablate --seconds 40 -- --smoke --device cpu   # a CPU check
 
 Studies (each variant's flags go to `diffucode train` after the common flags given after --):
   objective   uniform only (MDLM/LLaDA, 1/t weights); + infill over random whole lines (60/40);
               + infill over syntax spans (the same with 60 % of the spans from syntax nodes);
               all (the defaults: 50 % uniform, 35 % infill, 15 % function body after signature + docstring)
+  parts       leave one part out of the defaults: all (the defaults); no uniform rows; no infill rows; no
+              function-body rows (the others keep their ratio); line spans only (no syntax spans)
   size        192 x 4, 256 x 6 (the campaign's shape), 384 x 6; heads of 64 dimensions
 
+With --from-run RUN, each variant's folder starts as a branch of RUN: its checkpoint (optimizer moments and
+step included), run.json and tokenizer are copied, its data linked, and the variant resumes it with the
+campaign's schedule (`--schedule wsd --time-budget SECONDS`: warm up again, hold, decay over the last 20 %).
+Its loss curve and tokens count from the branch point (OUT/VARIANT/branch.json). With --parallel every
+variant trains at the same time with one thread each (the same machine, the same noise for all of them).
+
 Each variant is a `diffucode train` run folder under --out (a training budget of --seconds with the default
-cosine schedule, so every run ends decayed; an export). Rerunning with the same --out would resume those
-folders: give a new --out (or delete it) for a new study. With `--data-from RUN` among the common flags
-every variant trains on that run's prepared tokens and nothing is rebuilt. Printed per variant: parameters,
-tokens seen, the training loss at 25/50/75/100 % of the run, held-out bits per byte (evals/heldout.py: the
-same chunks for every variant), exact single-line infill with the oracle and the automatic length (the run's
-own evaluation), and with --data-dir, pass@1 and the non-empty share of `diffucode eval single-line`
-(--eval-limit tasks). A JSON file with the same rows and each run's training-loss curve is written to
-OUT/study.json.
+cosine schedule, so every run ends decayed; or the branch above; an export). Rerunning with the same --out
+would resume those folders: give a new --out (or delete it) for a new study, or --measure-only to measure
+them again. With `--data-from RUN` among the common flags every variant trains on that run's prepared
+tokens and nothing is rebuilt. Printed per variant: parameters, tokens seen, the training loss at
+25/50/75/100 % of the run, held-out bits per byte (evals/heldout.py: the same chunks for every variant), exact
+single-line infill with the oracle and the automatic length (the run's own evaluation), and with --data-dir
+the single-line fills' bits per byte in place (evals/infill_bpb.py: all 1,033 tasks, the same masks for
+every variant), pass@1 and the non-empty share of `diffucode eval single-line` (--eval-limit tasks). A
+JSON file with the same rows and each run's training-loss curve is written to OUT/study.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +55,13 @@ STUDIES = {
         "+ infill, syntax spans": ["--p-uniform", "0.6", "--p-infill", "0.4", "--p-body", "0",
                                    "--p-syntax-span", "0.6"],
         "all (defaults)": ["--p-uniform", "0.5", "--p-infill", "0.35", "--p-body", "0.15", "--p-syntax-span", "0.6"],
+    },
+    "parts": {
+        "all (defaults)": [],
+        "no uniform": ["--p-uniform", "0"],
+        "no infill": ["--p-infill", "0"],
+        "no function bodies": ["--p-body", "0"],
+        "line spans only": ["--p-syntax-span", "0"],
     },
     "size": {
         "192 x 4": ["--preset", "mini", "--d-model", "192", "--n-layers", "4", "--n-heads", "3"],
@@ -54,20 +75,69 @@ def slug(name: str) -> str:
     return "-".join("".join(c if c.isalnum() else " " for c in name).split())
 
 
-def train(folder: Path, flags: list[str], args, extra: list[str]) -> dict:
-    """Train and export one variant; the exported config.json (its training record and model shape)."""
-    export = folder / "export"
-    cmd = [sys.executable, "-m", "diffucode.training", "--out", str(folder), "--train-seconds", str(args.seconds),
-           "--time-budget", str(args.seconds + args.overhead), "--export", str(export), *extra, *flags]
-    print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True)
-    return json.loads((export / "config.json").read_text())
+def branch(folder: Path, run: Path) -> None:
+    """Start `folder` as a branch of the run folder `run`: its checkpoint, run.json, tokenizer and the metrics up
+    to the checkpoint copied, its data linked; branch.json says where it starts."""
+    state = json.loads((run / "ckpt" / "state.json").read_text())
+    folder.mkdir(parents=True)
+    shutil.copytree(run / "ckpt", folder / "ckpt")
+    for name in ("run.json", "tokenizer.json"):
+        shutil.copy2(run / name, folder / name)
+    rows = [line for line in (run / "metrics.jsonl").read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= state["step"]]
+    (folder / "metrics.jsonl").write_text("".join(line + "\n" for line in rows))
+    (folder / "data").symlink_to((run / "data").resolve(), target_is_directory=True)
+    (folder / "branch.json").write_text(json.dumps({"from": str(run), "step": state["step"],
+                                                    "tokens": state["tokens"]}) + "\n")
+
+
+def command(folder: Path, flags: list[str], args, extra: list[str]) -> list[str]:
+    """The `diffucode train` call of one variant: a new run with its own cosine schedule, or with --from-run a
+    call of the campaign's schedule on the branch; --parallel gives each variant one thread."""
+    budget = (["--schedule", "wsd", "--time-budget", str(args.seconds), "--num-workers", "0"] if args.from_run
+              else ["--train-seconds", str(args.seconds), "--time-budget", str(args.seconds + args.overhead)])
+    threads = ["--threads", "1"] if args.parallel else []
+    return [sys.executable, "-m", "diffucode.training", "--out", str(folder), *budget, "--export",
+            str(folder / "export"), *threads, *extra, *flags]
+
+
+def train_all(folders: list[Path], flags: list[list[str]], args, extra: list[str]) -> None:
+    """Train and export every variant, one after the other or (--parallel) all at once."""
+    if args.from_run:
+        for folder in folders:
+            if not folder.exists():
+                branch(folder, Path(args.from_run).expanduser())
+    cmds = [command(folder, f, args, extra) for folder, f in zip(folders, flags)]
+    for cmd in cmds:
+        print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
+    if not args.parallel:
+        for cmd in cmds:
+            subprocess.run(cmd, check=True)
+        return
+    logs = [open(folder.with_suffix(".log"), "w") for folder in folders]
+    procs = [subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT) for cmd, log in zip(cmds, logs)]
+    failed = [str(folder) for folder, proc in zip(folders, procs) if proc.wait() != 0]
+    for log in logs:
+        log.close()
+    if failed:
+        raise SystemExit(f"training failed in {', '.join(failed)} (see the .log beside each)")
+
+
+def start_of(folder: Path) -> tuple[int, int]:
+    """(step, tokens) where the variant's own training starts: its branch point, or 0 for a new run."""
+    marker = folder / "branch.json"
+    if not marker.is_file():
+        return 0, 0
+    b = json.loads(marker.read_text())
+    return int(b["step"]), int(b["tokens"])
 
 
 def loss_curve(folder: Path) -> list[tuple[int, float]]:
-    """(tokens, training loss) of every logged step of the run."""
+    """(tokens since the start, training loss) of every logged step of the variant's own training."""
+    step0, tokens0 = start_of(folder)
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [(r["tokens"], r["loss"]) for r in rows if r.get("kind") == "train" and "loss" in r]
+    return [(r["tokens"] - tokens0, r["loss"]) for r in rows
+            if r.get("kind") == "train" and "loss" in r and r["step"] > step0]
 
 
 def at_fractions(curve: list[tuple[int, float]]) -> list[float]:
@@ -89,13 +159,19 @@ def measure(folders: list[Path], args) -> list[dict]:
     from diffucode_evals.campaign import single_line
     from diffucode_evals.heldout import bits_per_byte, common_chunks, heldout_texts
 
+    from diffucode.loading import load_engine
+    from diffucode_evals.data import load_taskset
+    from diffucode_evals.infill_bpb import infill_bits_per_byte
+
     models = [checkpoint.load(f / "export") for f in folders]
+    tasks = load_taskset("single-line", data_dir=args.data_dir).tasks if args.data_dir else ()
     texts = common_chunks(heldout_texts(folders[0]), models, n=args.chunks)
     out = []
     for folder, ck in zip(folders, models):
         row = {"params": sum(t.numel() for t in ck.model.parameters()), "heldout_bpb": bits_per_byte(ck, texts),
                "chunks": len(texts)}
         if args.data_dir:
+            row["infill_bpb"] = infill_bits_per_byte(load_engine(folder / "export"), tasks)
             p1, nonempty, n, _ = single_line(folder / "export", folder / "eval", Path(args.data_dir),
                                              limit=args.eval_limit)
             row.update(single_line_pass1=p1, single_line_nonempty=nonempty, single_line_tasks=n)
@@ -104,12 +180,14 @@ def measure(folders: list[Path], args) -> list[dict]:
 
 
 def report(rows: list[dict], args, extra: list[str]) -> None:
-    print(f"\n{args.seconds} s of training per variant; common flags: {' '.join(extra) or '(none)'}\n")
+    where = f", each continuing {args.from_run}" if args.from_run else ""
+    print(f"\n{args.seconds} s of training per variant{where}; common flags: {' '.join(extra) or '(none)'}\n")
     head = ("| variant | params | tokens seen | training loss at 25/50/75/100 % | held-out bits/byte "
             "| infill exact, oracle length | infill exact, auto length |")
     sl = args.data_dir is not None
-    print(head + (f" single-line pass@1 ({rows[0].get('single_line_tasks', '?')} tasks) | non-empty |" if sl else ""))
-    print("|---|---:|---:|---|---:|---:|---:|" + ("---:|---:|" if sl else ""))
+    print(head + (f" single-line fills, bits/byte | single-line pass@1 ({rows[0].get('single_line_tasks', '?')} "
+                  "tasks) | non-empty |" if sl else ""))
+    print("|---|---:|---:|---|---:|---:|---:|" + ("---:|---:|---:|" if sl else ""))
     for r in rows:
         ev = r["eval"]
         cells = [r["variant"], f"{r['params'] / 1e6:.1f} M", f"{r['tokens'] / 1e6:.1f} M",
@@ -117,7 +195,8 @@ def report(rows: list[dict], args, extra: list[str]) -> None:
                  f"{ev.get('infill_oracle_exact', float('nan')):.1%}",
                  f"{ev.get('infill_auto_exact', float('nan')):.1%}"]
         if sl:
-            cells += [f"{100 * r['single_line_pass1']:.2f} %", f"{100 * r['single_line_nonempty']:.1f} %"]
+            cells += [f"{r['infill_bpb']:.4f}", f"{100 * r['single_line_pass1']:.2f} %",
+                      f"{100 * r['single_line_nonempty']:.1f} %"]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -132,6 +211,12 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=512, help="held-out chunks for bits/byte")
     ap.add_argument("--data-dir", default=None, help="benchmark data folder: also run `diffucode eval single-line`")
     ap.add_argument("--eval-limit", type=int, default=0, help="first N single-line tasks (0: all 1,033)")
+    ap.add_argument("--from-run", default=None,
+                    help="every variant continues this run folder's checkpoint (a branch of it) with the campaign's "
+                         "schedule, for --seconds")
+    ap.add_argument("--parallel", action="store_true", help="train every variant at once, one thread each")
+    ap.add_argument("--measure-only", action="store_true",
+                    help="do not train: measure the variants' exports already under --out")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: flags for every `diffucode train` call")
     args = ap.parse_args()
     extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
@@ -140,19 +225,20 @@ def main() -> None:
     unknown = [n for n in names if n not in variants]
     if unknown:
         ap.error(f"unknown variant(s) {unknown}; {args.study} has {list(variants)}")
-    rows, folders = [], []
-    for name in names:
-        folder = Path(args.out) / slug(name)
-        config = train(folder, variants[name], args, extra)
+    folders = [Path(args.out) / slug(name) for name in names]
+    if not args.measure_only:
+        train_all(folders, [variants[name] for name in names], args, extra)
+    rows = []
+    for name, folder in zip(names, folders):
+        config = json.loads((folder / "export" / "config.json").read_text())
         curve = loss_curve(folder)
-        rows.append({"variant": name, "tokens": config["training"].get("tokens_seen", 0),
+        rows.append({"variant": name, "tokens": config["training"].get("tokens_seen", 0) - start_of(folder)[1],
                      "eval": config["training"].get("eval", {}),
                      "loss_at": at_fractions(curve), "curve": curve})
-        folders.append(folder)
     for row, measured in zip(rows, measure(folders, args)):
         row.update(measured)
     Path(args.out, "study.json").write_text(json.dumps({"seconds": args.seconds, "common_flags": extra,
-                                                        "rows": rows}, indent=1) + "\n")
+                                                        "from_run": args.from_run, "rows": rows}, indent=1) + "\n")
     report(rows, args, extra)
 
 

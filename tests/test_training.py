@@ -399,6 +399,41 @@ def test_equal_time_study_variants_are_valid_train_flags():
         args = parser.parse_args(["--out", "x", *flags])
         shape = preset(args.preset, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads)
         assert shape.d_model % shape.n_heads == 0 and shape.d_model // shape.n_heads == 64
+    parts = {name: parser.parse_args(["--out", "x", *flags]) for name, flags in STUDIES["parts"].items()}
+    shares = {}  # a flag not given keeps the run's value: the campaign's are the defaults
+    for name, a in parts.items():
+        given = {k: getattr(a, k) for k in ("p_uniform", "p_infill", "p_body") if getattr(a, k) is not None}
+        shares[name] = MaskingConfig(**given).kind_probs()
+    for name, left_out in (("no uniform", 0), ("no infill", 1), ("no function bodies", 2)):
+        kept = [k for k in range(3) if k != left_out]
+        assert shares[name][left_out] == 0  # the others keep the defaults' ratio
+        assert shares[name][kept[0]] / shares[name][kept[1]] == pytest.approx(
+            shares["all (defaults)"][kept[0]] / shares["all (defaults)"][kept[1]])
+    assert parts["line spans only"].p_syntax_span == 0 and parts["all (defaults)"].p_syntax_span is None
+
+
+def test_a_study_branch_continues_a_run_and_counts_from_the_branch_point(prepared, tmp_path):
+    from benchmarks.equal_time import branch, command, loss_curve
+
+    run = fresh(prepared, tmp_path, "run")
+    common = ["--eval-every", "0", "--log-every", "1", *TRAIN, "--eval-rows", "0"]
+    assert train_cli.main(["--out", str(run), "--max-steps", "4", *common]) == 0
+    with (run / "metrics.jsonl").open("a") as f:  # a stopped call logged past its last checkpoint
+        f.write(json.dumps({"kind": "train", "step": 5, "tokens": 1, "loss": 9.0}) + "\n")
+    leg = tmp_path / "parts" / "no-uniform"
+    branch(leg, run)
+    assert (leg / "data").resolve() == (run / "data").resolve() and (leg / "data").is_symlink()
+    assert json.loads((leg / "branch.json").read_text())["step"] == 4
+    assert max(r["step"] for r in records(leg, "train")) == 4  # nothing past the checkpoint is copied
+    assert train_cli.main(["--out", str(leg), "--max-steps", "6", "--p-uniform", "0", *common]) == 0
+    assert json.loads((leg / "ckpt" / "state.json").read_text())["step"] == 6
+    assert json.loads((run / "ckpt" / "state.json").read_text())["step"] == 4  # the run itself is untouched
+    tokens = {r["step"]: r["tokens"] for r in records(leg, "train")}
+    assert [n for n, _ in loss_curve(leg)] == [tokens[5] - tokens[4], tokens[6] - tokens[4]]
+    args = argparse.Namespace(from_run=str(run), seconds=60, parallel=True, overhead=0)
+    cmd = command(leg, ["--p-uniform", "0"], args, [])
+    assert cmd[cmd.index("--schedule") + 1] == "wsd" and cmd[cmd.index("--time-budget") + 1] == "60"
+    assert cmd[cmd.index("--threads") + 1] == "1" and cmd[-2:] == ["--p-uniform", "0"]
 
 
 def test_bad_destinations_and_numbers_are_refused_before_any_work(tmp_path, tiny_model_dir, capsys):
