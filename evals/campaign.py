@@ -11,7 +11,9 @@ Phases:
    `--`, a new model of that shape.
 2. export the latest checkpoint (float16) into RUN/export.
 3. measure the new model and the shipped one the same way: held-out bits per byte on the same text
-   (heldout.py) and `diffucode eval single-line` (HumanEval-SingleLineInfilling, all 1,033 tasks).
+   (heldout.py) and `diffucode eval single-line` (HumanEval-SingleLineInfilling, all 1,033 tasks), and
+   reported beside them, the bits per byte of the tasks' right lines in place (infill_bpb.py: a measure of
+   the same job that moves in small steps, where pass@1 moves by whole tasks).
 4. promote: the new model replaces the shipped weights only when it is better on both, and its card and
    config.json record the numbers of both (the export keeps them either way).
 """
@@ -48,10 +50,12 @@ class Measured:
     nonempty: float
     tasks: int
     eval_dir: str
+    fill_bpb: float  # the single-line tasks' right lines in place (infill_bpb.py); reported, not a criterion
 
     def as_dict(self) -> dict:
         return {"heldout_bpb": round(self.heldout_bpb, 4), "single_line_pass@1": round(self.pass_at_1, 4),
-                "single_line_nonempty": round(self.nonempty, 4), "single_line_tasks": self.tasks}
+                "single_line_nonempty": round(self.nonempty, 4), "single_line_tasks": self.tasks,
+                "single_line_fill_bpb": round(self.fill_bpb, 4)}
 
 
 def register(subparsers) -> None:
@@ -144,9 +148,13 @@ def train(run_dir: Path, hours: float, shipped: Path, data_dir: Path, extra: lis
 # -- 3. measure ---------------------------------------------------------------------------------------------
 def measure_both(new_dir: Path, old_dir: Path, run_dir: Path, data_dir: Path, *, limit: int, n_chunks: int):
     from diffucode import checkpoint
+    from diffucode.loading import load_engine
+    from diffucode_evals.data import load_taskset
     from diffucode_evals.heldout import bits_per_byte, common_chunks, heldout_texts
+    from diffucode_evals.infill_bpb import infill_bits_per_byte
 
     new, old = checkpoint.load(new_dir), checkpoint.load(old_dir)
+    tasks = load_taskset(TASKSET, data_dir=data_dir).select(limit=limit or None).tasks
     texts = common_chunks(heldout_texts(run_dir), [new, old], n=n_chunks)
     if not texts:
         raise ConfigError(f"{run_dir} has no held-out text that both models can read")
@@ -155,7 +163,7 @@ def measure_both(new_dir: Path, old_dir: Path, run_dir: Path, data_dir: Path, *,
     for label, folder, ck in (("new", new_dir, new), ("shipped", old_dir, old)):
         bpb = bits_per_byte(ck, texts)
         ev = single_line(folder, run_dir / "evals" / f"{label}", data_dir, limit=limit)
-        out.append(Measured(bpb, *ev))
+        out.append(Measured(bpb, *ev, fill_bpb=infill_bits_per_byte(load_engine(folder), tasks)))
     return out[0], out[1]
 
 
@@ -206,7 +214,8 @@ def decide(new: Measured, old: Measured, *, partial: bool) -> str | None:
 def table(new: Measured, old: Measured) -> str:
     rows = [("held-out bits/byte", f"{new.heldout_bpb:.4f}", f"{old.heldout_bpb:.4f}"),
             (f"single-line pass@1 ({new.tasks} tasks)", f"{100 * new.pass_at_1:.2f}%", f"{100 * old.pass_at_1:.2f}%"),
-            ("non-empty completions", f"{100 * new.nonempty:.1f}%", f"{100 * old.nonempty:.1f}%")]
+            ("non-empty completions", f"{100 * new.nonempty:.1f}%", f"{100 * old.nonempty:.1f}%"),
+            ("single-line right lines in place, bits/byte", f"{new.fill_bpb:.4f}", f"{old.fill_bpb:.4f}")]
     lines = ["| | new model | shipped model |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
 

@@ -124,11 +124,11 @@ def test_train_flags_resume_start_from_the_shipped_model_or_a_new_shape(tmp_path
 
 
 def test_the_new_model_replaces_the_shipped_one_only_when_better_on_both():
-    old = campaign.Measured(2.0, 0.03, 0.0, 1033, "o")
-    assert campaign.decide(campaign.Measured(1.5, 0.05, 0.9, 1033, "n"), old, partial=False) is None
-    assert "held-out" in campaign.decide(campaign.Measured(2.1, 0.05, 0.9, 1033, "n"), old, partial=False)
-    assert "pass@1" in campaign.decide(campaign.Measured(1.5, 0.03, 0.9, 1033, "n"), old, partial=False)
-    assert "--limit" in campaign.decide(campaign.Measured(1.5, 0.05, 0.9, 5, "n"), old, partial=True)
+    old = campaign.Measured(2.0, 0.03, 0.0, 1033, "o", 1.0)
+    assert campaign.decide(campaign.Measured(1.5, 0.05, 0.9, 1033, "n", 1.0), old, partial=False) is None
+    assert "held-out" in campaign.decide(campaign.Measured(2.1, 0.05, 0.9, 1033, "n", 1.0), old, partial=False)
+    assert "pass@1" in campaign.decide(campaign.Measured(1.5, 0.03, 0.9, 1033, "n", 1.0), old, partial=False)
+    assert "--limit" in campaign.decide(campaign.Measured(1.5, 0.05, 0.9, 5, "n", 1.0), old, partial=True)
 
 
 @pytest.mark.slow
@@ -148,13 +148,15 @@ def test_campaign_measures_records_and_promotes(trained, tiny_model_dir, tmp_pat
     assert (shipped / "model.safetensors").read_bytes() == before  # a partial measurement never promotes
     ev = json.loads((run / "export" / "config.json").read_text())["evaluation"]
     assert ev["single_line_tasks"] == 3 and ev["promoted"] is False and ev["compared_with"]["heldout_bpb"] > 0
+    assert ev["single_line_fill_bpb"] > 0 and ev["compared_with"]["single_line_fill_bpb"] > 0
     card = (run / "export" / "README.md").read_text()
+    assert "| single-line right lines in place, bits/byte |" in card
     # --prepare-only, then training
     assert card.count(campaign.EVAL_SECTION) == 1 and "Training so far: 2 call(s)" in card
     assert campaign.run(args) == 0  # again: both models' single-line runs are read, not repeated
     assert capsys.readouterr().out.count("measured before (same weights, same tasks)") == 2
-    campaign.record(run / "export", campaign.Measured(1.0, 0.5, 1.0, 3, "n"), campaign.Measured(2.0, 0.0, 0.0, 3, "o"),
-                    None)
+    campaign.record(run / "export", campaign.Measured(1.0, 0.5, 1.0, 3, "n", 1.0),
+                    campaign.Measured(2.0, 0.0, 0.0, 3, "o", 1.0), None)
     assert (run / "export" / "README.md").read_text().count(campaign.EVAL_SECTION) == 1  # replaced, not appended
     campaign.promote(run / "export", shipped)
     assert (shipped / "model.safetensors").read_bytes() != before and not (tmp_path / "shipped.old").exists()
