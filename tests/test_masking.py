@@ -126,6 +126,16 @@ def test_body_rows_put_the_body_at_the_end():
         assert (b.targets[i, e:] == PAD).all()
 
 
+def test_a_kind_left_out_of_the_mixture_is_never_a_fallback():
+    store = FakeStore(n_docs=40, seed=3)
+    store.bd = [b if i % 2 else b[:0] for i, b in enumerate(store.bd)]  # half the documents have no function body
+    both = BatchSource(store, MaskingConfig(p_uniform=0, p_infill=0.5, p_body=0.5), T, ENDS, SP, rows=64).batch(0)
+    assert (both.kind == INFILL).sum() > 32  # body rows without a body fall back to infill rows
+    kinds = np.concatenate([BatchSource(store, MaskingConfig(p_uniform=0.5, p_infill=0, p_body=0.5), T, ENDS, SP,
+                                        rows=64).batch(i).kind for i in range(4)])
+    assert (kinds == BODY).any() and (kinds == UNIFORM).sum() > 128 and not (kinds == INFILL).any()
+
+
 def test_second_hole():
     b = source(rows=128, p_uniform=0, p_infill=1, p_body=0, p_hole_all_masked=1, p_second_hole=1,
                p_syntax_span=0).batch(5)

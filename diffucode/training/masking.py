@@ -28,7 +28,10 @@ with probability t_h (t_h = 1, a fully masked hole, with probability p_hole_all_
 revealed pad reveals the pads after it, as the sampler commits pads only as a contiguous tail
 (sampler.py). Loss on a hole: CE at its masked positions (content AND pad targets) weighted 1/t_h.
 Each row's weights are normalised by its size (T for uniform rows, the holes' total for the others),
-so every row weighs the same and the mixture probabilities are the shares of the loss.
+so every row weighs the same and the mixture probabilities are the shares of the loss. A body row whose
+window holds no function body becomes an infill row (a uniform one when p_infill is 0), and an infill row
+without a span in reach a uniform one, so the loss shares drift a little from the mixture's toward infill
+and uniform rows (training's log reports the loss of each kind).
 """
 
 from __future__ import annotations
@@ -422,8 +425,8 @@ class BatchSource:
             row = None
             if kinds[i] == BODY:
                 row = self.builder.body(d, self.store.bodies(doc), s, float(ts[i]), rng)
-                if row is None:
-                    kinds[i] = INFILL
+                if row is None:  # no function body in reach: an infill row, unless the mixture has none
+                    kinds[i] = INFILL if self.kind_p[INFILL] > 0 else UNIFORM
             if kinds[i] == INFILL:
                 row = self.builder.infill(d, self.store.spans(doc), s, float(ts[i]), rng, self.store.bodies(doc))
                 if row is None:
