@@ -207,6 +207,18 @@ def test_repair_splice(new, repaired):
         assert validate_splice(BODY, *LINE, repaired).ok
 
 
+def test_a_repaired_insertion_of_new_lines_keeps_its_line_end():
+    """An empty span at the start of a line inserts lines above it: a token cut must not join the line below
+    (`    c =` cut to `    c` and glued to `    return y` would read `    c    return y`)."""
+    at = BODY.index("    return")
+    assert repair_splice(BODY, at, at, "    z = y +") == "    z = y\n"
+    crlf = BODY.replace("\n", "\r\n")
+    at = crlf.index("    return")
+    assert repair_splice(crlf, at, at, "    z = y +") == "    z = y\r\n"
+    end = len(BODY)  # at the end of the file there is no line below to keep apart
+    assert repair_splice(BODY, end, end, "z = 1 +").rstrip() == "z = 1"
+
+
 def test_repair_expression_and_unknown_language():
     start = BODY.index("x + 1")
     assert repair_splice(BODY, start, start + 5, "x + 1) * (2") == "x + 1"

@@ -358,6 +358,18 @@ def _reindent(text: str, target: str, first_prefix: str) -> str:
     return "\n".join(out)
 
 
+def _line_end(source: str, start: int, end: int) -> str:
+    """The line end a fill of [start, end) must keep ("" when none): that of the replaced lines, or for an
+    insertion at the start of a line that has text (new lines above it), that of the line above."""
+    replaced = source[start:end]
+    at_line_start = start == 0 or source[start - 1] == "\n"
+    if replaced:
+        return "\r\n" if replaced.endswith("\r\n") else "\n" if replaced.endswith("\n") else ""
+    if not at_line_start or start == len(source):
+        return ""
+    return "\r\n" if source[max(0, start - 2) : start] == "\r\n" else "\n"
+
+
 def repair_splice(source: str, start: int, end: int, new_text: str, *, language: str | None = "python") -> str | None:
     """Repair a candidate that failed validation; return the repaired text or None.
 
@@ -388,8 +400,7 @@ def repair_splice(source: str, start: int, end: int, new_text: str, *, language:
         if valid(candidate):
             return candidate
     # A hole of whole lines keeps its line end: a token cut of its last line gets the newline back.
-    replaced = source[start:end]
-    newline = "\r\n" if replaced.endswith("\r\n") else "\n" if replaced.endswith("\n") else ""
+    newline = _line_end(source, start, end)
     last_line_start = new_text.rfind("\n", 0, len(new_text) - 1) + 1
     cuts = [m.end() for m in _TOKEN_CUT.finditer(new_text, last_line_start)][:-1]
     seen = set()
