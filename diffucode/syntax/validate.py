@@ -360,7 +360,8 @@ def _reindent(text: str, target: str, first_prefix: str) -> str:
 
 def _line_end(source: str, start: int, end: int) -> str:
     """The line end a fill of [start, end) must keep ("" when none): that of the replaced lines, or for an
-    insertion at the start of a line that has text (new lines above it), that of the line above."""
+    insertion at the start of a line before the end of the file (new lines above it), that of the line above
+    (infill.fit_to_file gives unrepaired fills the same line end)."""
     replaced = source[start:end]
     at_line_start = start == 0 or source[start - 1] == "\n"
     if replaced:
