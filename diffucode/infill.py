@@ -79,12 +79,19 @@ ShouldStop = Callable[[], bool]
 
 def finish(kind: str, source: str, candidates, settings: InfillSettings, *, forwards: int, t0: float,
            hole_tokens: tuple[int, ...]) -> InfillResult:
-    """The result of a generation: candidates ranked (valid first, each group by score), destructive ones
-    refused unless settings.allow_delete (guard.py; kind "fill" or "rewrite"), invalid ones counted."""
-    ranked = sorted(candidates, key=lambda c: (not c.valid, -c.score))
+    """The result of a generation: candidates ranked (valid first, each group by score, a fill that only
+    inserts blanks after any that writes something), destructive ones refused unless settings.allow_delete
+    (guard.py; kind "fill" or "rewrite"), invalid ones counted."""
+    ranked = sorted(candidates, key=lambda c: (not c.valid, adds_nothing(c), -c.score))
     ranked = guard.screen(kind, source, ranked, allow_delete=settings.allow_delete)
     return InfillResult(ranked, forwards, (time.perf_counter() - t0) * 1e3, tuple(hole_tokens),
                         sum(not c.valid for c in ranked), guard.refused_reason(ranked))
+
+
+def adds_nothing(cand: Candidate) -> bool:
+    """Whether a candidate only inserts blanks (every edit an insertion of whitespace or nothing): valid, but
+    no answer to a request to write there."""
+    return all(e.start == e.end and not e.text.strip() for e in cand.edits)
 
 
 def apply_edits(source: str, edits: Sequence[Edit]) -> str:
@@ -351,8 +358,8 @@ def _length_mode(engine: Engine, spans, settings: InfillSettings) -> str:
 
 def _generate(engine, source, spans, settings, *, post=None, on_step=None, should_stop=None) -> InfillResult:
     """Sample every hole length; when no candidate is valid (or each valid one would be refused as
-    destructive), re-mask the best invalid one's least sure half, then (settings.retries) draw fresh
-    samples at a temperature."""
+    destructive), re-mask the best invalid one's least sure half; when still none is valid and writes
+    something, draw fresh samples at a temperature (settings.retries)."""
     if _length_mode(engine, spans, settings) == "expand":
         return _generate_expanding(engine, source, spans[0], settings, post=post, on_step=on_step,
                                    should_stop=should_stop)
@@ -366,7 +373,7 @@ def _generate(engine, source, spans, settings, *, post=None, on_step=None, shoul
                    settings)
     if settings.validate and job.worst is not None and not job.any_valid():
         job.remask_worst()
-    if settings.validate and settings.retries and not job.any_valid():
+    if settings.validate and settings.retries and not job.any_valid(writing=True):
         job.resample(lengths)
     return finish("fill", source, job.pooled.values(), settings, forwards=job.forwards, t0=t0,
                   hole_tokens=tuple(lengths))
@@ -387,9 +394,10 @@ class _Job:
     forwards: int = 0
     worst: tuple[float, torch.Tensor, torch.Tensor, Layout] | None = None  # best-scoring invalid row, to remask
 
-    def any_valid(self) -> bool:
-        """Whether a candidate is valid and not one that finish() refuses as destructive (guard.py)."""
-        return any(c.valid and (self.settings.allow_delete or not any(
+    def any_valid(self, *, writing: bool = False) -> bool:
+        """Whether a candidate is valid and not one that finish() refuses as destructive (guard.py); with
+        `writing`, also not one that only inserts blanks."""
+        return any(c.valid and not (writing and adds_nothing(c)) and (self.settings.allow_delete or not any(
             guard.refusal("fill", self.source, e.start, e.end, e.text) for e in c.edits)) for c in self.pooled.values())
 
     def sample(self, ids: torch.Tensor, layout: Layout, settings: InfillSettings, *, keep_lp=None,

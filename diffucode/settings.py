@@ -76,9 +76,9 @@ class InfillSettings:
              "prediction by this much (LLaDA's cfg_scale; 0: off; twice the rows per forward)")
     candidates: int = setting(1, "candidates drawn in one batch; the best valid one wins")
     retries: int = setting(
-        4, f"when no candidate is valid (a blank fill of code counts as none), draw this many more in one "
-           f"batch, sampled (at temperature {RETRY_TEMPERATURE} when temperature is 0); not with validate off "
-           f"or length mode expand")
+        4, f"when no candidate is valid (a blank fill counts as none: it would delete code, or insert nothing), "
+           f"draw this many more in one batch, sampled (at temperature {RETRY_TEMPERATURE} when temperature is 0); "
+           f"not with validate off or length mode expand")
     seed: int = setting(0, "random seed (same seed, same output)")
     max_new_tokens: int = setting(64, "largest hole per span, in tokens")
     # auto: expand or pad if the model was trained for it, else search (infill.py)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from diffucode.errors import ConfigError, GenerationCancelled, SpanError
-from diffucode.infill import MASK_GLYPH, InfillSettings, Layout, apply_edits, infill, rewrite
+from diffucode.infill import (MASK_GLYPH, Candidate, Edit, InfillSettings, Layout, apply_edits, finish, infill,
+                              rewrite)
 from diffucode.testing import sample_tokenizer
 from tests.scripted import scripted_engine
 
@@ -211,6 +212,23 @@ def test_a_blank_fill_that_would_be_refused_does_not_count_as_valid_for_retries(
     plain, retried = (infill(eng, src, [(s, e)], replace(st, retries=n)) for n in (0, 2))
     assert plain.best is None and plain.refused and retried.best is None and retried.refused
     assert retried.forwards > plain.forwards
+
+
+def test_an_insertion_of_nothing_is_no_answer_retries_run_and_it_ranks_last():
+    # A model that writes only pads at the cursor: the empty insertion is valid (it deletes nothing) but
+    # answers nothing, so the retries run for it as for an invalid fill.
+    eng = scripted_engine(sample_tokenizer(512), "")
+    src = "def f(x):\n    y = 1\n    return x\n"
+    at = src.index("    return")
+    st = InfillSettings(steps=4, max_new_tokens=16)
+    plain, retried = (infill(eng, src, [(at, at)], replace(st, retries=n)) for n in (0, 2))
+    assert plain.best is not None and not plain.best.edits[0].text.strip()
+    assert retried.forwards > plain.forwards  # the same blank again: pooled once
+    blank = Candidate((Edit(at, at, "    \n"),), score=-0.1, valid=True)
+    line = Candidate((Edit(at, at, "    y += 1\n"),), score=-2.0, valid=True)
+    replaced = Candidate((Edit(at, at + 4, "    "),), score=-0.1, valid=True)  # not an insertion: ranked by score
+    ranked = finish("fill", src, [blank, line, replaced], st, forwards=0, t0=0.0, hole_tokens=(16,)).candidates
+    assert ranked == [replaced, line, blank]
 
 
 def test_remask_and_retries_are_skipped_when_a_candidate_is_valid():
