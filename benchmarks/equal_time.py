@@ -17,8 +17,9 @@ Studies (each variant's flags go to `diffucode train` after the common flags giv
   objective   uniform only (MDLM/LLaDA, 1/t weights); + infill over random whole lines (60/40);
               + infill over syntax spans (the same with 60 % of the spans from syntax nodes);
               all (the defaults: 50 % uniform, 35 % infill, 15 % function body after signature + docstring)
-  parts       leave one part out of the defaults: all (the defaults); no uniform rows; no infill rows; no
-              function-body rows (the others keep their ratio); line spans only (no syntax spans)
+  parts       leave one part out of the mixture: all (the run's own settings: for the campaign, the defaults);
+              no uniform rows; no infill rows; no function-body rows (the others keep their ratio); line
+              spans only (no syntax spans)
   size        192 x 4, 256 x 6 (the campaign's shape), 384 x 6; heads of 64 dimensions
 
 With --from-run RUN, each variant's folder starts as a branch of RUN: its checkpoint (optimizer moments and
@@ -42,6 +43,7 @@ JSON file with the same rows and each run's training-loss curve is written to OU
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -78,17 +80,30 @@ def slug(name: str) -> str:
 def branch(folder: Path, run: Path) -> None:
     """Start `folder` as a branch of the run folder `run`: its checkpoint, run.json, tokenizer and the metrics up
     to the checkpoint copied, its data linked; branch.json says where it starts."""
-    state = json.loads((run / "ckpt" / "state.json").read_text())
+    from diffucode.training.state import ckpt_dir
+
+    saved = ckpt_dir(run)  # the checkpoint a resume would read (a save cut off mid-swap leaves ckpt.old)
+    if saved is None:
+        raise SystemExit(f"{run} has no checkpoint to branch from")
     folder.mkdir(parents=True)
-    shutil.copytree(run / "ckpt", folder / "ckpt")
+    shutil.copytree(saved, folder / "ckpt")  # first: a run still training may save again meanwhile
+    state = json.loads((folder / "ckpt" / "state.json").read_text())
     for name in ("run.json", "tokenizer.json"):
         shutil.copy2(run / name, folder / name)
-    rows = [line for line in (run / "metrics.jsonl").read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= state["step"]]
-    (folder / "metrics.jsonl").write_text("".join(line + "\n" for line in rows))
+    rows = [r for r in map(_parsed, (run / "metrics.jsonl").read_text().splitlines())
+            if r is not None and r.get("step", 0) <= state["step"]]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "data").symlink_to((run / "data").resolve(), target_is_directory=True)
     (folder / "branch.json").write_text(json.dumps({"from": str(run), "step": state["step"],
                                                     "tokens": state["tokens"]}) + "\n")
+
+
+def _parsed(line: str) -> dict | None:
+    """A metrics line, or None for a blank or cut-off one (a run still writing)."""
+    try:
+        return json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        return None
 
 
 def command(folder: Path, flags: list[str], args, extra: list[str]) -> list[str]:
@@ -114,11 +129,15 @@ def train_all(folders: list[Path], flags: list[list[str]], args, extra: list[str
         for cmd in cmds:
             subprocess.run(cmd, check=True)
         return
-    logs = [open(folder.with_suffix(".log"), "w") for folder in folders]
-    procs = [subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT) for cmd, log in zip(cmds, logs)]
-    failed = [str(folder) for folder, proc in zip(folders, procs) if proc.wait() != 0]
-    for log in logs:
-        log.close()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        procs = []
+        try:
+            for folder, cmd in zip(folders, cmds):
+                log = stack.enter_context(open(folder.with_suffix(".log"), "w"))
+                procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+        finally:  # a launch that failed: the runs already started are waited for, not left behind
+            failed = [str(folder) for folder, proc in zip(folders, procs) if proc.wait() != 0]
     if failed:
         raise SystemExit(f"training failed in {', '.join(failed)} (see the .log beside each)")
 
@@ -216,7 +235,8 @@ def main() -> None:
                          "schedule, for --seconds")
     ap.add_argument("--parallel", action="store_true", help="train every variant at once, one thread each")
     ap.add_argument("--measure-only", action="store_true",
-                    help="do not train: measure the variants' exports already under --out")
+                    help="do not train: measure the variants' exports already under --out (give the study's "
+                         "--seconds and --from-run: study.json records them)")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: flags for every `diffucode train` call")
     args = ap.parse_args()
     extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
@@ -232,8 +252,9 @@ def main() -> None:
     for name, folder in zip(names, folders):
         config = json.loads((folder / "export" / "config.json").read_text())
         curve = loss_curve(folder)
+        ev = config["training"].get("eval", {})  # a branch's export carries the parent's last one until it evaluates
         rows.append({"variant": name, "tokens": config["training"].get("tokens_seen", 0) - start_of(folder)[1],
-                     "eval": config["training"].get("eval", {}),
+                     "eval": ev if ev.get("step", 0) > start_of(folder)[0] else {},
                      "loss_at": at_fractions(curve), "curve": curve})
     for row, measured in zip(rows, measure(folders, args)):
         row.update(measured)

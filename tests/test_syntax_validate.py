@@ -215,6 +215,7 @@ def test_a_repaired_insertion_of_new_lines_keeps_its_line_end():
     crlf = BODY.replace("\n", "\r\n")
     at = crlf.index("    return")
     assert repair_splice(crlf, at, at, "    z = y +") == "    z = y\r\n"
+    assert repair_splice("x = 1\r\ny = 2\r\n", 0, 0, "z = 3 +\r\n") == "z = 3\r\n"  # no line above: the file's
     end = len(BODY)  # at the end of the file there is no line below to keep apart
     assert repair_splice(BODY, end, end, "z = 1 +").rstrip() == "z = 1"
 

@@ -420,6 +420,7 @@ def test_a_study_branch_continues_a_run_and_counts_from_the_branch_point(prepare
     assert train_cli.main(["--out", str(run), "--max-steps", "4", *common]) == 0
     with (run / "metrics.jsonl").open("a") as f:  # a stopped call logged past its last checkpoint
         f.write(json.dumps({"kind": "train", "step": 5, "tokens": 1, "loss": 9.0}) + "\n")
+        f.write('{"kind": "tra')  # a line being written
     leg = tmp_path / "parts" / "no-uniform"
     branch(leg, run)
     assert (leg / "data").resolve() == (run / "data").resolve() and (leg / "data").is_symlink()

@@ -360,15 +360,16 @@ def _reindent(text: str, target: str, first_prefix: str) -> str:
 
 def _line_end(source: str, start: int, end: int) -> str:
     """The line end a fill of [start, end) must keep ("" when none): that of the replaced lines, or for an
-    insertion at the start of a line before the end of the file (new lines above it), that of the line above
-    (infill.fit_to_file gives unrepaired fills the same line end)."""
+    insertion at the start of a line before the end of the file (new lines above it), the file's own: that
+    of the line it pushes down, else of the line above (infill.fit_to_file gives unrepaired fills one too)."""
     replaced = source[start:end]
-    at_line_start = start == 0 or source[start - 1] == "\n"
     if replaced:
         return "\r\n" if replaced.endswith("\r\n") else "\n" if replaced.endswith("\n") else ""
-    if not at_line_start or start == len(source):
+    if not (start == 0 or source[start - 1] == "\n") or start == len(source):
         return ""
-    return "\r\n" if source[max(0, start - 2) : start] == "\r\n" else "\n"
+    below = source.find("\n", start)
+    crlf = source[below - 1 : below] == "\r" if below > 0 else source[max(0, start - 2) : start] == "\r\n"
+    return "\r\n" if crlf else "\n"
 
 
 def repair_splice(source: str, start: int, end: int, new_text: str, *, language: str | None = "python") -> str | None:
