@@ -252,9 +252,10 @@ def main() -> None:
     for name, folder in zip(names, folders):
         config = json.loads((folder / "export" / "config.json").read_text())
         curve = loss_curve(folder)
+        step0, tokens0 = start_of(folder)
         ev = config["training"].get("eval", {})  # a branch's export carries the parent's last one until it evaluates
-        rows.append({"variant": name, "tokens": config["training"].get("tokens_seen", 0) - start_of(folder)[1],
-                     "eval": ev if ev.get("step", 0) > start_of(folder)[0] else {},
+        rows.append({"variant": name, "tokens": config["training"].get("tokens_seen", 0) - tokens0,
+                     "eval": ev if ev.get("step", 0) > step0 else {},
                      "loss_at": at_fractions(curve), "curve": curve})
     for row, measured in zip(rows, measure(folders, args)):
         row.update(measured)
